@@ -1,0 +1,1 @@
+"""Backends: the NumPy reference interpreter, Numba CPU and Numba CUDA code generators."""

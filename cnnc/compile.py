@@ -1,0 +1,77 @@
+"""The driver: front-end model or graph -> verified, optimised graph -> backend."""
+
+from __future__ import annotations
+
+from cnnc.errors import ConfigError, UnsupportedError
+from cnnc.ir.graph import Graph
+
+TARGETS = ("auto", "numpy", "cpu", "cuda")
+
+
+def to_graph(model) -> Graph:
+    """A fresh copy of the graph behind a model, a graph or a compiled model."""
+    if isinstance(model, Graph):
+        return model.copy()
+    if hasattr(model, "to_graph"):
+        return model.to_graph()
+    if hasattr(model, "graph") and isinstance(model.graph, Graph):
+        return model.graph.copy()
+    raise ConfigError(f"cnnc.compile expects a cnnc Model, Sequential or Graph, "
+                      f"got {type(model).__name__}")
+
+
+def cuda_available() -> bool:
+    try:
+        from numba import cuda
+        return bool(cuda.is_available())
+    except Exception:  # no numba-cuda, no driver: no GPU
+        return False
+
+
+def resolve_target(target: str) -> str:
+    if target not in TARGETS:
+        raise ConfigError(f"unknown target {target!r}; expected one of {TARGETS}")
+    if target == "auto":
+        return "cuda" if cuda_available() and _has_backend("cuda") else (
+            "cpu" if _has_backend("cpu") else "numpy")
+    return target
+
+
+def _has_backend(target: str) -> bool:
+    import importlib.util
+    name = {"cpu": "cnnc.backends.numba_cpu", "cuda": "cnnc.backends.numba_cuda"}[target]
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def compile(model, target: str = "auto", opt_level: int = 2, print_after=None,
+            verify_each: bool = False, stream=None):
+    """Compile ``model`` for ``target`` ("auto" | "numpy" | "cpu" | "cuda").
+
+    ``print_after`` is None, "all" or a pass name: the IR is printed to ``stream`` (stdout)
+    after those passes. Returns a :class:`~cnnc.backends.base.CompiledModel`."""
+    from cnnc.passes import optimize
+    if opt_level not in (0, 1, 2):
+        raise ConfigError(f"opt_level must be 0, 1 or 2, got {opt_level!r}")
+    target = resolve_target(target)
+    graph = to_graph(model)
+    report = optimize(graph, opt_level, print_after=print_after, verify_each=verify_each,
+                      stream=stream)
+    if target == "numpy":
+        from cnnc.backends.reference import ReferenceModel
+        return ReferenceModel(graph, report)
+    if target == "cpu":
+        if not _has_backend("cpu"):
+            raise UnsupportedError("target 'cpu' (Numba CPU backend) is not available yet; "
+                                   "use target='numpy'")
+        from cnnc.backends.numba_cpu import compile_graph
+        return compile_graph(graph, report)
+    if not cuda_available():
+        raise UnsupportedError("target 'cuda': no CUDA device was found (numba.cuda reports "
+                               "none); use target='cpu' or 'auto'")
+    if not _has_backend("cuda"):
+        raise UnsupportedError("target 'cuda' (Numba CUDA backend) is not available yet")
+    from cnnc.backends.numba_cuda import compile_graph
+    return compile_graph(graph, report)

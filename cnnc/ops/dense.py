@@ -1,0 +1,64 @@
+"""dense(x, w[, b]) = x @ w + b with x (N, in), w (in, out); matmul with NumPy semantics;
+softmax along an axis."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnc.errors import ShapeError
+from cnnc.ir.types import TensorType
+from cnnc.ops.common import broadcast_shapes, expect_rank, expect_vector, normalize_axis, \
+    same_dtype
+from cnnc.ops.registry import Attr, def_op
+
+dense = def_op("dense", arity=(2, 3), doc=__doc__)
+
+
+def dense_type(x, w, b=None) -> TensorType:
+    expect_rank(x, 2, "input (N, features)")
+    expect_rank(w, 2, "kernel (in, out)")
+    if x.shape[1] != w.shape[0]:
+        raise ShapeError(f"input has {x.shape[1]} features but the kernel expects {w.shape[0]} "
+                         f"(input {x}, kernel {w})")
+    if b is not None:
+        expect_vector(b, w.shape[1], "bias")
+    return TensorType((x.shape[0], w.shape[1]), same_dtype(x, w))
+
+
+dense.shape(dense_type)
+
+
+@dense.reference
+def _(x, w, b=None):
+    y = x @ w
+    return y if b is None else y + b
+
+
+matmul = def_op("matmul", arity=(2, 2))
+
+
+@matmul.shape
+def _(a, b):
+    if a.rank < 2 or b.rank < 2:
+        raise ShapeError(f"matmul needs rank >= 2 operands, got {a} and {b}")
+    if a.shape[-1] != b.shape[-2]:
+        raise ShapeError(f"matmul inner dims differ: {a} @ {b}")
+    batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    return TensorType((*batch, a.shape[-2], b.shape[-1]), same_dtype(a, b))
+
+
+matmul.reference(np.matmul)
+
+softmax = def_op("softmax", attrs={"axis": Attr("int", -1)})
+
+
+@softmax.shape
+def _(x, *, axis):
+    normalize_axis(axis, x.rank)
+    return x
+
+
+@softmax.reference
+def _(x, *, axis):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)

@@ -1,0 +1,156 @@
+"""Data movement: flatten, reshape, concat, pad, transpose. Layout is NHWC; flatten is
+row-major over (H, W, C) like Keras."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnc.errors import ShapeError
+from cnnc.ir.types import TensorType
+from cnnc.ops.common import normalize_axis, same_dtype
+from cnnc.ops.registry import Attr, def_op
+
+
+def _split_prod(dims):
+    """(product of the int dims, list of symbols)."""
+    prod, syms = 1, []
+    for d in dims:
+        if isinstance(d, int):
+            prod *= d
+        else:
+            syms.append(d)
+    return prod, syms
+
+
+def _merge(dims):
+    prod, syms = _split_prod(dims)
+    if not syms:
+        return prod
+    if len(syms) == 1 and prod == 1:
+        return syms[0]
+    raise ShapeError(f"cannot merge dims {tuple(dims)} that mix symbols")
+
+
+flatten = def_op("flatten", attrs={"axis": Attr("int", 1)},
+                 doc="(d0..d_{axis-1}, d_axis..) -> (prod(before), prod(after))")
+
+
+@flatten.shape
+def _(x, *, axis):
+    if not 0 <= axis <= x.rank:
+        raise ShapeError(f"flatten axis {axis} is out of range for {x}")
+    return TensorType((_merge(x.shape[:axis]), _merge(x.shape[axis:])), x.dtype)
+
+
+@flatten.reference
+def _(x, *, axis):
+    return x.reshape(int(np.prod(x.shape[:axis])), -1)
+
+
+reshape = def_op("reshape", attrs={"shape": Attr("ints")},
+                 doc="target shape; 0 copies the input dim at that index, -1 is inferred")
+
+
+@reshape.shape
+def _(x, *, shape):
+    if sum(1 for d in shape if d == -1) > 1:
+        raise ShapeError(f"reshape target {shape} has more than one -1")
+    out = []
+    for i, d in enumerate(shape):
+        if d == 0:
+            if i >= x.rank:
+                raise ShapeError(f"reshape target {shape}: 0 at index {i} has no input dim")
+            out.append(x.shape[i])
+        elif d < -1:
+            raise ShapeError(f"reshape target {shape} has a negative size {d}")
+        else:
+            out.append(d)
+    in_prod, in_syms = _split_prod(x.shape)
+    known = [d for d in out if d != -1]
+    out_prod, out_syms = _split_prod(known)
+    rest = list(in_syms)
+    for s in out_syms:
+        if s not in rest:
+            raise ShapeError(f"reshape {x} to {shape}: symbol {s!r} is not in the input")
+        rest.remove(s)
+    if -1 in out:
+        if out_prod == 0 or in_prod % out_prod:
+            raise ShapeError(f"cannot reshape {x} into {shape}")
+        q = in_prod // out_prod
+        if rest and q != 1:
+            raise ShapeError(f"cannot reshape {x} into {shape}: -1 mixes a symbol and a size")
+        out[out.index(-1)] = rest[0] if rest else q
+        rest = rest[1:]
+    elif in_prod != out_prod:
+        raise ShapeError(f"cannot reshape {x} ({in_prod} elements per symbol) into {shape}")
+    if rest:
+        raise ShapeError(f"reshape {x} to {shape} drops symbolic dims {rest}")
+    return TensorType(tuple(out), x.dtype)
+
+
+@reshape.reference
+def _(x, *, shape):
+    target = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
+    return x.reshape(target)
+
+
+concat = def_op("concat", attrs={"axis": Attr("int", -1)}, arity=(1, None))
+
+
+@concat.shape
+def _(*xs, axis):
+    first = xs[0]
+    ax = normalize_axis(axis, first.rank)
+    total = 0
+    for i, t in enumerate(xs):
+        if t.rank != first.rank or any(a != b for k, (a, b) in enumerate(zip(t.shape, first.shape))
+                                       if k != ax):
+            raise ShapeError(f"concat operand {i} {t} does not match operand 0 {first} "
+                             f"outside axis {axis}")
+        if not isinstance(t.shape[ax], int):
+            raise ShapeError(f"concat axis {axis} must be static, got {t}")
+        total += t.shape[ax]
+    return TensorType(tuple(total if k == ax else d for k, d in enumerate(first.shape)),
+                      same_dtype(*xs))
+
+
+concat.reference(lambda *xs, axis: np.concatenate(xs, axis=axis))
+
+pad = def_op("pad", attrs={"pads": Attr("any"), "value": Attr("float", 0.0)},
+             doc="constant padding; pads is ((before, after), ...) for every dim")
+
+
+def _check_pads(pads, rank):
+    try:
+        pads = tuple((int(a), int(b)) for a, b in pads)
+    except (TypeError, ValueError):
+        raise ShapeError(f"pads must be ((before, after), ...) per dim, got {pads!r}") from None
+    if len(pads) != rank or any(a < 0 or b < 0 for a, b in pads):
+        raise ShapeError(f"pads must be {rank} non-negative (before, after) pairs, got {pads}")
+    return pads
+
+
+@pad.shape
+def _(x, *, pads, value):
+    pads = _check_pads(pads, x.rank)
+    shape = []
+    for d, (a, b) in zip(x.shape, pads):
+        if not isinstance(d, int) and (a or b):
+            raise ShapeError(f"cannot pad symbolic dim {d!r} of {x}")
+        shape.append(d if not isinstance(d, int) else d + a + b)
+    return TensorType(tuple(shape), x.dtype)
+
+
+pad.reference(lambda x, pads, value: np.pad(x, pads, constant_values=value))
+
+transpose = def_op("transpose", attrs={"perm": Attr("ints")})
+
+
+@transpose.shape
+def _(x, *, perm):
+    if sorted(perm) != list(range(x.rank)):
+        raise ShapeError(f"perm {perm} is not a permutation of the {x.rank} axes of {x}")
+    return TensorType(tuple(x.shape[p] for p in perm), x.dtype)
+
+
+transpose.reference(lambda x, perm: np.transpose(x, perm))
