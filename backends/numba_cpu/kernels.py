@@ -1,0 +1,230 @@
+"""Source generators for every non-convolution kernel of the Numba CPU backend.
+
+Each generator returns the source of one function ``name(<operands...>, out)`` that writes
+``out`` (preallocated, C-contiguous float32) and returns nothing. Static sizes are baked into
+the source as literals so LLVM can unroll and vectorise; only the batch size is read from
+the arrays at run time. Kernels are compiled with ``njit(parallel=True, fastmath=True)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnc.backends.numba_cpu.scalar import activation_expr, epilogue_lines, f32
+from cnnc.errors import UnsupportedError
+
+
+class Src:
+    """Indented source lines."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def __call__(self, depth: int, *stmts: str) -> "Src":
+        self.lines.extend("    " * depth + s for s in stmts)
+        return self
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def _strides(shape) -> list:
+    """Element strides of a C-contiguous array; dim 0 may be symbolic (its stride is static)."""
+    out, acc = [], 1
+    for d in reversed(shape):
+        out.append(acc)
+        acc = acc * d if isinstance(d, int) else None
+    return list(reversed(out))
+
+
+def _unravel(s: Src, depth: int, flat: str, shape, prefix: str = "i") -> list[str]:
+    """Emit ``i0..i{r-1}`` = the multi-index of flat index ``flat`` in ``shape``."""
+    r = len(shape)
+    names = [f"{prefix}{k}" for k in range(r)]
+    rest = flat  # each quotient gets a fresh name: a prange index must not be reassigned
+    for k in range(r - 1, 0, -1):
+        s(depth, f"{names[k]} = {rest} % {shape[k]}", f"q{k}_ = {rest} // {shape[k]}")
+        rest = f"q{k}_"
+    s(depth, f"{names[0]} = {rest}")
+    return names
+
+
+def _operand_index(idx: list[str], out_shape, shape) -> str:
+    """Flat index into an operand of ``shape`` broadcast against ``out_shape``."""
+    off = len(out_shape) - len(shape)
+    terms = []
+    for k, (d, st) in enumerate(zip(shape, _strides(shape))):
+        if d == 1 and out_shape[off + k] != 1:
+            continue  # broadcast dim
+        terms.append(idx[off + k] if st == 1 else f"{idx[off + k]} * {st}")
+    return " + ".join(terms) or "0"
+
+
+def elementwise(name: str, out_shape, operands: list[tuple], body: list[str]) -> str:
+    """A flat parallel loop computing ``v`` from scalars ``x0, x1, ...`` by ``body`` lines.
+
+    ``operands`` are the operand shapes; same-shape operands are read by flat index,
+    per-channel vectors by ``i % C``, anything else through broadcast index arithmetic."""
+    args = [f"a{k}" for k in range(len(operands))]
+    s = Src()(0, f"def {name}({', '.join(args + ['out'])}):")
+    s(1, "of = out.reshape(-1)")
+    general = False
+    reads = []
+    for k, shape in enumerate(operands):
+        if tuple(shape) == tuple(out_shape):
+            s(1, f"a{k}f = a{k}.reshape(-1)")
+            reads.append(f"x{k} = a{k}f[i]")
+        elif len(shape) == 1 and shape[0] == out_shape[-1]:
+            reads.append(f"x{k} = a{k}[i % {shape[0]}]")
+        elif int(np.prod([d for d in shape if isinstance(d, int)])) == 1 and \
+                all(isinstance(d, int) for d in shape):
+            s(1, f"a{k}f = a{k}.reshape(-1)")
+            reads.append(f"x{k} = a{k}f[0]")
+        else:
+            general = True
+            s(1, f"a{k}f = a{k}.reshape(-1)")
+            reads.append((k, shape))
+    s(1, "for i in prange(of.size):")
+    if general:
+        idx = _unravel(s, 2, "i", ["out.shape[0]" if not isinstance(d, int) else d
+                                   for d in out_shape])
+        reads = [r if isinstance(r, str) else
+                 f"x{r[0]} = a{r[0]}f[{_operand_index(idx, out_shape, r[1])}]" for r in reads]
+    s(2, *reads, *body, "of[i] = v")
+    return s.text()
+
+
+def unary_body(op: str, attrs: dict) -> list[str]:
+    return ["v = x0", f"v = {activation_expr((op, *attrs.values()), 'v')}"]
+
+
+BINARY_SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+
+
+def pool(name: str, kind: str, in_shape, out_shape, pool_size, strides, pads, dilation,
+         count_include_pad: bool) -> str:
+    """max/avg pooling over NHWC with static geometry; parallel over (batch, output row)."""
+    _, h, w, c = in_shape
+    _, oh, ow, _ = out_shape
+    (kh, kw), (sh, sw), (dh, dw) = pool_size, strides, dilation
+    (pt, pb), (pl, pr) = pads
+    s = Src()(0, f"def {name}(x, out):")
+    s(1, f'"""{kind} pool {kh}x{kw} /{sh},{sw} pads {pads} on {h}x{w}x{c} -> {oh}x{ow}"""')
+    s(1, "n_batch = x.shape[0]")
+    s(1, f"for t in prange(n_batch * {oh}):")
+    s(2, f"n = t // {oh}", f"oi = t % {oh}", f"h0 = oi * {sh} - {pt}")
+    s(2, f"for oj in range({ow}):")
+    s(3, f"w0 = oj * {sw} - {pl}")
+    init = "-np.inf" if kind == "max" else "0.0"
+    s(3, f"for c in range({c}):", f"    out[n, oi, oj, c] = {init}")
+    s(3, "cnt = 0", "cntp = 0")
+    s(3, f"for ki in range({kh}):")
+    s(4, f"hi = h0 + ki * {dh}")
+    s(4, f"if hi < {-pt} or hi >= {h + pb}:", "    continue")
+    s(4, f"for kj in range({kw}):")
+    s(5, f"wi = w0 + kj * {dw}")
+    s(5, f"if wi < {-pl} or wi >= {w + pr}:", "    continue")
+    s(5, "cntp += 1")
+    s(5, f"if hi < 0 or hi >= {h} or wi < 0 or wi >= {w}:", "    continue")
+    s(5, "cnt += 1")
+    s(5, f"for c in range({c}):")
+    if kind == "max":
+        s(6, "out[n, oi, oj, c] = max(out[n, oi, oj, c], x[n, hi, wi, c])")
+    else:
+        s(6, "out[n, oi, oj, c] += x[n, hi, wi, c]")
+    if kind == "avg":
+        s(3, f"inv = np.float32(1.0) / np.float32({'cntp' if count_include_pad else 'cnt'})")
+        s(3, f"for c in range({c}):", "    out[n, oi, oj, c] *= inv")
+    return s.text()
+
+
+def global_pool(name: str, kind: str, in_shape) -> str:
+    _, h, w, c = in_shape
+    s = Src()(0, f"def {name}(x, out):")
+    s(1, "n_batch = x.shape[0]", f"x3 = x.reshape(n_batch, {h * w}, {c})",
+      f"o2 = out.reshape(n_batch, {c})")
+    s(1, "for n in prange(n_batch):")
+    s(2, f"for c in range({c}):", "    o2[n, c] = x3[n, 0, c]")
+    s(2, f"for p in range(1, {h * w}):")
+    s(3, f"for c in range({c}):")
+    s(4, "o2[n, c] = max(o2[n, c], x3[n, p, c])" if kind == "max" else
+      "o2[n, c] += x3[n, p, c]")
+    if kind == "avg":
+        s(2, f"for c in range({c}):", f"    o2[n, c] *= {f32(1.0 / (h * w))}")
+    return s.text()
+
+
+def dense(name: str, in_f: int, out_f: int, epilogue, n_extras: int) -> str:
+    """x @ w by BLAS, then bias and the epilogue in one parallel pass."""
+    extras = [f"e{k}" for k in range(n_extras)]
+    s = Src()(0, f"def {name}({', '.join(['x', 'w', 'b', *extras, 'out'])}):")
+    s(1, f'"""dense {in_f} -> {out_f}, epilogue {list(epilogue)}"""')
+    if any(st[0] == "add" for st in epilogue):
+        s(1, "y = np.dot(x, w)")  # the residual may share out's buffer: never overwrite it early
+    else:
+        s(1, "np.dot(x, w, out)", "y = out")
+    s(1, "for t in prange(out.shape[0]):")
+    s(2, f"for c in range({out_f}):")
+    s(3, "v = y[t, c] + b[c]", *epilogue_lines(epilogue, "v", extras, "c", "t, c"),
+      "out[t, c] = v")
+    return s.text()
+
+
+def softmax(name: str, shape, axis: int) -> str:
+    length = shape[axis]
+    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    s = Src()(0, f"def {name}(x, out):")
+    s(1, "xf = x.reshape(-1)", "of = out.reshape(-1)")
+    s(1, f"for t in prange(xf.size // {length}):")
+    s(2, f"o = t // {inner}", f"i = t % {inner}", f"base = o * {length * inner} + i")
+    s(2, "m = xf[base]")
+    s(2, f"for l in range(1, {length}):", f"    m = max(m, xf[base + l * {inner}])")
+    s(2, "tot = np.float32(0.0)")
+    s(2, f"for l in range({length}):")
+    s(3, f"e = np.float32(math.exp(xf[base + l * {inner}] - m))",
+      f"of[base + l * {inner}] = e", "tot += e")
+    s(2, "inv = np.float32(1.0) / tot")
+    s(2, f"for l in range({length}):", f"    of[base + l * {inner}] *= inv")
+    return s.text()
+
+
+def transpose(name: str, in_shape, out_shape, perm) -> str:
+    in_strides = _strides(in_shape)
+    s = Src()(0, f"def {name}(x, out):")
+    s(1, "xf = x.reshape(-1)", "of = out.reshape(-1)")
+    s(1, "for i in prange(of.size):")
+    dims = [d if isinstance(d, int) else "out.shape[%d]" % k for k, d in enumerate(out_shape)]
+    idx = _unravel(s, 2, "i", dims)
+    src = " + ".join(f"{idx[k]} * {in_strides[p]}" for k, p in enumerate(perm))
+    s(2, f"of[i] = xf[{src}]")
+    return s.text()
+
+
+def copy_into(name: str, in_shape, out_shape, offsets, fill: float | None) -> str:
+    """Copy ``x`` into ``out`` at per-dim ``offsets`` (pad, concat); fill the rest first."""
+    out_strides = _strides(out_shape)
+    s = Src()(0, f"def {name}(x, out):")
+    s(1, "xf = x.reshape(-1)", "of = out.reshape(-1)")
+    if fill is not None:
+        s(1, "for i in prange(of.size):", f"    of[i] = {f32(fill)}")
+    s(1, "for i in prange(xf.size):")
+    dims = [d if isinstance(d, int) else "x.shape[%d]" % k for k, d in enumerate(in_shape)]
+    idx = _unravel(s, 2, "i", dims)
+    dst = " + ".join(f"({idx[k]} + {o}) * {st}" if o else f"{idx[k]} * {st}"
+                     for k, (o, st) in enumerate(zip(offsets, out_strides)))
+    s(2, f"of[{dst}] = xf[i]")
+    return s.text()
+
+
+def matmul(name: str, a_shape, b_shape, out_shape) -> str:
+    if len(a_shape) == 2 and len(b_shape) == 2:
+        return Src()(0, f"def {name}(a, b, out):", "    np.dot(a, b, out)").text()
+    if tuple(a_shape[:-2]) != tuple(b_shape[:-2]):
+        raise UnsupportedError(f"matmul with broadcast batch dims {a_shape} @ {b_shape} has no "
+                               f"Numba CPU kernel; use equal batch dims")
+    k = a_shape[-1]
+    s = Src()(0, f"def {name}(a, b, out):")
+    s(1, f"a3 = a.reshape(-1, {a_shape[-2]}, {k})", f"b3 = b.reshape(-1, {k}, {b_shape[-1]})",
+      f"o3 = out.reshape(-1, {out_shape[-2]}, {out_shape[-1]})")
+    s(1, "for t in prange(o3.shape[0]):", "    o3[t] = np.dot(a3[t], b3[t])")
+    return s.text()

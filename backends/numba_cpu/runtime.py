@@ -1,0 +1,158 @@
+"""Loading generated modules through an on-disk cache, and the compiled model that runs them.
+
+Generated source is written to ``$CNNC_CACHE_DIR`` (default ``~/.cache/cnnc``) as
+``cnnc_<key>.py``, where the key hashes the source, the cnnc and Numba versions and the host
+CPU; Numba's own ``cache=True`` then stores the machine code beside it, so a second process
+compiling the same model skips Numba compilation. Writes are atomic (temp file + rename); an
+entry that fails to load is removed and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import sys
+import threading
+import time
+
+import numpy as np
+
+from cnnc.backends.base import CompiledModel
+from cnnc.errors import CnncError
+
+ALIGN = 16  # elements: buffers start on 64-byte boundaries
+
+
+def cache_dir() -> str:
+    d = os.environ.get("CNNC_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "cnnc")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def cache_key(source: str) -> str:
+    import llvmlite.binding as ll
+    import numba
+
+    import cnnc
+    h = hashlib.sha256()
+    for part in (source, cnnc.__version__, numba.__version__, ll.get_host_cpu_name(),
+                 sys.version):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:24]
+
+
+def load_module(source: str):
+    """Import the generated ``source`` from the cache (writing it there first if needed)."""
+    key = cache_key(source)
+    directory = cache_dir()
+    path = os.path.join(directory, f"cnnc_{key}.py")
+    for attempt in range(2):
+        try:
+            if not _same_file(path, source):
+                _atomic_write(path, source)
+            name = f"cnnc_generated_{key}"
+            if name in sys.modules:
+                return sys.modules[name]
+            spec = importlib.util.spec_from_file_location(name, path)
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules[name] = mod  # Numba's cache finds the module's globals by name
+            try:
+                spec.loader.exec_module(mod)
+            except BaseException:
+                del sys.modules[name]
+                raise
+            return mod
+        except (SyntaxError, ImportError, OSError, ValueError) as e:
+            if attempt:
+                raise CnncError(f"cannot load generated module {path}: {e}") from e
+            _evict(path)
+
+
+def _same_file(path: str, source: str) -> bool:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read() == source
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _atomic_write(path: str, text: str) -> None:
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _evict(path: str) -> None:
+    """Remove a generated module and Numba's cached machine code for it."""
+    base = os.path.splitext(os.path.basename(path))[0]
+    for p in (path, os.path.join(os.path.dirname(path), "__pycache__")):
+        if p.endswith("__pycache__") and os.path.isdir(p):
+            for f in os.listdir(p):
+                if f.startswith(base):
+                    try:
+                        os.remove(os.path.join(p, f))
+                    except OSError:
+                        pass
+        elif os.path.exists(p):
+            try:
+                os.remove(p)
+            except OSError:
+                pass
+
+
+class NumbaCpuModel(CompiledModel):
+    """Runs the generated ``forward`` over a per-thread arena sized for each batch size."""
+
+    target = "cpu"
+
+    def __init__(self, graph, report, plan, lowered, module):
+        super().__init__(graph, report)
+        self.plan = plan
+        self.lowered = lowered
+        self.module = module
+        self._forward = module.forward
+        self._weights = tuple(lowered.weights)
+        self._local = threading.local()
+        self.compile_seconds = 0.0
+
+    def _arena(self, bindings):
+        arenas = getattr(self._local, "arenas", None)
+        if arenas is None:
+            arenas = self._local.arenas = {}
+        key = tuple(sorted(bindings.items()))
+        if key not in arenas:
+            sizes = self.plan.buffer_elements(bindings)
+            offs = np.zeros(max(len(sizes), 1), dtype=np.int64)
+            total = 0
+            for i, n in enumerate(sizes):
+                offs[i] = total
+                total += -(-n // ALIGN) * ALIGN
+            arenas[key] = (np.empty(max(total, 1), dtype=np.float32), offs)
+        return arenas[key]
+
+    def run(self, arrays, bindings):
+        arena, offs = self._arena(bindings)
+        outs = self._forward(*arrays, arena, offs, *self._weights)
+        return [np.array(y, dtype=np.float32, copy=True) for y in outs]
+
+    def warm_up(self) -> float:
+        """Compile (or load from the disk cache) every kernel by running batch 1."""
+        t0 = time.perf_counter()
+        xs = [np.zeros(v.type.concrete({d: 1 for d in v.type.shape if isinstance(d, str)}),
+                       np.float32) for v in self.graph.inputs]
+        bindings = {d: 1 for v in self.graph.inputs for d in v.type.shape if isinstance(d, str)}
+        self.run(xs, bindings)
+        self.compile_seconds = time.perf_counter() - t0
+        return self.compile_seconds
+
+    def source(self) -> str:
+        return self.lowered.source
+
+
+def clear_cache() -> None:
+    shutil.rmtree(cache_dir(), ignore_errors=True)
