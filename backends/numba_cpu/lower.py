@@ -127,7 +127,8 @@ class _Lowerer:
         sig = ", ".join(args + ["arena", "offs"] + [f"c{k}" for k in range(n_w)])
         src = [HEADER.format(name=g.name, n_kernels=len(self.kernels))]
         for k in self.kernels:
-            src.append("\n@njit(parallel=True, fastmath=True, cache=True)\n" + k)
+            par = "parallel=True, " if "prange(" in k else ""
+            src.append(f"\n@njit({par}fastmath=True, cache=True)\n" + k)
         src.append(f"\n@njit(cache=True)\ndef forward({sig}):\n")
         src.extend(f"    {line}\n" for line in self.body)
         src.append(f"    return ({', '.join(outs)},)\n")

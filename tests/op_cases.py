@@ -1,0 +1,80 @@
+"""One small graph per registry op, built with random weights: what the backend tests run."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnc.ir import Graph
+
+
+def _g(rng, shape=("N", 7, 6, 4)):
+    g = Graph("case")
+    return g, g.add_input(shape, name="x")
+
+
+def _c(g, rng, *shape):
+    return g.constant(rng.standard_normal(shape).astype(np.float32))
+
+
+def build(op: str, rng) -> Graph:
+    """A graph whose output depends on one ``op`` node (plus what it needs around it)."""
+    g, x = _g(rng)
+    if op in ("relu", "relu6", "sigmoid", "tanh", "hard_swish", "identity"):
+        y = g.add(op, [x])
+    elif op == "clip":
+        y = g.add(op, [x], {"min": -0.5, "max": 0.7})
+    elif op == "leaky_relu":
+        y = g.add(op, [x], {"alpha": 0.15})
+    elif op == "hard_sigmoid":
+        y = g.add(op, [x], {"alpha": 0.3, "beta": 0.4})
+    elif op == "dropout":
+        y = g.add(op, [x], {"rate": 0.3})
+    elif op in ("add", "sub", "mul"):
+        y = g.add(op, [x, _c(g, rng, 6, 1)])          # broadcast over H... and C
+        y = g.add(op, [y, _c(g, rng, 4)])
+        y = g.add(op, [y, x])
+    elif op == "div":
+        y = g.add(op, [x, g.constant(rng.uniform(0.5, 2.0, (1, 1, 6, 4)).astype(np.float32))])
+    elif op == "bias_add":
+        y = g.add(op, [x, _c(g, rng, 4)])
+    elif op == "scale_shift":
+        y = g.add(op, [x, _c(g, rng, 4), _c(g, rng, 4)])
+    elif op == "batch_norm":
+        y = g.add(op, [x, _c(g, rng, 4), _c(g, rng, 4), _c(g, rng, 4),
+                       g.constant(rng.uniform(0.2, 2, 4).astype(np.float32))], {"epsilon": 1e-2})
+    elif op == "conv2d":
+        y = g.add(op, [x, _c(g, rng, 3, 2, 2, 6)], {"strides": (2, 1), "padding": "same",
+                                                   "groups": 2, "dilation": (1, 2)})
+    elif op == "conv2d_fused":
+        y = g.add(op, [x, _c(g, rng, 3, 3, 4, 4), _c(g, rng, 4), _c(g, rng, 4), _c(g, rng, 4),
+                       x], {"padding": "same", "epilogue": ["scale_shift", "add",
+                                                            ("leaky_relu", 0.1)]})
+    elif op in ("max_pool2d", "avg_pool2d"):
+        y = g.add(op, [x], {"pool_size": 3, "strides": 2, "padding": "same"})
+    elif op in ("global_avg_pool", "global_max_pool"):
+        y = g.add(op, [x], {"keepdims": op == "global_max_pool"})
+    elif op in ("flatten", "reshape"):
+        y = g.add(op, [x], {"axis": 1} if op == "flatten" else {"shape": (0, 42, -1)})
+        y = g.add("relu", [y])
+    elif op in ("dense", "dense_fused", "softmax", "matmul"):
+        f = g.add("flatten", [x])
+        if op == "dense":
+            y = g.add(op, [f, _c(g, rng, 168, 5), _c(g, rng, 5)])
+        elif op == "dense_fused":
+            r = g.add("dense", [f, _c(g, rng, 168, 5)])
+            y = g.add(op, [f, _c(g, rng, 168, 5), _c(g, rng, 5), r],
+                      {"epilogue": ["add", "sigmoid"]})
+        elif op == "matmul":
+            y = g.add(op, [f, _c(g, rng, 168, 3)])
+        else:
+            y = g.add(op, [g.add("dense", [f, _c(g, rng, 168, 5)])])
+    elif op == "concat":
+        y = g.add(op, [x, g.add("relu", [x]), x], {"axis": -1})
+    elif op == "pad":
+        y = g.add(op, [x], {"pads": ((0, 0), (1, 2), (0, 1), (0, 0)), "value": -1.5})
+    elif op == "transpose":
+        y = g.add(op, [x], {"perm": (0, 3, 1, 2)})
+    else:
+        raise KeyError(op)
+    g.set_outputs(y)
+    return g
