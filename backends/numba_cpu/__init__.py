@@ -26,6 +26,7 @@ def compile_graph(graph, report=None):
 
     from cnnc.backends.numba_cpu.lower import lower
     from cnnc.backends.numba_cpu.runtime import NumbaCpuModel, load_module
+    from cnnc.errors import CnncError
     from cnnc.passes.memory_plan import plan_memory
     plan = getattr(report, "plan", None) or plan_memory(graph)
     lowered = lower(graph, plan)
@@ -34,7 +35,13 @@ def compile_graph(graph, report=None):
     if sys.stderr.isatty():
         print(f"cnnc: compiling {len(lowered.kernel_names)} kernels for {graph.name!r} ...",
               file=sys.stderr, end="", flush=True)
-    t = model.warm_up()
+    try:
+        t = model.warm_up()
+    except CnncError:
+        raise
+    except Exception:  # a corrupt or stale Numba cache entry: rebuild it once from scratch
+        model = NumbaCpuModel(graph, report, plan, lowered, load_module(lowered.source, True))
+        t = model.warm_up()
     if sys.stderr.isatty():
         print(f" {t:.1f} s", file=sys.stderr)
     return model

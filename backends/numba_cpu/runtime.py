@@ -45,16 +45,26 @@ def cache_key(source: str) -> str:
     return h.hexdigest()[:24]
 
 
-def load_module(source: str):
-    """Import the generated ``source`` from the cache (writing it there first if needed)."""
+def module_path(source: str) -> str:
+    return os.path.join(cache_dir(), f"cnnc_{cache_key(source)}.py")
+
+
+def load_module(source: str, fresh: bool = False):
+    """Import the generated ``source`` from the cache (writing it there first if needed).
+
+    ``fresh`` evicts the entry (source and Numba's machine code) first: the way to recover
+    from a corrupt cache."""
     key = cache_key(source)
-    directory = cache_dir()
-    path = os.path.join(directory, f"cnnc_{key}.py")
+    path = module_path(source)
+    name = f"cnnc_generated_{key}"
+    if fresh:
+        sys.modules.pop(name, None)
+        _evict(path)
     for attempt in range(2):
         try:
             if not _same_file(path, source):
+                _evict(path)  # Numba's entries for a damaged file are not to be trusted
                 _atomic_write(path, source)
-            name = f"cnnc_generated_{key}"
             if name in sys.modules:
                 return sys.modules[name]
             spec = importlib.util.spec_from_file_location(name, path)
