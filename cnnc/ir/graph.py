@@ -9,12 +9,13 @@ attributes and runs the op's shape rule, so every value always has a type.
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Any, Iterable, Mapping
 
 import networkx as nx
 import numpy as np
 
-from cnnc.errors import CnncError, ShapeError, VerificationError
+from cnnc.errors import ConfigError, DTypeError, ShapeError, VerificationError
 from cnnc.ir.node import Node, Value
 from cnnc.ir.types import TensorType
 
@@ -33,12 +34,13 @@ class Graph:
     def add_input(self, shape, dtype: str = "float32", name: str | None = None) -> Value:
         name = name or f"in{len(self.inputs)}"
         if any(v.name == name for v in self.inputs):
-            raise CnncError(f"graph {self.name!r} already has an input named {name!r}")
+            raise ConfigError(f"graph {self.name!r} already has an input named {name!r}")
         v = Value(name, TensorType(tuple(shape), dtype))
         self.inputs.append(v)
         return v
 
-    def constant(self, array, name: str | None = None, layer: str | None = None) -> Value:
+    def constant(self, array, name: str | None = None, layer: str | None = None,
+                 before: Node | None = None) -> Value:
         """A weight: a read-only array owned by a ``constant`` node.
 
         Float data is typed ``f32`` (the compute dtype of every backend) but keeps float64
@@ -51,12 +53,12 @@ class Graph:
         elif arr.dtype.kind in "iu":
             arr, dtype = arr.astype(np.int64), "int64"
         else:
-            raise CnncError(f"constant {name or ''} must be numeric, got dtype {arr.dtype}")
+            raise DTypeError(f"constant {name or ''} must be numeric, got dtype {arr.dtype}")
         arr.setflags(write=False)
         v = Value(name or f"w{next(self._const_ids)}", TensorType(arr.shape, dtype))
         node = Node("constant", (), v, data=arr, layer=layer)
         v.producer = node
-        self._insert(node, None)
+        self._insert(node, before)
         return v
 
     def add(self, op: str, inputs: Iterable[Value], attrs: Mapping[str, Any] | None = None,
@@ -67,7 +69,7 @@ class Graph:
         inputs = tuple(inputs)
         for i, v in enumerate(inputs):
             if not isinstance(v, Value):
-                raise CnncError(f"operand {i} of {op} must be a Value, got {type(v).__name__}")
+                raise ConfigError(f"operand {i} of {op} must be a Value, got {type(v).__name__}")
         where = f"{op}" + (f" (layer {layer!r})" if layer else "")
         full_attrs = opdef.check_attrs(attrs or {}, where)
         opdef.check_arity(len(inputs), where)
@@ -91,11 +93,12 @@ class Graph:
 
     # ---- mutation (used by the rewriter) ---------------------------------------------------
     def replace_uses(self, old: Value, new: Value) -> None:
-        """Every use of ``old`` (operands and graph outputs) becomes ``new``."""
+        """Every use of ``old`` (operands and graph outputs) becomes ``new``, except in the node
+        that defines ``new`` (``y = relu(x); replace_uses(x, y)`` must not make relu read y)."""
         if old.type.shape != new.type.shape:
             raise ShapeError(f"cannot replace %{old.name}: {old.type} by %{new.name}: {new.type}")
         for node in self._nodes:
-            if any(v is old for v in node.inputs):
+            if node is not new.producer and any(v is old for v in node.inputs):
                 node.inputs = tuple(new if v is old else v for v in node.inputs)
         self.outputs = [new if v is old else v for v in self.outputs]
         self._order = None
@@ -143,14 +146,22 @@ class Graph:
         return n + sum(1 for v in self.outputs if v is value)
 
     def to_networkx(self) -> nx.DiGraph:
-        """A DiGraph of nodes (keyed by result name) with an edge per def-use pair."""
+        """A DiGraph of nodes (keyed by result name) with an edge per def-use pair.
+
+        Each edge holds ``operand`` (the first operand index reading the value) and
+        ``operands`` (all of them, for a value read more than once)."""
         g = nx.DiGraph()
         for node in self._nodes:
             g.add_node(node.output.name, node=node)
         for node in self._nodes:
             for i, v in enumerate(node.inputs):
-                if v.producer is not None:
-                    g.add_edge(v.producer.output.name, node.output.name, operand=i)
+                if v.producer is None:
+                    continue
+                src, dst = v.producer.output.name, node.output.name
+                if g.has_edge(src, dst):  # the same value read twice: keep every index
+                    g.edges[src, dst]["operands"] += (i,)
+                else:
+                    g.add_edge(src, dst, operand=i, operands=(i,))
         return g
 
     def copy(self) -> "Graph":
@@ -169,7 +180,9 @@ class Graph:
         g.outputs = [vmap[v] for v in self.outputs]
         g._ids = itertools.count(max((int(n.output.name) for n in g._nodes
                                       if n.output.name.isdigit()), default=-1) + 1)
-        g._const_ids = itertools.count(sum(1 for n in g._nodes if n.op == "constant"))
+        g._const_ids = itertools.count(max((int(n.output.name[1:]) for n in g._nodes
+                                            if re.fullmatch(r"w\d+", n.output.name)),
+                                           default=-1) + 1)
         return g
 
     def constants(self) -> dict[str, np.ndarray]:

@@ -24,6 +24,7 @@ def verify(graph, where: str = "") -> None:
 
     for v in graph.inputs:
         define(v, "graph input")
+    graph._order = None  # operands may have been edited in place: never trust a cached order
     order = graph.nodes  # raises VerificationError on a cycle
     for node in order:
         if node.output.producer is not node:

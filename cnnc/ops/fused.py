@@ -17,11 +17,14 @@ from cnnc.ops.common import broadcast_shapes, expect_vector
 from cnnc.ops.conv import CONV_ATTRS, conv2d_reference, conv2d_type
 from cnnc.ops.dense import dense_type
 from cnnc.ops.elementwise import ACTIVATIONS, activation
-from cnnc.ops.registry import KINDS, Attr, def_op
+from cnnc.ops.registry import KINDS, REQUIRED, Attr, def_op
 
 #: step name -> (number of extra operands it consumes, names of its parameters)
 STEPS = {name: (0, tuple(attrs)) for name, (_, attrs) in ACTIVATIONS.items()}
 STEPS.update({"scale_shift": (2, ()), "add": (1, ())})
+#: step name -> default values of its trailing parameters (as the activation op's attributes)
+_DEFAULTS = {name: tuple(a.default for a in attrs.values() if a.default is not REQUIRED)
+             for name, (_, attrs) in ACTIVATIONS.items()}
 
 
 def step(name: str, *params) -> tuple:
@@ -29,6 +32,10 @@ def step(name: str, *params) -> tuple:
     if name not in STEPS:
         raise ConfigError(f"unknown epilogue step {name!r}; expected one of {sorted(STEPS)}")
     want = STEPS[name][1]
+    defaults = _DEFAULTS.get(name, ())
+    missing = len(want) - len(params)
+    if 0 < missing <= len(defaults):  # omitted trailing parameters take the op's defaults
+        params = (*params, *defaults[len(defaults) - missing:])
     if len(params) != len(want):
         raise ConfigError(f"epilogue step {name!r} takes parameters {want}, got {params}")
     return (name, *(float(p) for p in params))

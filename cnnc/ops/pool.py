@@ -33,7 +33,15 @@ def pool_geometry(x: TensorType, pool_size, strides, padding, dilation, ceil_mod
     h, w = x.shape[1:3]
     if not isinstance(h, int) or not isinstance(w, int):
         raise ShapeError(f"input H and W must be static, got {x}")
-    return window_geometry((h, w), pool_size, strides, dilation, padding, ceil_mode)
+    pads, out_hw = window_geometry((h, w), pool_size, strides, dilation, padding, ceil_mode)
+    for axis, n, k, s, d, (before, _), o in zip("HW", (h, w), pool_size, strides, dilation,
+                                               pads, out_hw):
+        for i in range(o):  # a window of padding only has no max and no average
+            if not any(before <= i * s + t * d < before + n for t in range(k)):
+                raise ShapeError(f"pooling window {i} along {axis} covers only padding "
+                                 f"(input {x}, pool_size {pool_size}, strides {strides}, "
+                                 f"dilation {dilation}, pads {pads})")
+    return pads, out_hw
 
 
 def _pool_type(x, *, pool_size, strides, padding, dilation, ceil_mode, count_include_pad=False):

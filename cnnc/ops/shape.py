@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnc.errors import ShapeError
+from cnnc.errors import ConfigError, ShapeError
 from cnnc.ir.types import TensorType
 from cnnc.ops.common import normalize_axis, same_dtype
-from cnnc.ops.registry import Attr, def_op
+from cnnc.ops.registry import KINDS, Attr, _pair, def_op
 
 
 def _split_prod(dims):
@@ -116,16 +116,26 @@ def _(*xs, axis):
 
 concat.reference(lambda *xs, axis: np.concatenate(xs, axis=axis))
 
-pad = def_op("pad", attrs={"pads": Attr("any"), "value": Attr("float", 0.0)},
+def _pads_attr(v, name, where):
+    """((before, after), ...) of non-negative ints, as nested tuples (arrays and lists too)."""
+    try:
+        pairs = [tuple(p) for p in np.asarray(v, dtype=object).tolist()]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError
+        return tuple(tuple(_pair(p, name, where, 0)) for p in pairs)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {name} must be ((before, after), ...) per dim, "
+                          f"got {v!r}") from None
+
+
+KINDS["pads"] = _pads_attr
+
+pad = def_op("pad", attrs={"pads": Attr("pads"), "value": Attr("float", 0.0)},
              doc="constant padding; pads is ((before, after), ...) for every dim")
 
 
 def _check_pads(pads, rank):
-    try:
-        pads = tuple((int(a), int(b)) for a, b in pads)
-    except (TypeError, ValueError):
-        raise ShapeError(f"pads must be ((before, after), ...) per dim, got {pads!r}") from None
-    if len(pads) != rank or any(a < 0 or b < 0 for a, b in pads):
+    if len(pads) != rank:
         raise ShapeError(f"pads must be {rank} non-negative (before, after) pairs, got {pads}")
     return pads
 
