@@ -1,0 +1,332 @@
+"""Source generator for fused convolution kernels (Numba CPU backend).
+
+For one conv node (NHWC activations, HWIO weights, static spatial shape, dynamic batch) this
+module emits the readable source of a Numba kernel ``name(x, wp, b, <extras...>, out)`` that
+computes ``out = epilogue(conv(x, w) + b)`` in a single pass over the output.
+
+Required process settings (set in os.environ BEFORE numba is imported):
+  * ``NUMBA_SLP_VECTORIZE=1``: the register tiles below are vectorised by LLVM's SLP
+    vectoriser, which Numba disables by default.  Without it the 3x3 64->64 56x56 conv runs at
+    12 GFLOP/s instead of 180-195 (numba.config.SLP_VECTORIZE = 1 before compiling also works).
+  * ``OMP_WAIT_POLICY=passive``: Numba's OpenMP workers otherwise spin after every prange
+    loop and steal the 2 cores from OpenBLAS's threads used by the ``gemm`` strategy.
+Compile the source with ``njit(parallel=True, fastmath=True)`` (``parallel=False`` is fine
+for tiny layers but the kernels are written to use prange).
+
+Strategy rule (``plan(spec).strategy``).  Numbers: 2 cores of this machine (Zen 4, AVX-512 used
+by LLVM), batch 1, best-of-40; the machine was shared with other jobs, so treat them as lower
+bounds (numpy/OpenBLAS GEMM of the same size: 160-190 GFLOP/s when the machine was quiet):
+  * ``depthwise``  groups == cin > 1 (cout = m * cin).  Channels innermost (SIMD over c), taps
+    unrolled, a zero row stands in for vertical padding.  Memory bound (~35 GFLOP/s, 3x3 128ch).
+  * ``gemm``       1x1, stride 1, no padding, groups 1, cin >= 32 and cout >= 64: one ``np.dot``
+    into ``out`` (multi-threaded OpenBLAS, also when called from njit: 173 GFLOP/s vs 96 with
+    OPENBLAS_NUM_THREADS=1) then a prange epilogue pass; 155-168 GFLOP/s on 56x56 64<->256.
+    Smaller 1x1 convs use ``blocked`` (no extra pass; BLAS is inefficient on thin matrices).
+    This threshold is provisional: not measured head-to-head on a quiet machine.
+  * ``blocked``    everything else: direct convolution with a register tile of P=4 adjacent
+    output pixels x CB=16 output channels (CB=8 when cout <= 8; for groups CB divides
+    cout/groups) in a (P, CB) local array that LLVM fully unrolls into vector registers
+    (P*CB must stay <= 64, larger tiles are not unrolled and drop to ~5 GFLOP/s).  Weights
+    packed as (cout/CB, kh, kw*cin_g, CB).  prange over (batch, output row, channel block).
+    For groups == 1 and dilation_w == 1 the kw and cin loops are merged (the NHWC input row
+    is contiguous over (kw, cin)).  Border/leftover pixels use a 1-pixel tile with bounds
+    checks in a second prange loop.  3x3 64->64 56x56: 181-195 GFLOP/s for the tile loop alone
+    on a quiet machine, 143 measured for the whole kernel under load; 3x3/2 128->256: 160.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cnnc.backends.numba_cpu.kernels import Src
+from cnnc.backends.numba_cpu.scalar import epilogue_lines
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    h: int
+    w: int
+    cin: int
+    kh: int
+    kw: int
+    cout: int
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)   # top, bottom, left, right
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    epilogue: tuple[tuple, ...] = ()
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        pt, pb, pl, pr = self.pads
+        oh = (self.h + pt + pb - ((self.kh - 1) * self.dilation[0] + 1)) // self.stride[0] + 1
+        ow = (self.w + pl + pr - ((self.kw - 1) * self.dilation[1] + 1)) // self.stride[1] + 1
+        return oh, ow
+
+    @property
+    def flops_per_image(self) -> int:
+        oh, ow = self.out_hw
+        return 2 * oh * ow * self.cout * self.kh * self.kw * (self.cin // self.groups)
+
+
+@dataclass(frozen=True)
+class Plan:
+    strategy: str   # "blocked" | "gemm" | "depthwise"
+    cb: int = 16    # output channels per register tile
+    p: int = 4      # output pixels per register tile
+    merged: bool = True   # kw and cin loops merged into one contiguous loop
+
+
+def _gemm_pays(spec: ConvSpec) -> bool:
+    """1x1/s1 convs: np.dot pays for its extra epilogue pass only with enough channels."""
+    return spec.cin >= 32 and spec.cout >= 64
+
+
+def plan(spec: ConvSpec) -> Plan:
+    g = spec.groups
+    if g > 1 and g == spec.cin and spec.cout % spec.cin == 0:
+        return Plan("depthwise", cb=0, p=1, merged=False)
+    pointwise = (spec.kh == spec.kw == 1 and spec.stride == (1, 1)
+                 and spec.pads == (0, 0, 0, 0) and g == 1)
+    if pointwise and _gemm_pays(spec):
+        return Plan("gemm", cb=0, p=1, merged=False)
+    cout_g = spec.cout // g
+    if g == 1:
+        cb = 8 if spec.cout <= 8 else 16
+    else:
+        cb = next(c for c in (16, 8, 4, 2, 1) if cout_g % c == 0)
+    p = max(1, min(4, 64 // cb))
+    merged = g == 1 and spec.dilation[1] == 1
+    return Plan("blocked", cb=cb, p=p, merged=merged)
+
+
+def pack_weights(spec: ConvSpec, w_hwio: np.ndarray) -> np.ndarray:
+    w = np.asarray(w_hwio, dtype=np.float32)
+    cin_g = spec.cin // spec.groups
+    assert w.shape == (spec.kh, spec.kw, cin_g, spec.cout), w.shape
+    pl = plan(spec)
+    if pl.strategy == "depthwise":
+        # (kh*kw, cout): output channel c reads input channel c // m
+        return np.ascontiguousarray(w.reshape(spec.kh * spec.kw, spec.cout))
+    if pl.strategy == "gemm":
+        return np.ascontiguousarray(w.reshape(spec.cin, spec.cout))
+    cb = pl.cb
+    ncb = -(-spec.cout // cb)
+    wpad = np.zeros((spec.kh, spec.kw, cin_g, ncb * cb), np.float32)
+    wpad[..., :spec.cout] = w
+    wp = wpad.reshape(spec.kh, spec.kw * cin_g, ncb, cb).transpose(2, 0, 1, 3)
+    return np.ascontiguousarray(wp)
+
+
+# ----------------------------------------------------------------------------------------------
+# source emission helpers
+
+def _extra_names(spec: ConvSpec) -> list[str]:
+    names = []
+    for step in spec.epilogue:
+        if step[0] == "scale_shift":
+            names += [f"scale{len(names)}", f"shift{len(names) + 1}"]
+        elif step[0] == "add":
+            names.append(f"res{len(names)}")
+    return names
+
+
+def _epilogue(spec: ConvSpec, co: str, ridx: str) -> list[str]:
+    """Statements updating float32 scalar ``v`` in place; ``ridx`` indexes residuals."""
+    return epilogue_lines(spec.epilogue, "v", _extra_names(spec), co, ridx)
+
+
+def _header(spec: ConvSpec, name: str, pl: Plan) -> Src:
+    s = Src()
+    args = ", ".join(["x", "wp", "b", *_extra_names(spec), "out"])
+    oh, ow = spec.out_hw
+    s(0, f"def {name}({args}):")
+    s(1, f'"""{pl.strategy} conv: {spec.h}x{spec.w}x{spec.cin} -> {oh}x{ow}x{spec.cout}, '
+         f'k{spec.kh}x{spec.kw} s{spec.stride} p{spec.pads} d{spec.dilation} g{spec.groups}'
+         f' (tile {pl.p}px x {pl.cb}ch), epilogue {list(spec.epilogue)}"""')
+    s(1, "n_batch = x.shape[0]")
+    return s
+
+
+def _interior_cols(spec: ConvSpec) -> tuple[int, int]:
+    """[lo, hi) output columns whose whole receptive field lies inside the input."""
+    oh, ow = spec.out_hw
+    sw, dw, pl = spec.stride[1], spec.dilation[1], spec.pads[2]
+    span = (spec.kw - 1) * dw
+    lo = -(-pl // sw)
+    hi = (spec.w - 1 - span + pl) // sw + 1 if spec.w - 1 - span + pl >= 0 else 0
+    hi = min(hi, ow)
+    return (lo, hi) if hi > lo else (0, 0)
+
+
+def _row_check(spec: ConvSpec) -> bool:
+    oh, _ = spec.out_hw
+    pt = spec.pads[0]
+    last = (oh - 1) * spec.stride[0] - pt + (spec.kh - 1) * spec.dilation[0]
+    return pt > 0 or last >= spec.h
+
+
+# ----------------------------------------------------------------------------------------------
+# strategies
+
+def _gen_gemm(spec: ConvSpec, name: str, pl: Plan) -> str:
+    s = _header(spec, name, pl)
+    H, W, CIN, COUT = spec.h, spec.w, spec.cin, spec.cout
+    s(1, f"m = n_batch * {H * W}", f"o2 = out.reshape(m, {COUT})")
+    if any(st[0] == "add" for st in spec.epilogue):
+        # out may share the residual's buffer (planned in place): keep the product apart
+        s(1, f"y2 = np.dot(x.reshape(m, {CIN}), wp)")
+    else:
+        s(1, f"np.dot(x.reshape(m, {CIN}), wp, o2)", "y2 = o2")
+    res = [f"{r} = {r}.reshape(m, {COUT})" for r in _extra_names(spec) if r.startswith("res")]
+    s(1, *res)
+    s(1, "for t in prange(m):")
+    s(2, f"for co in range({COUT}):")
+    s(3, "v = y2[t, co] + b[co]")
+    s(3, *_epilogue(spec, "co", "t, co"))
+    s(3, "o2[t, co] = v")
+    return s.text()
+
+
+def _gen_depthwise(spec: ConvSpec, name: str, pl: Plan) -> str:
+    s = _header(spec, name, pl)
+    H, W, CIN, COUT, KH, KW = spec.h, spec.w, spec.cin, spec.cout, spec.kh, spec.kw
+    (SH, SW), (DH, DW), (PT, _, PL, _) = spec.stride, spec.dilation, spec.pads
+    OH, OW = spec.out_hw
+    M = COUT // CIN
+    cidx = "c" if M == 1 else f"c // {M}"
+    lo, hi = _interior_cols(spec)
+    s(1, f"xf = x.reshape(n_batch, {H}, {W * CIN})",
+         f"zrow = np.zeros({W * CIN}, np.float32)   # stands in for rows in the vertical padding",
+         f"for t in prange(n_batch * {OH}):")
+    s(2, f"n = t // {OH}", f"oh = t % {OH}", f"acc = np.empty({COUT}, np.float32)")
+    for i in range(KH):
+        s(2, f"ih{i} = oh * {SH} + {i * DH - PT}",
+             f"r{i} = xf[n, ih{i}] if ih{i} >= 0 and ih{i} < {H} else zrow")
+    if hi > lo:
+        s(2, f"for ow in range({lo}, {hi}):   # interior columns: no bounds checks")
+        s(3, f"base = (ow * {SW} - {PL}) * {CIN}")
+        s(3, f"for c in range({COUT}):")
+        terms = [f"r{i}[base + {j * DW * CIN} + {cidx}] * wp[{i * KW + j}, c]"
+                 for i in range(KH) for j in range(KW)]
+        s(4, "v = b[c]")
+        for k in range(0, len(terms), 3):
+            s(4, "v += " + " + ".join(terms[k:k + 3]))
+        s(4, *_epilogue(spec, "c", "n, oh, ow, c"))
+        s(4, "out[n, oh, ow, c] = v")
+    nedge = OW - (hi - lo)
+    if nedge:
+        s(2, f"for e in range({nedge}):   # border columns with bounds checks")
+        s(3, f"ow = e if e < {lo} else e + {hi - lo}")
+        s(3, f"for c in range({COUT}):")
+        s(4, "acc[c] = b[c]")
+        s(3, f"for i in range({KH}):")
+        s(4, f"ih = oh * {SH} - {PT} + i * {DH}")
+        s(4, f"if ih < 0 or ih >= {H}:")
+        s(5, "continue")
+        s(4, f"for j in range({KW}):")
+        s(5, f"iw = ow * {SW} - {PL} + j * {DW}")
+        s(5, f"if iw < 0 or iw >= {W}:")
+        s(6, "continue")
+        s(5, f"for c in range({COUT}):")
+        s(6, f"acc[c] += xf[n, ih, iw * {CIN} + {cidx}] * wp[i * {KW} + j, c]")
+        s(3, f"for c in range({COUT}):")
+        s(4, "v = acc[c]")
+        s(4, *_epilogue(spec, "c", "n, oh, ow, c"))
+        s(4, "out[n, oh, ow, c] = v")
+    return s.text()
+
+
+def _emit_store(s: Src, d: int, spec: ConvSpec, pl: Plan, acc: str, npix: str, owexpr: str):
+    CB, COUT = pl.cb, spec.cout
+    width = str(CB) if COUT % CB == 0 else f"min({CB}, {COUT} - co0)"
+    s(d, f"for p in range({npix}):")
+    s(d + 1, f"ow = {owexpr}")
+    s(d + 1, f"for j in range({width}):")
+    s(d + 2, "co = co0 + j", f"v = {acc}[p, j] + b[co]")
+    s(d + 2, *_epilogue(spec, "co", "n, oh, ow, co"))
+    s(d + 2, "out[n, oh, ow, co] = v")
+
+
+def _gen_blocked(spec: ConvSpec, name: str, pl: Plan) -> str:
+    s = _header(spec, name, pl)
+    H, W, CIN, COUT, KH, KW = spec.h, spec.w, spec.cin, spec.cout, spec.kh, spec.kw
+    (SH, SW), (DH, DW), (PT, _, PL, _) = spec.stride, spec.dilation, spec.pads
+    OH, OW = spec.out_hw
+    # NB: index xf[n, ih, k] directly; taking a row view (xr = xf[n, ih]) inside the loop
+    # stops LLVM from keeping the tile in registers (5 GFLOP/s instead of 180).
+    G, CB, P = spec.groups, pl.cb, pl.p
+    CING, COUTG = CIN // G, COUT // G
+    NCB = -(-COUT // CB)
+    lo, hi = _interior_cols(spec)
+    nblk = (hi - lo) // P
+    rc = _row_check(spec)
+    s(1, f"xf = x.reshape(n_batch, {H}, {W * CIN})")
+    ci0 = " + ci0" if G > 1 else ""
+
+    def task(tile: str, shape: str):
+        # one prange loop per path: a single loop holding both paths makes LLVM give up on
+        # keeping the 4-pixel tile in registers (48 instead of 112 vector FMAs, 2.7x slower)
+        s(1, f"for t in prange(n_batch * {OH * NCB}):")
+        s(2, f"n = t // {OH * NCB}", f"oh = (t // {NCB}) % {OH}", f"cb = t % {NCB}",
+             f"co0 = cb * {CB}")
+        if G > 1:
+            s(2, f"ci0 = (co0 // {COUTG}) * {CING}   # first input channel of this group")
+        s(2, f"{tile} = np.empty({shape}, np.float32)   # register tile")
+
+    def rows(d):
+        s(d, f"for i in range({KH}):")
+        s(d + 1, f"ih = oh * {SH} - {PT} + i * {DH}")
+        if rc:
+            s(d + 1, f"if ih < 0 or ih >= {H}:")
+            s(d + 2, "continue")
+        return d + 1
+
+    if nblk:
+        task("acc", f"({P}, {CB})")
+        s(2, f"for ow0 in range({lo}, {lo + nblk * P}, {P}):   # interior, {P} pixels per tile")
+        s(3, f"for p in range({P}):")
+        s(4, f"for j in range({CB}):")
+        s(5, "acc[p, j] = 0.0")
+        d = rows(3)
+        if pl.merged:
+            s(d, f"base = (ow0 * {SW} - {PL}) * {CIN}")
+            s(d, f"for r in range({KW * CIN}):   # (kw, cin) contiguous in the NHWC row")
+            s(d + 1, f"for p in range({P}):")
+            s(d + 2, f"xv = xf[n, ih, base + p * {SW * CIN} + r]")
+            s(d + 2, f"for j in range({CB}):")
+            s(d + 3, "acc[p, j] += xv * wp[cb, i, r, j]")
+        else:
+            s(d, f"for jw in range({KW}):")
+            s(d + 1, f"base = (ow0 * {SW} - {PL} + jw * {DW}) * {CIN}{ci0}")
+            s(d + 1, f"for ci in range({CING}):")
+            s(d + 2, f"for p in range({P}):")
+            s(d + 3, f"xv = xf[n, ih, base + p * {SW * CIN} + ci]")
+            s(d + 3, f"for j in range({CB}):")
+            s(d + 4, f"acc[p, j] += xv * wp[cb, i, jw * {CING} + ci, j]")
+        _emit_store(s, 3, spec, pl, "acc", str(P), "ow0 + p")
+    nedge = OW - nblk * P
+    if nedge:
+        task("acc1", f"(1, {CB})")
+        s(2, f"for e in range({nedge}):   # border / leftover columns, one pixel at a time")
+        s(3, f"ow = e if e < {lo} else e + {nblk * P}")
+        s(3, f"for j in range({CB}):")
+        s(4, "acc1[0, j] = 0.0")
+        d = rows(3)
+        s(d, f"for jw in range({KW}):")
+        s(d + 1, f"iw = ow * {SW} - {PL} + jw * {DW}")
+        s(d + 1, f"if iw < 0 or iw >= {W}:")
+        s(d + 2, "continue")
+        s(d + 1, f"for ci in range({CING}):")
+        s(d + 2, f"xv = xf[n, ih, iw * {CIN}{ci0} + ci]")
+        s(d + 2, f"for j in range({CB}):")
+        s(d + 3, f"acc1[0, j] += xv * wp[cb, i, jw * {CING} + ci, j]")
+        _emit_store(s, 3, spec, pl, "acc1", "1", "ow")
+    return s.text()
+
+
+def generate(spec: ConvSpec, name: str) -> str:
+    pl = plan(spec)
+    gen = {"blocked": _gen_blocked, "gemm": _gen_gemm, "depthwise": _gen_depthwise}
+    return gen[pl.strategy](spec, name, pl)

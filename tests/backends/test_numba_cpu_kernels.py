@@ -1,0 +1,116 @@
+"""Hypothesis property tests of the generated CPU kernels against the float64 reference:
+convolutions with every epilogue, pooling, dense; and the in-place residual of a GEMM conv."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import cnnc
+from cnnc.backends.reference import run_reference
+from cnnc.ir import Graph
+from strategies import conv_configs, pool_configs
+
+pytestmark = pytest.mark.numba
+TOL = 1e-4
+STEPS = [("relu",), ("relu6",), ("clip", -0.3, 0.4), ("leaky_relu", 0.1), ("sigmoid",),
+         ("tanh",), ("hard_sigmoid", 0.2, 0.5), ("hard_swish",), ("scale_shift",), ("add",)]
+
+
+def _rel_err(y, ref):
+    return float(np.max(np.abs(y - ref)) / max(np.max(np.abs(ref)), 1e-6))
+
+
+def _check(g, x, batches=(None,)):
+    compiled = cnnc.compile(g, target="cpu", opt_level=0)
+    for b in batches:
+        xb = x if b is None else np.resize(x, (b, *x.shape[1:]))
+        err = _rel_err(compiled(xb), run_reference(g, xb, dtype=np.float64))
+        assert err < TOL, f"relative error {err:.2e}\n{compiled.source()}"
+
+
+def _epilogue(g, rng, out_shape, steps):
+    extras = []
+    for s in steps:
+        if s[0] == "scale_shift":
+            extras += [g.constant(rng.standard_normal(out_shape[-1])),
+                       g.constant(rng.standard_normal(out_shape[-1]))]
+        elif s[0] == "add":
+            extras.append(None)  # filled with a computed residual below
+    return extras
+
+
+@settings(deadline=None, max_examples=12)
+@given(cfg=conv_configs(max_hw=9, max_cpg=18, max_groups=3, max_batch=3),
+       steps=st.lists(st.sampled_from(STEPS), max_size=3), seed=st.integers(0, 2**16),
+       depthwise=st.booleans())
+def test_conv2d_fused_matches_reference(cfg, steps, seed, depthwise):
+    rng = np.random.default_rng(seed)
+    n, h, w, cin = cfg["x_shape"]
+    kh, kw, cig, cout = cfg["w_shape"]
+    groups = cfg["groups"]
+    if depthwise:  # groups == cin, channel multiplier 1 or 2
+        groups, cig, cout = cin, 1, cin * (1 + seed % 2)
+    g = Graph("conv")
+    x = g.add_input(("N", h, w, cin), name="x")
+    wt = g.constant(rng.standard_normal((kh, kw, cig, cout)))
+    b = g.constant(rng.standard_normal(cout))
+    attrs = dict(strides=cfg["strides"], padding=cfg["padding"], dilation=cfg["dilation"],
+                 groups=groups)
+    out_shape = g.add("conv2d", [x, wt], attrs).shape
+    extras = _epilogue(g, rng, out_shape, steps)
+    for i, e in enumerate(extras):
+        if e is None:  # a residual computed from the input by another conv
+            wr = g.constant(rng.standard_normal((kh, kw, cig, cout)))
+            extras[i] = g.add("conv2d", [x, wr], attrs)
+    y = g.add("conv2d_fused", [x, wt, b, *extras], {**attrs, "epilogue": steps})
+    g.set_outputs(y)
+    _check(g, rng.standard_normal((n, h, w, cin)).astype(np.float32))
+
+
+@settings(deadline=None, max_examples=10)
+@given(cfg=pool_configs(max_hw=9, max_channels=20), kind=st.sampled_from(["max", "avg"]),
+       seed=st.integers(0, 2**16))
+def test_pooling_matches_reference(cfg, kind, seed):
+    rng = np.random.default_rng(seed)
+    n, h, w, c = cfg["x_shape"]
+    g = Graph("pool")
+    x = g.add_input(("N", h, w, c), name="x")
+    attrs = dict(pool_size=cfg["pool_size"], strides=cfg["strides"], padding=cfg["padding"],
+                 dilation=cfg["dilation"], ceil_mode=cfg["ceil_mode"])
+    if kind == "avg":
+        attrs["count_include_pad"] = cfg["count_include_pad"]
+    g.set_outputs(g.add(f"{kind}_pool2d", [x], attrs))
+    _check(g, rng.standard_normal((n, h, w, c)).astype(np.float32))
+
+
+@settings(deadline=None, max_examples=6)
+@given(fin=st.integers(1, 70), fout=st.integers(1, 40), steps=st.lists(
+    st.sampled_from([s for s in STEPS if s[0] != "add"]), max_size=3), seed=st.integers(0, 99))
+def test_dense_fused_matches_reference(fin, fout, steps, seed):
+    rng = np.random.default_rng(seed)
+    g = Graph("dense")
+    x = g.add_input(("N", fin), name="x")
+    extras = _epilogue(g, rng, (fout,), steps)
+    y = g.add("dense_fused", [x, g.constant(rng.standard_normal((fin, fout))),
+                              g.constant(rng.standard_normal(fout)), *extras],
+              {"epilogue": steps})
+    g.set_outputs(y)
+    _check(g, rng.standard_normal((3, fin)).astype(np.float32), batches=(None, 1, 9))
+
+
+def test_gemm_conv_writing_over_its_residual_in_place():
+    """A 1x1 conv lowered to np.dot whose output buffer is planned over its residual."""
+    rng = np.random.default_rng(1)
+    g = Graph("inplace")
+    x = g.add_input(("N", 6, 6, 64), name="x")
+    r = g.add("relu", [x])                      # dies at the fused conv: buffer reused
+    y = g.add("conv2d_fused", [x, g.constant(rng.standard_normal((1, 1, 64, 64))),
+                               g.constant(rng.standard_normal(64)), r], {"epilogue": ["add"]})
+    g.set_outputs(y)
+    compiled = cnnc.compile(g, target="cpu", opt_level=0)
+    plan = compiled.plan
+    assert plan.buffer_of[y.name] == plan.buffer_of[r.name], "expected an in-place plan"
+    assert "np.dot" in compiled.source()
+    x0 = rng.standard_normal((2, 6, 6, 64)).astype(np.float32)
+    assert _rel_err(compiled(x0), run_reference(g, x0)) < TOL
