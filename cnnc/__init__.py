@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 __all__ = ["compile", "CnncError", "ConfigError", "ShapeError", "DTypeError",
            "UnsupportedError", "VerificationError", "Graph", "TensorType", "verify",
-           "layers", "Sequential", "Model", "Input", "models", "nn"]
+           "layers", "Sequential", "Model", "Input", "models", "nn", "load_onnx", "export_onnx"]
 
 
 def __getattr__(name):
@@ -31,6 +31,10 @@ def __getattr__(name):
         return importlib.import_module("cnnc.frontends.nn")
     if name == "backends":
         return importlib.import_module("cnnc.backends")
+    if name == "load_onnx":
+        return importlib.import_module("cnnc.frontends.onnx.importer").load_onnx
+    if name == "export_onnx":
+        return importlib.import_module("cnnc.frontends.onnx.export").export_onnx
     if name == "frontends":
         return importlib.import_module("cnnc.frontends")
     raise AttributeError(f"module 'cnnc' has no attribute {name!r}")

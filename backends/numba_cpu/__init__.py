@@ -25,23 +25,29 @@ def compile_graph(graph, report=None):
     import time
 
     from cnnc.backends.numba_cpu.lower import lower
-    from cnnc.backends.numba_cpu.runtime import NumbaCpuModel, load_module
+    from cnnc.backends.numba_cpu.runtime import NumbaCpuModel, compile_kernels, load_module
     from cnnc.errors import CnncError
     from cnnc.passes.memory_plan import plan_memory
     plan = getattr(report, "plan", None) or plan_memory(graph)
     lowered = lower(graph, plan)
     module = load_module(lowered.source)
     model = NumbaCpuModel(graph, report, plan, lowered, module)
-    if sys.stderr.isatty():
-        print(f"cnnc: compiling {len(lowered.kernel_names)} kernels for {graph.name!r} ...",
-              file=sys.stderr, end="", flush=True)
+    tty = sys.stderr.isatty()
+
+    def progress(done, total):
+        print(f"\rcnnc: compiling kernels for {graph.name!r}: {done}/{total} (this process's "
+              f"share)", file=sys.stderr, end="", flush=True)
+
+    t0 = time.perf_counter()
     try:
-        t = model.warm_up()
+        compile_kernels(lowered, module, progress=progress if tty else None)
+        model.warm_up()
     except CnncError:
         raise
     except Exception:  # a corrupt or stale Numba cache entry: rebuild it once from scratch
         model = NumbaCpuModel(graph, report, plan, lowered, load_module(lowered.source, True))
-        t = model.warm_up()
-    if sys.stderr.isatty():
-        print(f" {t:.1f} s", file=sys.stderr)
+        model.warm_up()
+    t = model.compile_seconds = time.perf_counter() - t0
+    if tty:
+        print(f" - ready in {t:.1f} s", file=sys.stderr)
     return model

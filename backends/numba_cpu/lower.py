@@ -46,6 +46,7 @@ class Lowered:
     weights: list[np.ndarray] = field(default_factory=list)
     kernel_names: list[str] = field(default_factory=list)
     kernel_nodes: list = field(default_factory=list)  # node lowered to each kernel (for profiling)
+    signatures: dict = field(default_factory=dict)    # kernel name -> ndim of each argument
 
 
 class _Lowerer:
@@ -62,6 +63,8 @@ class _Lowerer:
         self.body: list[str] = []
         self.sym: dict[str, str] = {}
         self.by_source: dict[str, str] = {}   # kernel source -> its function name
+        self.ndim: dict[str, int] = {}         # local name -> rank of the array it holds
+        self.signatures: dict[str, tuple] = {}
 
     # ---- names ---------------------------------------------------------------------------
     def weight(self, array) -> str:
@@ -70,6 +73,7 @@ class _Lowerer:
         if key not in self.const_args:
             self._keep.append(array)
             self.const_args[key] = f"c{len(self.weights)}"
+            self.ndim[self.const_args[key]] = arr.ndim
             self.weights.append(arr)
         return self.const_args[key]
 
@@ -95,6 +99,7 @@ class _Lowerer:
         if name is None:
             name = self.by_source[source] = f"k{len(self.kernels)}"
             self.kernels.append(source.replace("def __KERNEL__(", f"def {name}(", 1))
+        self.signatures[name] = tuple(self.ndim[a] for a in args)
         self.kernel_names.append(name)
         self.kernel_nodes.append(node)
         self.body.append(f"{name}({', '.join(args)})  # {node.op} -> %{node.output.name}")
@@ -105,6 +110,7 @@ class _Lowerer:
         args = []
         for i, v in enumerate(g.inputs):
             self.names[id(v)] = f"in{i}"
+            self.ndim[f"in{i}"] = len(v.shape)
             args.append(f"in{i}")
             for axis, d in enumerate(v.type.shape):
                 if isinstance(d, str) and d not in self.sym:
@@ -132,7 +138,8 @@ class _Lowerer:
         src.append(f"\n@njit(cache=True)\ndef forward({sig}):\n")
         src.extend(f"    {line}\n" for line in self.body)
         src.append(f"    return ({', '.join(outs)},)\n")
-        return Lowered("".join(src), self.weights, self.kernel_names, self.kernel_nodes)
+        return Lowered("".join(src), self.weights, self.kernel_names, self.kernel_nodes,
+                       self.signatures)
 
     def out_buffer(self, v) -> str:
         name = f"v{v.name}"
@@ -140,6 +147,7 @@ class _Lowerer:
         self.body.append(f"{name} = arena[offs[{buf}]:offs[{buf}] + {self.size_src(v.shape)}]"
                          f".reshape({self.shape_src(v.shape)})")
         self.names[id(v)] = name
+        self.ndim[name] = len(v.shape)
         return name
 
     def lower_node(self, node) -> None:
@@ -149,6 +157,7 @@ class _Lowerer:
             src = self.ref(node.inputs[0])
             self.body.append(f"{name} = {src}.reshape({self.shape_src(out.shape)})")
             self.names[id(out)] = name
+            self.ndim[name] = len(out.shape)
             return
         ins = [self.ref(v) for v in node.inputs]
         o = self.out_buffer(out)

@@ -115,6 +115,14 @@ def _evict(path: str) -> None:
                 pass
 
 
+def _aligned_empty(n: int) -> np.ndarray:
+    """float32[n] starting on a 64-byte boundary (BLAS and vector loads take the same path
+    in every process, so results are reproducible to the bit)."""
+    raw = np.empty(n + ALIGN, dtype=np.float32)
+    skip = (-raw.ctypes.data % 64) // 4
+    return raw[skip:skip + n]
+
+
 class NumbaCpuModel(CompiledModel):
     """Runs the generated ``forward`` over a per-thread arena sized for each batch size."""
 
@@ -142,7 +150,7 @@ class NumbaCpuModel(CompiledModel):
             for i, n in enumerate(sizes):
                 offs[i] = total
                 total += -(-n // ALIGN) * ALIGN
-            arenas[key] = (np.empty(max(total, 1), dtype=np.float32), offs)
+            arenas[key] = (_aligned_empty(max(total, 1)), offs)
         return arenas[key]
 
     def run(self, arrays, bindings):
@@ -166,3 +174,65 @@ class NumbaCpuModel(CompiledModel):
 
 def clear_cache() -> None:
     shutil.rmtree(cache_dir(), ignore_errors=True)
+
+
+# ---- cold compiles in parallel ----------------------------------------------------------------
+def kernel_signature(ndims):
+    from numba import types
+    return tuple(types.Array(types.float32, nd, "C") for nd in ndims)
+
+
+def is_cached(source: str) -> bool:
+    """Whether Numba's cache already holds machine code for this generated module."""
+    path = module_path(source)
+    base = os.path.splitext(os.path.basename(path))[0]
+    pyc = os.path.join(os.path.dirname(path), "__pycache__")
+    try:
+        return any(f.startswith(base) and f.endswith(".nbi") for f in os.listdir(pyc))
+    except OSError:
+        return False
+
+
+def compile_kernels(lowered, module, workers: int | None = None, progress=None) -> None:
+    """Compile every distinct kernel, spreading a cold build over worker processes.
+
+    Each worker compiles its share into the disk cache; this process compiles its own share
+    meanwhile, then ``forward`` finds the rest in the cache. Kernels are independent, so
+    the speed-up is close to the number of cores."""
+    import subprocess
+    names = sorted(set(lowered.kernel_names), key=lambda k: int(k[1:]))
+    workers = min(workers or os.cpu_count() or 1, len(names))
+    shares = [names[i::workers] for i in range(workers)]
+    procs = []
+    if workers > 1 and not is_cached(lowered.source):
+        path = module_path(lowered.source)
+        for share in shares[1:]:
+            spec = ";".join(f"{k}:{','.join(map(str, lowered.signatures[k]))}" for k in share)
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "cnnc.backends.numba_cpu.runtime", path, spec],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        mine = shares[0]
+    else:
+        mine = names
+    for i, k in enumerate(mine):
+        getattr(module, k).compile(kernel_signature(lowered.signatures[k]))
+        if progress:
+            progress(i + 1, len(mine))
+    for p in procs:
+        _, err = p.communicate()
+        if p.returncode:  # not fatal: this process compiles whatever the worker did not
+            print(f"cnnc: a compile worker failed; compiling here instead: "
+                  f"{err.decode(errors='replace')[-500:]}", file=sys.stderr)
+
+
+def _worker(path: str, spec: str) -> None:
+    with open(path, encoding="utf-8") as f:
+        module = load_module(f.read())
+    for item in spec.split(";"):
+        name, dims = item.split(":")
+        getattr(module, name).compile(kernel_signature([int(d) for d in dims.split(",")]))
+
+
+if __name__ == "__main__":
+    import cnnc.backends.numba_cpu  # noqa: F401  (process settings before compiling)
+    _worker(sys.argv[1], sys.argv[2])

@@ -149,6 +149,7 @@ def op_counts(graph) -> Counter:
 
 def default_pipeline(opt_level: int) -> list[Pass]:
     """0: verify + shape inference; 1: + cleanup; 2: + pad/BN folding, fusion, cleanup again."""
+    from cnnc.passes.cancel_transposes import CancelTransposes
     from cnnc.passes.constant_fold import ConstantFold
     from cnnc.passes.cse import CSE
     from cnnc.passes.dce import DCE
@@ -161,7 +162,7 @@ def default_pipeline(opt_level: int) -> list[Pass]:
         raise ConfigError(f"opt_level must be 0, 1 or 2, got {opt_level!r}")
 
     def cleanup():
-        return [EliminateNoops(), ConstantFold(), CSE(), DCE()]
+        return [CancelTransposes(), EliminateNoops(), ConstantFold(), CSE(), DCE()]
 
     passes: list[Pass] = [Verify(), InferShapes()]
     if opt_level >= 1:

@@ -21,7 +21,7 @@ def names(level):
 
 def test_pipelines_per_level():
     assert names(0) == ["verify", "infer_shapes"]
-    cleanup = ["eliminate_noops", "constant_fold", "cse", "dce"]
+    cleanup = ["cancel_transposes", "eliminate_noops", "constant_fold", "cse", "dce"]
     assert names(1) == names(0) + cleanup
     assert names(2) == names(1) + ["fold_pad", "fold_batchnorm", "fuse_epilogue"] + cleanup
     with pytest.raises(ConfigError, match="opt_level"):
@@ -66,7 +66,7 @@ def test_verify_each_names_the_failing_pass_and_those_before():
     with pytest.raises(VerificationError) as e:
         run_pipeline(resnet_like(blocks=1), passes, verify_each=True)
     msg = str(e.value)
-    assert "after pass 'break_types'" in msg and "verify, infer_shapes, eliminate_noops" in msg
+    assert "after pass 'break_types'" in msg and "verify, infer_shapes, cancel_transposes" in msg
     run_pipeline(resnet_like(blocks=1), passes, verify_each=False)  # not checked: no error
 
 

@@ -1,0 +1,359 @@
+"""ONNX -> IR converters for the compute ops: Conv, pooling, BatchNormalization, Gemm, MatMul,
+activations, elementwise arithmetic, Softmax and spatial ReduceMean/ReduceMax.
+
+Images go NHWC (kernels OIHW -> HWIO); per-channel constants broadcast in NCHW become their NHWC
+counterparts; a Gemm/MatMul reading an NHWC-order flattening permutes its weight rows instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnc.errors import ShapeError
+from cnnc.frontends.onnx.import_context import (FLAT, NHWC, NHWC_AXIS, PLAIN, converter,
+                                                flat_rows, nhwc_constant)
+from cnnc.ops.padding import same_pads
+
+#: the largest float32: stands for an infinite Clip bound (generated kernels need finite literals)
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+# ---- windows (Conv, pooling) -------------------------------------------------------------------
+def _hw(ctx, xv) -> tuple[int, int]:
+    h, w = xv.type.shape[1:3]
+    if not isinstance(h, int) or not isinstance(w, int):
+        raise ShapeError(f"{ctx.where}: H and W must be static, got {xv.type}")
+    return h, w
+
+
+def _pair(ctx, a, name, default):
+    v = tuple(a.get(name, default))
+    if len(v) != 2:
+        ctx.unsupported(f"{name}={list(v)}: only 2-D windows (two values) are supported")
+    return v
+
+
+def window_pads(ctx, a, in_hw, kernel, strides, dilation):
+    """((top, bottom), (left, right)) from ``pads`` or ``auto_pad``.
+
+    SAME_UPPER/SAME_LOWER pad to ``ceil(n / s)`` outputs with the effective kernel
+    ``(k - 1) * d + 1``; the odd extra cell goes at the end (UPPER) or the beginning (LOWER).
+    A negative total (kernel smaller than the stride) is clamped to 0, TF's rule. (ONNX Runtime
+    1.32 refuses dilated SAME convolutions and leaves the dilation out of SAME pooling pads;
+    cnnc follows the spec's formula.)"""
+    auto = a.get("auto_pad", "NOTSET")
+    if auto == "NOTSET":
+        pads = list(a.get("pads", [0, 0, 0, 0]))
+        if len(pads) != 4:
+            ctx.unsupported(f"pads={pads}: only 2-D windows (four values) are supported")
+        if any(p < 0 for p in pads):
+            ctx.unsupported(f"negative pads {pads}")
+        return ((pads[0], pads[2]), (pads[1], pads[3]))
+    if auto == "VALID":
+        return ((0, 0), (0, 0))
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        out = []
+        for n, k, s, d in zip(in_hw, kernel, strides, dilation):
+            lo, hi = same_pads(n, k, s, d)  # the extra cell at the end
+            out.append((lo, hi) if auto == "SAME_UPPER" else (hi, lo))
+        return tuple(out)
+    ctx.unsupported(f"auto_pad={auto!r}")
+
+
+@converter("Conv", attrs=("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"))
+def conv(ctx, a):
+    x = ctx.input(0)
+    w = ctx.const_input(1, "the weights W")
+    if w.ndim != 4:
+        ctx.unsupported(f"{w.ndim - 2}-D convolution (weights of shape {w.shape}); only 2-D")
+    kernel = tuple(int(k) for k in w.shape[2:])
+    if tuple(a.get("kernel_shape", kernel)) != kernel:
+        raise ShapeError(f"{ctx.where}: kernel_shape {a['kernel_shape']} does not match the "
+                         f"weights {w.shape}")
+    strides, dilation = _pair(ctx, a, "strides", (1, 1)), _pair(ctx, a, "dilations", (1, 1))
+    xv = ctx.nhwc(x)
+    pads = window_pads(ctx, a, _hw(ctx, xv), kernel, strides, dilation)
+    ins = [xv, ctx.constant(np.asarray(w).transpose(2, 3, 1, 0))]  # OIHW -> HWIO
+    b = ctx.input(2, required=False)
+    if b is not None:
+        ins.append(ctx.plain(b))
+    y = ctx.add("conv2d", ins, {"strides": strides, "padding": pads, "dilation": dilation,
+                                "groups": a.get("group", 1)})
+    ctx.define(ctx.node.output[0], y, NHWC)
+
+
+POOL_ATTRS = ("auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "strides")
+
+
+def _pool(ctx, a, op, extra):
+    if "kernel_shape" not in a:
+        raise ShapeError(f"{ctx.where}: the kernel_shape attribute is required")
+    kernel = _pair(ctx, a, "kernel_shape", None)
+    strides, dilation = _pair(ctx, a, "strides", (1, 1)), _pair(ctx, a, "dilations", (1, 1))
+    xv = ctx.nhwc(ctx.input(0))
+    pads = window_pads(ctx, a, _hw(ctx, xv), kernel, strides, dilation)
+    y = ctx.add(op, [xv], {"pool_size": kernel, "strides": strides, "padding": pads,
+                           "dilation": dilation, "ceil_mode": bool(a.get("ceil_mode", 0)),
+                           **extra})
+    ctx.define(ctx.node.output[0], y, NHWC)
+
+
+@converter("MaxPool", attrs=(*POOL_ATTRS, "storage_order"))
+def max_pool(ctx, a):
+    if a.get("storage_order", 0) != 0:
+        ctx.unsupported(f"storage_order={a['storage_order']} (only 0, row-major)")
+    if len(ctx.node.output) > 1 and ctx.node.output[1]:
+        ctx.unsupported("the Indices output")
+    _pool(ctx, a, "max_pool2d", {})
+
+
+@converter("AveragePool", attrs=(*POOL_ATTRS, "count_include_pad"))
+def avg_pool(ctx, a):
+    # ONNX divides by the window clipped to the padded input when count_include_pad=1 (so a
+    # ceil_mode window running past the right padding counts fewer cells), else by its real
+    # input cells: exactly avg_pool2d's two rules.
+    _pool(ctx, a, "avg_pool2d", {"count_include_pad": bool(a.get("count_include_pad", 0))})
+
+
+@converter("GlobalAveragePool", "GlobalMaxPool")
+def global_pool(ctx, a):
+    x = ctx.input(0)
+    if ctx.rank(x) != 4:
+        ctx.unsupported(f"a rank-{ctx.rank(x)} input (only 4-D N,C,H,W)")
+    op = "global_avg_pool" if ctx.node.op_type == "GlobalAveragePool" else "global_max_pool"
+    ctx.define(ctx.node.output[0], ctx.add(op, [ctx.nhwc(x)], {"keepdims": True}), NHWC)
+
+
+@converter("ReduceMean", "ReduceMax", attrs=("axes", "keepdims", "noop_with_empty_axes"))
+def reduce_spatial(ctx, a):
+    op_type = ctx.node.op_type
+    x = ctx.input(0)
+    # axes moved from an attribute to an input in opset 18
+    axes = ctx.int_vector(1, "axes", required=False) if ctx.opset >= 18 else a.get("axes")
+    keep = bool(a.get("keepdims", 1))
+    if not axes:
+        if a.get("noop_with_empty_axes", 0):
+            ctx.alias(ctx.node.output[0], x)
+            return
+        ctx.unsupported(f"{op_type} over all axes (only over H and W of a 4-D tensor)")
+    rank = ctx.rank(x)
+    norm = sorted(int(ax) % rank for ax in axes)
+    if x.is_const:
+        fn = np.mean if op_type == "ReduceMean" else np.max
+        ctx.define(ctx.node.output[0], const=fn(x.const, axis=tuple(norm), keepdims=keep))
+        return
+    if rank != 4 or norm != [2, 3]:
+        ctx.unsupported(f"{op_type} over axes {list(axes)} of a rank-{rank} tensor (only over "
+                        f"H and W, axes [2, 3], of a 4-D tensor)")
+    op = "global_avg_pool" if op_type == "ReduceMean" else "global_max_pool"
+    y = ctx.add(op, [ctx.nhwc(x)], {"keepdims": keep})
+    ctx.define(ctx.node.output[0], y, NHWC if keep else PLAIN)
+
+
+@converter("BatchNormalization", attrs=("epsilon", "momentum", "spatial", "training_mode"))
+def batch_norm(ctx, a):
+    if a.get("training_mode", 0):
+        ctx.unsupported("training_mode=1 (only inference)")
+    if a.get("spatial", 1) != 1:
+        ctx.unsupported("spatial=0 (per-element statistics)")
+    if any(ctx.node.output[1:]):
+        ctx.unsupported("the running mean/variance outputs (training)")
+    x = ctx.input(0)
+    stats = [ctx.plain(ctx.input(i)) for i in range(1, 5)]
+    attrs = {"epsilon": a.get("epsilon", 1e-5)}
+    if ctx.rank(x) == 4:
+        y = ctx.add("batch_norm", [ctx.nhwc(x), *stats], {**attrs, "axis": -1})
+        ctx.define(ctx.node.output[0], y, NHWC)
+    else:
+        y = ctx.add("batch_norm", [ctx.plain(x), *stats], {**attrs, "axis": 1})
+        ctx.define(ctx.node.output[0], y, PLAIN)
+
+
+# ---- activations ---------------------------------------------------------------------------
+UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hard_swish"}
+
+
+def _unary(ctx, op, attrs=None):
+    x = ctx.input(0)
+    if ctx.is_nhwc(x):
+        v, layout = x.value, NHWC
+    else:
+        v, layout = ctx.plain(x), PLAIN
+    ctx.define(ctx.node.output[0], ctx.add(op, [v], attrs), layout)
+
+
+@converter(*UNARY)
+def unary(ctx, a):
+    _unary(ctx, UNARY[ctx.node.op_type])
+
+
+@converter("LeakyRelu", attrs=("alpha",))
+def leaky_relu(ctx, a):
+    _unary(ctx, "leaky_relu", {"alpha": a.get("alpha", 0.01)})
+
+
+@converter("HardSigmoid", attrs=("alpha", "beta"))
+def hard_sigmoid(ctx, a):
+    _unary(ctx, "hard_sigmoid", {"alpha": a.get("alpha", 0.2), "beta": a.get("beta", 0.5)})
+
+
+def _scalar(ctx, i, what):
+    arr = ctx.const_input(i, what, required=False)
+    if arr is None:
+        return None
+    if arr.size != 1:
+        raise ShapeError(f"{ctx.where}: {what} must be a scalar, got shape {arr.shape}")
+    v = np.ravel(arr)[0]
+    return float(str(v)) if isinstance(v, np.float32) else float(v)  # 0.3, not 0.30000001...
+
+
+@converter("Clip", attrs=("min", "max"))
+def clip(ctx, a):
+    if ctx.opset < 11:
+        lo, hi = a.get("min"), a.get("max")
+    else:
+        lo, hi = _scalar(ctx, 1, "min"), _scalar(ctx, 2, "max")
+    lo = -np.inf if lo is None else lo
+    hi = np.inf if hi is None else hi
+    if lo == 0 and hi == 6:
+        _unary(ctx, "relu6")
+    elif lo == 0 and hi >= F32_MAX:
+        _unary(ctx, "relu")
+    else:
+        _unary(ctx, "clip", {"min": float(np.clip(lo, -F32_MAX, F32_MAX)),
+                             "max": float(np.clip(hi, -F32_MAX, F32_MAX))})
+
+
+@converter("Softmax", attrs=("axis",))
+def softmax(ctx, a):
+    x = ctx.input(0)
+    shape = ctx.onnx_shape(x)
+    rank = len(shape)
+    axis = a.get("axis", -1 if ctx.opset >= 13 else 1)
+    if not -rank <= axis < rank:
+        raise ShapeError(f"{ctx.where}: axis {axis} is out of range for shape {shape}")
+    axis %= rank
+    out = ctx.node.output[0]
+    if ctx.opset >= 13 or axis == rank - 1:
+        if ctx.is_nhwc(x):
+            ctx.define(out, ctx.add("softmax", [x.value], {"axis": NHWC_AXIS[axis]}), NHWC)
+        else:
+            ctx.define(out, ctx.add("softmax", [ctx.plain(x)], {"axis": axis}), PLAIN)
+        return
+    # before opset 13: one softmax over the trailing dims flattened from ``axis`` on
+    if any(isinstance(d, str) for d in shape[1:]):
+        ctx.unsupported(f"opset-{ctx.opset} Softmax over symbolic dims {shape}")
+    flat = ctx.add("flatten", [ctx.plain(x)], {"axis": axis})
+    s = ctx.add("softmax", [flat], {"axis": -1})
+    target = [-1 if isinstance(shape[0], str) else shape[0], *shape[1:]]
+    ctx.define(out, ctx.add("reshape", [s], {"shape": target}), PLAIN)
+
+
+# ---- elementwise arithmetic ----------------------------------------------------------------
+BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div"}
+
+
+def fold_binary(ctx, op, a, b):
+    """``a op b`` on constants (integer Div truncates toward zero, like ONNX)."""
+    if a.dtype == object or b.dtype == object:
+        if any(isinstance(v, str) for v in (*np.ravel(a), *np.ravel(b))):
+            ctx.unsupported(f"{op} on a shape that depends on the dynamic batch size "
+                            f"({a.tolist()}, {b.tolist()})")
+        a, b = a.astype(np.int64), b.astype(np.int64)
+    if op == "div" and a.dtype.kind in "iu" and b.dtype.kind in "iu":
+        return (np.sign(a) * np.sign(b) * (np.abs(a) // np.abs(b))).astype(a.dtype)
+    fn = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}[op]
+    return np.asarray(fn(a, b)).astype(np.result_type(a, b), copy=False)
+
+
+@converter(*BINARY)
+def binary(ctx, a):
+    op = BINARY[ctx.node.op_type]
+    ta, tb = ctx.input(0), ctx.input(1)
+    out = ctx.node.output[0]
+    if ta.is_const and tb.is_const:
+        ctx.define(out, const=fold_binary(ctx, op, ta.const, tb.const))
+        return
+    rank = max(ctx.rank(ta), ctx.rank(tb))
+    operands = (ta, tb)
+    if rank == 4 and any(ctx.is_nhwc(t) for t in operands) and all(
+            t.is_const or ctx.rank(t) == 4 for t in operands):
+        vals = [ctx.constant(nhwc_constant(np.asarray(t.const), 4)) if t.is_const
+                else ctx.nhwc(t) for t in operands]
+        ctx.define(out, ctx.add(op, vals), NHWC)
+    else:
+        ctx.define(out, ctx.add(op, [ctx.plain(t) for t in operands]), PLAIN)
+
+
+# ---- Gemm, MatMul ----------------------------------------------------------------------------
+def _left(ctx, t, weights_const: bool):
+    """The left operand of a product: (IR value, weight-row permutation or None)."""
+    if t.layout == FLAT and not t.is_const and weights_const:
+        _, c, h, w = ctx.onnx_shape(t.src)
+        return t.value, flat_rows(c, h, w)
+    return ctx.plain(t), None
+
+
+@converter("Gemm", attrs=("alpha", "beta", "transA", "transB"))
+def gemm(ctx, a):
+    alpha, beta = a.get("alpha", 1.0), a.get("beta", 1.0)
+    ta, tb = ctx.input(0), ctx.input(1)
+    tc = ctx.input(2, required=False)
+    if a.get("transA", 0):
+        x, rows = ctx.add("transpose", [ctx.plain(ta)], {"perm": (1, 0)}), None
+    else:
+        x, rows = _left(ctx, ta, tb.is_const)
+    scale = None
+    if tb.is_const:
+        w = np.asarray(tb.const, np.float64)
+        w = (w.T if a.get("transB", 0) else w) * alpha
+        wv = ctx.constant(w if rows is None else w[rows])
+    else:
+        wv = ctx.plain(tb)
+        if a.get("transB", 0):
+            wv = ctx.add("transpose", [wv], {"perm": (1, 0)})
+        scale = alpha if alpha != 1.0 else None
+    m = wv.type.shape[1]
+    bias, extra = None, None
+    if tc is not None and beta != 0.0:
+        if tc.is_const:
+            c = np.asarray(tc.const, np.float64) * beta
+            try:
+                row = np.broadcast_shapes(c.shape, (1, m)) == (1, m)
+            except ValueError:
+                raise ShapeError(f"{ctx.where}: C of shape {c.shape} does not broadcast to "
+                                 f"(N, {m})") from None
+            if row and scale is None:
+                bias = ctx.constant(np.broadcast_to(c.reshape(-1) if c.size == m else c, (m,)))
+            else:
+                extra = ctx.constant(c)
+        else:
+            extra = ctx.plain(tc)
+            if beta != 1.0:
+                extra = ctx.add("mul", [extra, ctx.constant(np.float64(beta))])
+    y = ctx.add("dense", [x, wv] + ([bias] if bias is not None else []))
+    if scale is not None:
+        y = ctx.add("mul", [y, ctx.constant(np.float64(scale))])
+    if extra is not None:
+        y = ctx.add("add", [y, extra])
+    ctx.define(ctx.node.output[0], y, PLAIN)
+
+
+@converter("MatMul")
+def matmul(ctx, a):
+    ta, tb = ctx.input(0), ctx.input(1)
+    out = ctx.node.output[0]
+    if ta.is_const and tb.is_const:
+        ctx.define(out, const=np.matmul(ta.const, tb.const))
+        return
+    ra, rb = ctx.rank(ta), ctx.rank(tb)
+    if ra < 2 or rb < 2:
+        ctx.unsupported(f"MatMul with a 1-D operand (shapes {ctx.onnx_shape(ta)} and "
+                        f"{ctx.onnx_shape(tb)})")
+    if ra == 2 and rb == 2 and tb.is_const:
+        x, rows = _left(ctx, ta, True)
+        w = np.asarray(tb.const)
+        y = ctx.add("dense", [x, ctx.constant(w if rows is None else w[rows])])
+    else:
+        y = ctx.add("matmul", [ctx.plain(ta), ctx.plain(tb)])
+    ctx.define(out, y, PLAIN)

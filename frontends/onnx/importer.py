@@ -1,0 +1,252 @@
+"""Import an ONNX model as a cnnc model.
+
+    model = cnnc.load_onnx("resnet.onnx")        # a path, the file's bytes or an onnx.ModelProto
+    compiled = cnnc.compile(model, target="cpu")
+    y = compiled(x)                              # x: NCHW, exactly as the ONNX graph declares
+
+The model is checked with the ONNX checker, then every node is converted (``import_ops``,
+``import_shape``) into a cnnc graph that computes in NHWC: a 4-D graph input is transposed to
+NHWC once, convolution kernels go OIHW -> HWIO, per-channel constants, concat/softmax/pad axes
+follow the layout, and 4-D graph outputs are transposed back to NCHW, so the compiled model
+takes and returns tensors exactly as the ONNX graph declares them. A symbolic batch dimension
+(``dim_param``, or a ``dim_value`` of 0 or none) becomes the IR symbol ``"N"``.
+
+Failures raise :class:`~cnnc.errors.CnncError`: an unreadable, empty or truncated model, a
+checker failure, a missing file; :class:`~cnnc.errors.UnsupportedError` for an op, opset or
+attribute cnnc cannot import, naming the op type, the node and what is unsupported.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from cnnc.errors import CnncError, ConfigError, UnsupportedError
+from cnnc.frontends.onnx import import_ops, import_shape  # noqa: F401  (registers converters)
+from cnnc.frontends.onnx.import_context import CONVERTERS, Importer
+from cnnc.ir.graph import Graph
+from cnnc.ir.verify import verify
+
+#: opsets of the default domain whose semantics the converters follow
+MIN_OPSET, MAX_OPSET = 7, 25
+BATCH = "N"
+_FLOAT_INPUTS = {1: "float", 10: "float16", 11: "double"}
+
+
+def _import_onnx():
+    try:
+        import onnx
+    except ImportError as e:
+        raise UnsupportedError(f"ONNX import needs the 'onnx' package (pip install onnx): "
+                               f"{e}") from None
+    return onnx
+
+
+# ---- reading and checking ----------------------------------------------------------------------
+def _parse(onnx, data: bytes, what: str):
+    if not data:
+        raise CnncError(f"{what} is empty (0 bytes): not an ONNX model")
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except Exception as e:  # google.protobuf DecodeError and friends
+        raise CnncError(f"{what} is not a valid ONNX model (corrupt or truncated protobuf: "
+                        f"{type(e).__name__}: {e})") from None
+    return proto
+
+
+def read_model(src):
+    """``(ModelProto, description)`` from a path, bytes or a ModelProto."""
+    onnx = _import_onnx()
+    if isinstance(src, onnx.ModelProto):
+        return src, "the ONNX model"
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return _parse(onnx, bytes(src), f"the {len(src)}-byte ONNX data"), "the ONNX data"
+    if not isinstance(src, (str, os.PathLike)):
+        raise ConfigError(f"load_onnx expects a path, bytes or an onnx.ModelProto, got "
+                          f"{type(src).__name__}")
+    path = Path(src)
+    what = f"ONNX file '{path}'"
+    if not path.exists():
+        raise CnncError(f"{what} does not exist")
+    if not path.is_file():
+        raise CnncError(f"{what} is not a file")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CnncError(f"cannot read {what}: {e}") from None
+    proto = _parse(onnx, data, what)
+    try:  # weights stored next to the model (external data)
+        from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+        if any(uses_external_data(t) for t in proto.graph.initializer):
+            load_external_data_for_model(proto, str(path.parent))
+    except Exception as e:
+        raise CnncError(f"cannot load the external data of {what}: {e}") from None
+    return proto, what
+
+
+def check_model(onnx, proto, what: str) -> int:
+    """Run the ONNX checker; returns the default-domain opset, refusing unsupported ones."""
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as e:
+        msg = str(e).strip() or type(e).__name__
+        raise CnncError(f"{what} fails the ONNX checker: {msg}") from None
+    opset = None
+    for imp in proto.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            opset = int(imp.version)
+    if opset is None:
+        raise UnsupportedError(f"{what} imports no opset of the default ONNX domain")
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise UnsupportedError(f"{what} uses opset {opset}; cnnc imports opsets {MIN_OPSET} to "
+                               f"{MAX_OPSET}")
+    return opset
+
+
+# ---- attributes ------------------------------------------------------------------------------
+def _attrs(onnx, node) -> dict:
+    out = {}
+    for attr in node.attribute:
+        v = onnx.helper.get_attribute_value(attr)
+        if isinstance(v, bytes):
+            v = v.decode("utf-8", "replace")
+        elif isinstance(v, float):  # stored as float32: keep its shortest form (1e-05)
+            v = float(str(np.float32(v)))
+        elif isinstance(v, onnx.TensorProto):
+            v = onnx.numpy_helper.to_array(v)
+        elif isinstance(v, list):
+            v = [x.decode("utf-8", "replace") if isinstance(x, bytes) else
+                 float(str(np.float32(x))) if isinstance(x, float) else x for x in v]
+        out[attr.name] = v
+    return out
+
+
+# ---- graph inputs and outputs ------------------------------------------------------------------
+def _safe_name(name: str, taken: set) -> str:
+    """An IR value name for an ONNX input: never one of the IR's own ``3``/``w3`` names."""
+    s = re.sub(r"[^0-9A-Za-z_.]", "_", name) or "input"
+    if re.fullmatch(r"w?\d+", s):
+        s = f"x_{s}"
+    base, k = s, 1
+    while s in taken:
+        s, k = f"{base}_{k}", k + 1
+    taken.add(s)
+    return s
+
+
+def _input_shape(vi) -> tuple:
+    if not vi.type.HasField("tensor_type"):
+        raise UnsupportedError(f"graph input {vi.name!r}: only tensor inputs are supported")
+    tt = vi.type.tensor_type
+    if tt.elem_type not in _FLOAT_INPUTS:
+        raise UnsupportedError(f"graph input {vi.name!r}: element type {tt.elem_type} is not "
+                               f"supported (only float, float16, double)")
+    if not tt.HasField("shape"):
+        raise UnsupportedError(f"graph input {vi.name!r} has no declared shape")
+    shape = []
+    for axis, d in enumerate(tt.shape.dim):
+        if d.HasField("dim_value") and d.dim_value > 0:
+            shape.append(int(d.dim_value))
+        elif axis == 0:
+            shape.append(BATCH)  # dim_param, 0 or unset: the dynamic batch
+        else:
+            label = d.dim_param or "unknown"
+            raise UnsupportedError(f"graph input {vi.name!r}: dim {axis} is symbolic "
+                                   f"({label!r}); only the batch dim (0) may be dynamic")
+    return tuple(shape)
+
+
+# ---- the model -------------------------------------------------------------------------------
+class OnnxModel:
+    """An imported ONNX model: ``to_graph()`` gives a fresh cnnc graph (NCHW at the boundary,
+    NHWC inside); calling it runs cnnc's reference interpreter."""
+
+    def __init__(self, proto, graph: Graph, input_names, output_names, opset: int):
+        self.proto = proto
+        self._graph = graph
+        self.input_names = list(input_names)
+        self.output_names = list(output_names)
+        self.opset = opset
+
+    @property
+    def name(self) -> str:
+        return self._graph.name
+
+    def to_graph(self) -> Graph:
+        return self._graph.copy()
+
+    def __call__(self, *xs, dtype=np.float64):
+        from cnnc.backends.reference import run_reference
+        return run_reference(self._graph, *xs, dtype=dtype)
+
+    def __repr__(self) -> str:
+        return (f"<OnnxModel {self.name!r}: opset {self.opset}, inputs {self.input_names}, "
+                f"outputs {self.output_names}, {len(self._graph.ops)} ops>")
+
+
+def load_onnx(src) -> OnnxModel:
+    """Import an ONNX model from a path, its bytes or an ``onnx.ModelProto``."""
+    onnx = _import_onnx()
+    proto, what = read_model(src)
+    opset = check_model(onnx, proto, what)
+    g = proto.graph
+    graph = Graph(re.sub(r"[^0-9A-Za-z_.]", "_", g.name) or "onnx")
+    consumers: dict[str, list] = {}
+    for node in g.node:
+        for i, name in enumerate(node.input):
+            if name:
+                consumers.setdefault(name, []).append((node, i))
+    static = {t.name for t in g.initializer}
+    static |= {o for n in g.node if n.op_type == "Constant" for o in n.output}
+    outputs = {vi.name for vi in g.output}
+    ctx = Importer(graph, opset, consumers, outputs, static)
+    for init in g.initializer:
+        try:
+            ctx.define(init.name, const=onnx.numpy_helper.to_array(init))
+        except Exception as e:  # external data that is not there, a corrupt tensor
+            raise CnncError(f"{what}: cannot read initializer {init.name!r}: "
+                            f"{type(e).__name__}: {e}") from None
+    taken: set[str] = set()
+    inputs = [vi for vi in g.input if vi.name not in static]
+    for vi in inputs:
+        v = graph.add_input(_input_shape(vi), name=_safe_name(vi.name, taken))
+        ctx.define(vi.name, v)
+    for index, node in enumerate(g.node):
+        _convert(onnx, ctx, node, index)
+    results = []
+    ctx.node = None
+    for vi in g.output:
+        v = ctx.plain(ctx.tensors[vi.name])  # an NHWC image goes back to NCHW
+        if v.producer is None or v.is_constant:  # outputs are computed values
+            v = graph.add("identity", [v], layer="output")
+        results.append(v)
+    graph.set_outputs(*results)
+    verify(graph, "ONNX import")
+    return OnnxModel(proto, graph, [vi.name for vi in inputs], [vi.name for vi in g.output],
+                     opset)
+
+
+def _convert(onnx, ctx, node, index: int) -> None:
+    ctx.node, ctx.index = node, index
+    if node.domain not in ("", "ai.onnx"):
+        ctx.unsupported(f"operator {node.op_type!r} of domain {node.domain!r}")
+    if node.op_type not in CONVERTERS:
+        ctx.unsupported(f"operator {node.op_type!r} (supported: {', '.join(sorted(CONVERTERS))})")
+    fn, known = CONVERTERS[node.op_type]
+    attrs = _attrs(onnx, node)
+    unknown = sorted(set(attrs) - known)
+    if unknown:
+        ctx.unsupported(f"attribute(s) {unknown} of {node.op_type}")
+    try:
+        fn(ctx, attrs)
+    except CnncError as e:
+        msg = str(e)
+        if msg.startswith(ctx.where):
+            raise
+        raise type(e)(f"{ctx.where}: {msg}") from None
+    except Exception as e:  # a malformed node the checker let through: never a raw traceback
+        raise CnncError(f"{ctx.where}: cannot import: {type(e).__name__}: {e}") from e

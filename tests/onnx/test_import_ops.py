@@ -1,0 +1,238 @@
+"""ONNX import, one operator at a time: small models (random weights, odd sizes) built with
+onnx.helper run in ONNX Runtime and through cnnc (compiled for NumPy and the float64 reference),
+equal within 1e-4 relative to the output's scale."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from onnx_build import check, inputs_for, model, node, ops, rand
+
+from onnx import TensorProto, helper  # noqa: E402  (onnx_build skipped the module without it)
+
+RNG = np.random.default_rng(1234)
+
+
+def _x(*shape):
+    return rand(RNG, *shape)
+
+
+def conv_net(act=None, opset=17, **conv):
+    """x (N,3,7,9) -> Conv(4 out) [-> act]."""
+    w = _x(4, 3 // conv.get("group", 1), 3, 2)
+    nodes = [node("Conv", ["x", "w", "b"], "c", **conv)]
+    out = "c"
+    if act is not None:
+        op, attrs, extra = act
+        nodes.append(node(op, ["c", *extra], "y", **attrs))
+        out = "y"
+    return model(nodes, [("x", ("N", 3, 7, 9))], [out], {"w": w, "b": _x(4)}, opset=opset)
+
+
+def unary(op, opset=17, extra=(), inits=None, batch="N", **attrs):
+    ins = {"w": _x(4, 3, 3, 2), "b": _x(4), **(inits or {})}
+    nodes = [node("Conv", ["x", "w", "b"], "c", pads=[1, 0, 1, 1]),
+             node(op, ["c", *extra], "y", **attrs)]
+    return model(nodes, [("x", (batch, 3, 7, 9))], ["y"], ins, opset=opset)
+
+
+CASES = {
+    # Conv variants
+    "conv_plain": lambda: conv_net(),
+    "conv_strided_dilated_pads": lambda: conv_net(strides=[2, 1], dilations=[1, 2],
+                                                  pads=[1, 0, 2, 1]),
+    "conv_group3": lambda: model(
+        [node("Conv", ["x", "w"], "y", group=3, pads=[1, 1, 1, 1])],
+        [("x", ("N", 6, 5, 7))], ["y"], {"w": _x(9, 2, 3, 3)}),
+    "conv_depthwise": lambda: model(
+        [node("Conv", ["x", "w", "b"], "y", group=5, kernel_shape=[3, 3], strides=[2, 2])],
+        [("x", ("N", 5, 9, 8))], ["y"], {"w": _x(10, 1, 3, 3), "b": _x(10)}),
+    "conv_valid": lambda: conv_net(auto_pad="VALID"),
+    # activations
+    "relu": lambda: unary("Relu"),
+    "sigmoid": lambda: unary("Sigmoid"),
+    "tanh": lambda: unary("Tanh"),
+    "leaky_relu": lambda: unary("LeakyRelu", alpha=0.3),
+    "leaky_relu_default": lambda: unary("LeakyRelu"),
+    "hard_sigmoid": lambda: unary("HardSigmoid", alpha=0.3, beta=0.4),
+    "hard_swish": lambda: unary("HardSwish"),
+    "clip_inputs": lambda: unary("Clip", extra=("lo", "hi"),
+                                 inits={"lo": np.float32(-0.5), "hi": np.float32(0.7)}),
+    "clip_relu6": lambda: unary("Clip", extra=("lo", "hi"),
+                                inits={"lo": np.float32(0), "hi": np.float32(6)}),
+    "clip_max_only": lambda: unary("Clip", extra=("", "hi"), inits={"hi": np.float32(0.3)}),
+    "clip_attrs_opset7": lambda: unary("Clip", opset=7, min=-0.2, max=0.4),
+    "softmax_axis1_opset13": lambda: unary("Softmax", axis=1),
+    "softmax_axis1_opset11": lambda: unary("Softmax", opset=11, axis=1),
+    "softmax_last_opset11": lambda: unary("Softmax", opset=11, axis=-1),
+    "identity": lambda: unary("Identity"),
+    "dropout": lambda: unary("Dropout"),
+    # pooling, normalisation
+    "max_pool": lambda: unary("MaxPool", kernel_shape=[3, 2], strides=[2, 1], pads=[1, 0, 1, 1]),
+    "avg_pool_exclude": lambda: unary("AveragePool", kernel_shape=[3, 3], strides=[2, 2],
+                                      pads=[1, 1, 1, 1]),
+    "avg_pool_include": lambda: unary("AveragePool", kernel_shape=[3, 3], strides=[2, 2],
+                                      pads=[1, 1, 1, 1], count_include_pad=1),
+    "global_avg_pool": lambda: unary("GlobalAveragePool"),
+    "global_max_pool": lambda: unary("GlobalMaxPool"),
+    "reduce_mean_keep": lambda: unary("ReduceMean", opset=13, axes=[2, 3]),
+    "reduce_mean_drop": lambda: unary("ReduceMean", opset=13, axes=[-1, -2], keepdims=0),
+    "reduce_mean_opset18": lambda: unary("ReduceMean", opset=18, extra=("ax",), keepdims=0,
+                                         inits={"ax": np.array([2, 3], np.int64)}),
+    "batch_norm": lambda: unary(
+        "BatchNormalization", extra=("g", "be", "mu", "var"), epsilon=1e-3,
+        inits={"g": _x(4), "be": _x(4), "mu": _x(4),
+               "var": np.abs(_x(4)) + 0.5}),
+    "pad_constant": lambda: unary("Pad", opset=13, extra=("p", "v"), inits={
+        "p": np.array([0, 0, 1, 2, 0, 1, 2, 0], np.int64), "v": np.float32(0.75)}),
+    "pad_axes_opset18": lambda: unary("Pad", opset=18, extra=("p", "", "axes"), inits={
+        "p": np.array([1, 0, 2, 3], np.int64), "axes": np.array([2, -1], np.int64)}),
+    "pad_attrs_opset7": lambda: unary("Pad", opset=7, pads=[0, 1, 1, 0, 0, 0, 1, 2],
+                                      value=-1.5),
+    "pad_input_then_conv": lambda: model(
+        [node("Pad", ["x", "p"], "xp"), node("Conv", ["xp", "w"], "y")],
+        [("x", ("N", 3, 7, 9))], ["y"],
+        {"p": np.array([0, 0, 2, 1, 0, 0, 0, 1], np.int64), "w": _x(2, 3, 3, 3)}),
+    "transpose_perm": lambda: unary("Transpose", perm=[0, 2, 1, 3]),
+    "flatten_axis2": lambda: unary("Flatten", axis=2, batch=3),  # merges the batch: static
+    "cast_float": lambda: unary("Cast", to=TensorProto.FLOAT),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_operator_matches_onnxruntime(case):
+    proto = CASES[case]()
+    check(proto, *inputs_for(proto, RNG, batch=3))
+
+
+# ---- binary arithmetic with broadcasting -------------------------------------------------------
+@pytest.mark.parametrize("op", ["Add", "Sub", "Mul", "Div"])
+@pytest.mark.parametrize("shape", [(4, 1, 1), (1, 4, 1, 1), (), (9,), (7, 1), (1, 1, 7, 9)])
+def test_binary_broadcast_constant(op, shape):
+    c = np.abs(_x(*shape)) + 0.5 if op == "Div" else _x(*shape)
+    proto = model([node("Conv", ["x", "w"], "c", pads=[1, 1, 1, 1]),
+                   node(op, ["c", "k"], "y")],
+                  [("x", ("N", 3, 7, 9))], ["y"], {"w": _x(4, 3, 3, 3), "k": c})
+    m = check(proto, _x(2, 3, 7, 9))
+    assert "transpose" not in ops(m.to_graph())[1:-1]
+
+
+@pytest.mark.parametrize("op", ["Add", "Sub", "Mul", "Div"])
+def test_binary_two_computed_tensors(op):
+    nodes = [node("Conv", ["x", "w1"], "a", pads=[1, 1, 1, 1]),
+             node("Conv", ["x", "w2"], "b0", pads=[1, 1, 1, 1]),
+             node("Sigmoid", ["b0"], "b"),
+             node(op, ["b", "a"], "y")]
+    check(model(nodes, [("x", ("N", 3, 6, 5))], ["y"],
+                {"w1": _x(4, 3, 3, 3), "w2": _x(4, 3, 3, 3)}), _x(2, 3, 6, 5))
+
+
+def test_binary_constant_first_and_plain_rank2():
+    nodes = [node("Flatten", ["x"], "f"), node("Sub", ["k", "f"], "y")]
+    check(model(nodes, [("x", ("N", 2, 3, 2))], ["y"], {"k": _x(12)}), _x(3, 2, 3, 2))
+
+
+# ---- Gemm, MatMul, Concat, Flatten, Reshape ----------------------------------------------------
+@pytest.mark.parametrize("trans_a,trans_b,alpha,beta,cshape", [
+    (0, 0, 1.0, 1.0, (5,)), (0, 1, 0.5, 2.0, (1, 5)), (1, 0, 1.5, 0.5, ()),
+    (1, 1, 1.0, 1.0, (3, 5)), (0, 1, 1.0, 0.0, (5,))])
+def test_gemm(trans_a, trans_b, alpha, beta, cshape):
+    a_shape = (7, 3) if trans_a else (3, 7)
+    if trans_a:  # A must be computed with a static batch: transpose a rank-2 graph input
+        inputs = [("x", a_shape)]
+    else:
+        inputs = [("x", ("N", 7))]
+    b = _x(5, 7) if trans_b else _x(7, 5)
+    proto = model([node("Gemm", ["x", "b", "c"], "y", transA=trans_a, transB=trans_b,
+                        alpha=alpha, beta=beta)], inputs, ["y"], {"b": b, "c": _x(*cshape)})
+    check(proto, _x(*a_shape))
+
+
+def test_gemm_computed_b_and_c():
+    nodes = [node("Relu", ["x"], "r"),
+             node("Gemm", ["x", "r", "x"], "y", transB=1, alpha=0.7, beta=1.3)]
+    check(model(nodes, [("x", (4, 4))], ["y"]), _x(4, 4))
+
+
+def test_matmul_constant_and_batched():
+    nodes = [node("MatMul", ["x", "w"], "a"),
+             node("Reshape", ["a", "s"], "r"),
+             node("MatMul", ["r", "r2"], "y"),
+             node("Transpose", ["r"], "r2", perm=[0, 2, 1])]
+    nodes = [nodes[0], nodes[1], nodes[3], nodes[2]]
+    check(model(nodes, [("x", ("N", 6))], ["y"],
+                {"w": _x(6, 12), "s": np.array([0, 3, 4], np.int64)}), _x(2, 6))
+
+
+def test_concat_channels_and_flatten_reshape():
+    nodes = [node("Conv", ["x", "w1"], "a", pads=[1, 1, 1, 1]),
+             node("Conv", ["x", "w2"], "b", pads=[1, 1, 1, 1]),
+             node("Concat", ["a", "b"], "c", axis=1),
+             node("Flatten", ["c"], "f"),
+             node("Reshape", ["c", "s"], "r"),
+             node("Relu", ["f"], "y1"),
+             node("Relu", ["r"], "y2")]
+    check(model(nodes, [("x", ("N", 3, 5, 4))], ["y1", "y2"],
+                {"w1": _x(2, 3, 3, 3), "w2": _x(3, 3, 3, 3),
+                 "s": np.array([0, 5, -1, 4], np.int64)}), _x(2, 3, 5, 4))
+
+
+def test_concat_spatial_axis_with_constant():
+    nodes = [node("Conv", ["x", "w"], "a", pads=[1, 1, 1, 1]),
+             node("Concat", ["a", "k"], "y", axis=2)]
+    check(model(nodes, [("x", (2, 3, 5, 4))], ["y"],
+                {"w": _x(2, 3, 3, 3), "k": _x(2, 2, 3, 4)}), _x(2, 3, 5, 4))
+
+
+def test_constant_node_weights():
+    w = _x(4, 3, 1, 1)
+    nodes = [node("Constant", [], "w", value=helper.make_tensor(
+        "w", TensorProto.FLOAT, w.shape, w.ravel())),
+        node("Constant", [], "s", value_floats=[0.5, 1.5, -2.0, 3.0]),
+        node("Constant", [], "shape", value_ints=[4, 1, 1]),
+        node("Reshape", ["s", "shape"], "s4"),
+        node("Conv", ["x", "w"], "c"),
+        node("Mul", ["c", "s4"], "y")]
+    check(model(nodes, [("x", ("N", 3, 5, 5))], ["y"]), _x(2, 3, 5, 5))
+
+
+def test_squeeze_unsqueeze_computed():
+    nodes = [node("GlobalAveragePool", ["x"], "g"),
+             node("Squeeze", ["g", "ax"], "s"),
+             node("Unsqueeze", ["s", "ax1"], "u"),
+             node("Relu", ["u"], "y")]
+    check(model(nodes, [("x", ("N", 3, 5, 5))], ["y"],
+                {"ax": np.array([2, 3], np.int64), "ax1": np.array([1], np.int64)}),
+          _x(2, 3, 5, 5))
+
+
+def test_shape_gather_chain_folds_to_flatten():
+    """The chain exporters emit for ``x.view(x.size(0), -1)`` folds at import time."""
+    nodes = [node("Conv", ["x", "w"], "c"),
+             node("Shape", ["c"], "sh"),
+             node("Gather", ["sh", "i0"], "n", axis=0),
+             node("Unsqueeze", ["n", "ax"], "n1"),
+             node("Concat", ["n1", "m1"], "target", axis=0),
+             node("Reshape", ["c", "target"], "f"),
+             node("Relu", ["f"], "y")]
+    m = check(model(nodes, [("x", ("N", 3, 6, 5))], ["y"],
+                    {"w": _x(4, 3, 3, 3), "i0": np.array(0, np.int64),
+                     "ax": np.array([0], np.int64), "m1": np.array([-1], np.int64)}),
+              _x(2, 3, 6, 5))
+    assert ops(m.to_graph()) == ["transpose", "conv2d", "transpose", "flatten", "relu"]
+
+
+def test_cast_constant_and_slice_shape():
+    nodes = [node("Shape", ["x"], "sh"),
+             node("Slice", ["sh", "st", "en"], "hw"),
+             node("Cast", ["hw"], "hwf", to=TensorProto.FLOAT),
+             node("Div", ["x", "hwf"], "y")]
+    check(model(nodes, [("x", ("N", 3, 4, 4))], ["y"],
+                {"st": np.array([2], np.int64), "en": np.array([3], np.int64)}), _x(2, 3, 4, 4))
+
+
+def test_batch_norm_rank2():
+    nodes = [node("BatchNormalization", ["x", "g", "b", "m", "v"], "y")]
+    check(model(nodes, [("x", ("N", 6))], ["y"],
+                {"g": _x(6), "b": _x(6), "m": _x(6), "v": np.abs(_x(6)) + 0.1}), _x(5, 6))
