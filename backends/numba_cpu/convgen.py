@@ -72,7 +72,7 @@ class ConvSpec:
 
 @dataclass(frozen=True)
 class Plan:
-    strategy: str   # "blocked" | "gemm" | "depthwise"
+    strategy: str   # "blocked" | "gemm" | "im2col" | "depthwise"
     cb: int = 16    # output channels per register tile
     p: int = 4      # output pixels per register tile
     merged: bool = True   # kw and cin loops merged into one contiguous loop
@@ -83,6 +83,27 @@ def _gemm_pays(spec: ConvSpec) -> bool:
     return spec.cin >= 32 and spec.cout >= 64
 
 
+def _im2col_pays(spec: ConvSpec) -> bool:
+    """Few output pixels and long reductions (ResNet/VGG deep layers, strided 1x1
+    projections): packing patches and one BLAS call beats the direct kernel, whose border
+    path handles a large share of a 7x7 or 14x14 row."""
+    oh, ow = spec.out_hw
+    k = spec.kh * spec.kw * spec.cin
+    return (oh * ow <= 400 and k >= 576 and spec.cout >= 64) or \
+        (spec.kh == spec.kw == 1 and spec.cin >= 64 and spec.cout >= 64)
+
+
+IM2COL_ENABLED = False  # pending a measurement on a quiet machine (see benchmarks/RESULTS.md)
+
+
+def scratch_elements(spec: ConvSpec) -> int:
+    """Scratch (float32 elements per image) the kernel takes as its last argument."""
+    if plan(spec).strategy != "im2col":
+        return 0
+    oh, ow = spec.out_hw
+    return oh * ow * spec.kh * spec.kw * spec.cin
+
+
 def plan(spec: ConvSpec) -> Plan:
     g = spec.groups
     if g > 1 and g == spec.cin and spec.cout % spec.cin == 0:
@@ -91,6 +112,8 @@ def plan(spec: ConvSpec) -> Plan:
                  and spec.pads == (0, 0, 0, 0) and g == 1)
     if pointwise and _gemm_pays(spec):
         return Plan("gemm", cb=0, p=1, merged=False)
+    if g == 1 and IM2COL_ENABLED and _im2col_pays(spec):
+        return Plan("im2col", cb=0, p=1, merged=False)
     cout_g = spec.cout // g
     if g == 1:
         cb = 8 if spec.cout <= 8 else 16
@@ -109,8 +132,8 @@ def pack_weights(spec: ConvSpec, w_hwio: np.ndarray) -> np.ndarray:
     if pl.strategy == "depthwise":
         # (kh*kw, cout): output channel c reads input channel c // m
         return np.ascontiguousarray(w.reshape(spec.kh * spec.kw, spec.cout))
-    if pl.strategy == "gemm":
-        return np.ascontiguousarray(w.reshape(spec.cin, spec.cout))
+    if pl.strategy in ("gemm", "im2col"):
+        return np.ascontiguousarray(w.reshape(spec.kh * spec.kw * spec.cin, spec.cout))
     cb = pl.cb
     ncb = -(-spec.cout // cb)
     wpad = np.zeros((spec.kh, spec.kw, cin_g, ncb * cb), np.float32)
@@ -186,6 +209,41 @@ def _gen_gemm(spec: ConvSpec, name: str, pl: Plan) -> str:
     s(3, "v = y2[t, co] + b[co]")
     s(3, *_epilogue(spec, "co", "t, co"))
     s(3, "o2[t, co] = v")
+    return s.text()
+
+
+def _gen_im2col(spec: ConvSpec, name: str, pl: Plan) -> str:
+    """Patches packed into ``scratch`` as an (n*oh*ow, kh*kw*cin) matrix, one BLAS product,
+    then bias and epilogue in one parallel pass."""
+    s = _header(spec, name, pl)
+    s.lines[0] = s.lines[0].replace("out):", "out, scratch):")
+    H, W, CIN, COUT, KH, KW = spec.h, spec.w, spec.cin, spec.cout, spec.kh, spec.kw
+    (SH, SW), (DH, DW), (PT, _, PL, _) = spec.stride, spec.dilation, spec.pads
+    OH, OW = spec.out_hw
+    K = KH * KW * CIN
+    s(1, f"m = n_batch * {OH * OW}", f"cols = scratch[:m * {K}].reshape(m, {K})")
+    s(1, f"for t in prange(n_batch * {OH}):")
+    s(2, f"n = t // {OH}", f"oi = t % {OH}")
+    s(2, f"for oj in range({OW}):")
+    s(3, f"r = t * {OW} + oj")
+    s(3, f"for ki in range({KH}):")
+    s(4, f"hi = oi * {SH} - {PT} + ki * {DH}")
+    s(4, f"for kj in range({KW}):")
+    s(5, f"wi = oj * {SW} - {PL} + kj * {DW}", f"base = (ki * {KW} + kj) * {CIN}")
+    s(5, f"if hi < 0 or hi >= {H} or wi < 0 or wi >= {W}:")
+    s(6, f"for c in range({CIN}):", "    cols[r, base + c] = 0.0")
+    s(5, "else:")
+    s(6, f"for c in range({CIN}):", "    cols[r, base + c] = x[n, hi, wi, c]")
+    s(1, f"o2 = out.reshape(m, {COUT})")
+    if any(st[0] == "add" for st in spec.epilogue):
+        s(1, "y2 = np.dot(cols, wp)")  # out may share the residual's buffer
+    else:
+        s(1, "np.dot(cols, wp, o2)", "y2 = o2")
+    res = [f"{r} = {r}.reshape(m, {COUT})" for r in _extra_names(spec) if r.startswith("res")]
+    s(1, *res)
+    s(1, "for t in prange(m):")
+    s(2, f"for co in range({COUT}):")
+    s(3, "v = y2[t, co] + b[co]", *_epilogue(spec, "co", "t, co"), "o2[t, co] = v")
     return s.text()
 
 
@@ -328,5 +386,6 @@ def _gen_blocked(spec: ConvSpec, name: str, pl: Plan) -> str:
 
 def generate(spec: ConvSpec, name: str) -> str:
     pl = plan(spec)
-    gen = {"blocked": _gen_blocked, "gemm": _gen_gemm, "depthwise": _gen_depthwise}
+    gen = {"blocked": _gen_blocked, "gemm": _gen_gemm, "im2col": _gen_im2col,
+           "depthwise": _gen_depthwise}
     return gen[pl.strategy](spec, name, pl)

@@ -47,6 +47,7 @@ class Lowered:
     kernel_names: list[str] = field(default_factory=list)
     kernel_nodes: list = field(default_factory=list)  # node lowered to each kernel (for profiling)
     signatures: dict = field(default_factory=dict)    # kernel name -> ndim of each argument
+    scratch_per_sample: int = 0                      # float32 scratch elements per batch item
 
 
 class _Lowerer:
@@ -65,6 +66,8 @@ class _Lowerer:
         self.by_source: dict[str, str] = {}   # kernel source -> its function name
         self.ndim: dict[str, int] = {}         # local name -> rank of the array it holds
         self.signatures: dict[str, tuple] = {}
+        self.scratch = 0
+        self.ndim["scratch"] = 1
 
     # ---- names ---------------------------------------------------------------------------
     def weight(self, array) -> str:
@@ -130,7 +133,7 @@ class _Lowerer:
         for v in g.outputs:
             outs.append(self.ref(v))
         n_w = len(self.weights)
-        sig = ", ".join(args + ["arena", "offs"] + [f"c{k}" for k in range(n_w)])
+        sig = ", ".join(args + ["arena", "offs", "scratch"] + [f"c{k}" for k in range(n_w)])
         src = [HEADER.format(name=g.name, n_kernels=len(self.kernels))]
         for k in self.kernels:
             par = "parallel=True, " if "prange(" in k else ""
@@ -139,7 +142,7 @@ class _Lowerer:
         src.extend(f"    {line}\n" for line in self.body)
         src.append(f"    return ({', '.join(outs)},)\n")
         return Lowered("".join(src), self.weights, self.kernel_names, self.kernel_nodes,
-                       self.signatures)
+                       self.signatures, self.scratch)
 
     def out_buffer(self, v) -> str:
         name = f"v{v.name}"
@@ -235,7 +238,10 @@ class _Lowerer:
                                    f"conv weights")
         wp = self.weight(convgen.pack_weights(spec, wdata))
         b = ins[2] if len(ins) > 2 else self.weight(np.zeros(cout, np.float32))
-        self.add_kernel(node, convgen.generate(spec, "__KERNEL__"), [ins[0], wp, b, *ins[3:], o])
+        scratch = convgen.scratch_elements(spec)
+        self.scratch = max(self.scratch, scratch)
+        self.add_kernel(node, convgen.generate(spec, "__KERNEL__"),
+                        [ins[0], wp, b, *ins[3:], o] + (["scratch"] if scratch else []))
 
     def _check_residuals(self, node, epi) -> None:
         extras = list(node.inputs[3:])

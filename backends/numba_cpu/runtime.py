@@ -145,17 +145,23 @@ class NumbaCpuModel(CompiledModel):
         key = tuple(sorted(bindings.items()))
         if key not in arenas:
             sizes = self.plan.buffer_elements(bindings)
+            from cnnc.backends.base import check_memory
+            check_memory(4 * (sum(sizes) + ALIGN * (len(sizes) + 1)),
+                         f"the buffer arena of model {self.graph.name!r} (target cpu) for "
+                         f"{', '.join(f'{k}={v}' for k, v in key) or 'static shapes'}")
             offs = np.zeros(max(len(sizes), 1), dtype=np.int64)
             total = 0
             for i, n in enumerate(sizes):
                 offs[i] = total
                 total += -(-n // ALIGN) * ALIGN
-            arenas[key] = (_aligned_empty(max(total, 1)), offs)
+            batch = int(np.prod(list(bindings.values()), dtype=np.int64)) if bindings else 1
+            scratch = _aligned_empty(max(self.lowered.scratch_per_sample * batch, 1))
+            arenas[key] = (_aligned_empty(max(total, 1)), offs, scratch)
         return arenas[key]
 
     def run(self, arrays, bindings):
-        arena, offs = self._arena(bindings)
-        outs = self._forward(*arrays, arena, offs, *self._weights)
+        arena, offs, scratch = self._arena(bindings)
+        outs = self._forward(*arrays, arena, offs, scratch, *self._weights)
         return [np.array(y, dtype=np.float32, copy=True) for y in outs]
 
     def warm_up(self) -> float:

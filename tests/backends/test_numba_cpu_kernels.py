@@ -114,3 +114,28 @@ def test_gemm_conv_writing_over_its_residual_in_place():
     assert "np.dot" in compiled.source()
     x0 = rng.standard_normal((2, 6, 6, 64)).astype(np.float32)
     assert _rel_err(compiled(x0), run_reference(g, x0)) < TOL
+
+
+@pytest.mark.parametrize("h, w, cin, cout, k, s, d, pad, epi", [
+    (7, 9, 5, 6, 3, 2, 1, "same", ["add", "relu"]),
+    (6, 6, 3, 4, 2, 3, 2, "valid", ["sigmoid"]),
+    (5, 5, 4, 4, 1, 2, 1, "same", []),
+])
+def test_im2col_strategy(monkeypatch, h, w, cin, cout, k, s, d, pad, epi):
+    from cnnc.backends.numba_cpu import convgen
+    monkeypatch.setattr(convgen, "IM2COL_ENABLED", True)
+    monkeypatch.setattr(convgen, "_im2col_pays", lambda spec: True)
+    rng = np.random.default_rng(h * 100 + k)
+    g = Graph("im2col")
+    x = g.add_input(("N", h, w, cin), name="x")
+    attrs = {"strides": s, "padding": pad, "dilation": d}
+    r = g.add("conv2d", [x, g.constant(rng.standard_normal((k, k, cin, cout)))], attrs)
+    y = g.add("conv2d_fused", [x, g.constant(rng.standard_normal((k, k, cin, cout))),
+                               g.constant(rng.standard_normal(cout)),
+                               *([r] if "add" in epi else [])], {**attrs, "epilogue": epi})
+    g.set_outputs(y)
+    compiled = cnnc.compile(g, target="cpu", opt_level=0)
+    assert "cols = scratch" in compiled.source()
+    for b in (1, 3):
+        x0 = rng.standard_normal((b, h, w, cin)).astype(np.float32)
+        assert _rel_err(compiled(x0), run_reference(g, x0)) < TOL
