@@ -6,16 +6,17 @@
     y = compiled(x)            # x: NHWC float array, any batch size
 """
 
-from cnnc.errors import (CnncError, ConfigError, DTypeError, ShapeError, UnsupportedError,
-                         VerificationError)
+from cnnc.errors import (CnncError, ConfigError, DTypeError, ResourceError, ShapeError,
+                         UnsupportedError, VerificationError)
 from cnnc.ir import Graph, TensorType, verify
 from cnnc.compile import compile
 
 __version__ = "0.1.0"
 
 __all__ = ["compile", "CnncError", "ConfigError", "ShapeError", "DTypeError",
-           "UnsupportedError", "VerificationError", "Graph", "TensorType", "verify",
-           "layers", "Sequential", "Model", "Input", "models", "nn", "load_onnx", "export_onnx"]
+           "UnsupportedError", "VerificationError", "ResourceError", "Graph", "TensorType",
+           "verify", "layers", "Sequential", "Model", "Input", "models", "nn", "load_onnx",
+           "export_onnx", "load"]
 
 
 def __getattr__(name):
@@ -35,6 +36,8 @@ def __getattr__(name):
         return importlib.import_module("cnnc.frontends.onnx.importer").load_onnx
     if name == "export_onnx":
         return importlib.import_module("cnnc.frontends.onnx.export").export_onnx
+    if name == "load":
+        return importlib.import_module("cnnc.artifacts").load
     if name == "frontends":
         return importlib.import_module("cnnc.frontends")
     raise AttributeError(f"module 'cnnc' has no attribute {name!r}")

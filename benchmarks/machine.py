@@ -1,0 +1,78 @@
+"""The machine a benchmark ran on: CPU, cores, library versions, and its measured float32 GEMM
+peak (NumPy's BLAS on every core it is allowed to use)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def load_average() -> str:
+    """Other work on the machine skews timings: report the load when the run starts."""
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def versions() -> dict[str, str]:
+    import cnnc
+    out = {"python": platform.python_version(), "numpy": np.__version__,
+           "cnnc": cnnc.__version__}
+    for name in ("numba", "torch", "onnxruntime", "onnx"):
+        try:
+            out[name] = __import__(name).__version__
+        except Exception:
+            out[name] = "not installed"
+    return out
+
+
+def gemm_peak(n: int = 2048, repeats: int = 10) -> float:
+    """GFLOP/s of a float32 ``n x n`` NumPy matmul (median of ``repeats`` warm calls)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    out = np.empty((n, n), np.float32)
+    np.matmul(a, b, out=out)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.matmul(a, b, out=out)
+        times.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
+def describe(threads: dict, peak_gflops: float, gemm_n: int) -> str:
+    """A Markdown bullet list of the machine, thread settings and GEMM peak."""
+    v = versions()
+    lines = [f"- CPU: {cpu_model()} ({usable_cores()} usable cores, os.cpu_count "
+             f"{os.cpu_count()}), {platform.system()} {platform.machine()}",
+             "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+             "- threads: " + ", ".join(f"{k} {val}" for k, val in threads.items()) +
+             f", NumPy BLAS default (all usable cores)",
+             f"- float32 GEMM peak (NumPy matmul {gemm_n}x{gemm_n}, median): "
+             f"{peak_gflops:.1f} GFLOP/s",
+             f"- load average at start (1, 5, 15 min): {load_average()}"]
+    return "\n".join(lines)
