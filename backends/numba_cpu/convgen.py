@@ -97,11 +97,15 @@ IM2COL_ENABLED = False  # pending a measurement on a quiet machine (see benchmar
 
 
 def scratch_elements(spec: ConvSpec) -> int:
-    """Scratch (float32 elements per image) the kernel takes as its last argument."""
-    if plan(spec).strategy != "im2col":
-        return 0
-    oh, ow = spec.out_hw
-    return oh * ow * spec.kh * spec.kw * spec.cin
+    """Scratch (float32 elements per image) the kernel takes as its last argument; 0 when it
+    takes none."""
+    pl = plan(spec)
+    if pl.strategy == "im2col":
+        oh, ow = spec.out_hw
+        return oh * ow * spec.kh * spec.kw * spec.cin
+    if pl.strategy == "blocked" and (geo := _padded_geometry(spec, pl)):
+        return geo[0] * geo[1] * spec.cin
+    return 0
 
 
 def plan(spec: ConvSpec) -> Plan:
@@ -181,13 +185,6 @@ def _interior_cols(spec: ConvSpec) -> tuple[int, int]:
     hi = (spec.w - 1 - span + pl) // sw + 1 if spec.w - 1 - span + pl >= 0 else 0
     hi = min(hi, ow)
     return (lo, hi) if hi > lo else (0, 0)
-
-
-def _row_check(spec: ConvSpec) -> bool:
-    oh, _ = spec.out_hw
-    pt = spec.pads[0]
-    last = (oh - 1) * spec.stride[0] - pt + (spec.kh - 1) * spec.dilation[0]
-    return pt > 0 or last >= spec.h
 
 
 # ----------------------------------------------------------------------------------------------
@@ -307,80 +304,82 @@ def _emit_store(s: Src, d: int, spec: ConvSpec, pl: Plan, acc: str, npix: str, o
     s(d + 2, "out[n, oh, ow, co] = v")
 
 
+def _padded_geometry(spec: ConvSpec, pl: Plan):
+    """(rows, cols, tiles) of the zero-padded input copy the blocked kernel reads when the
+    conv has padding or its output row is not a whole number of tiles; None when the input
+    can be read directly."""
+    OH, OW = spec.out_hw
+    tiles = -(-OW // pl.p)
+    if not any(spec.pads) and OW % pl.p == 0:
+        return None
+    rows = (OH - 1) * spec.stride[0] + (spec.kh - 1) * spec.dilation[0] + 1
+    cols = (tiles * pl.p - 1) * spec.stride[1] + (spec.kw - 1) * spec.dilation[1] + 1
+    return rows, max(cols, spec.pads[2] + spec.w), tiles
+
+
 def _gen_blocked(spec: ConvSpec, name: str, pl: Plan) -> str:
-    s = _header(spec, name, pl)
+    """Register tiles of P output pixels x CB output channels over every output column.
+
+    Padding and a ragged last tile are handled by first copying the input into a zero-padded
+    scratch image (one cheap memory-bound pass), so the tile loop has no bounds checks and no
+    one-pixel border path (which made 7x7 and 14x14 layers slow)."""
     H, W, CIN, COUT, KH, KW = spec.h, spec.w, spec.cin, spec.cout, spec.kh, spec.kw
     (SH, SW), (DH, DW), (PT, _, PL, _) = spec.stride, spec.dilation, spec.pads
     OH, OW = spec.out_hw
-    # NB: index xf[n, ih, k] directly; taking a row view (xr = xf[n, ih]) inside the loop
-    # stops LLVM from keeping the tile in registers (5 GFLOP/s instead of 180).
     G, CB, P = spec.groups, pl.cb, pl.p
     CING, COUTG = CIN // G, COUT // G
     NCB = -(-COUT // CB)
-    lo, hi = _interior_cols(spec)
-    nblk = (hi - lo) // P
-    rc = _row_check(spec)
-    s(1, f"xf = x.reshape(n_batch, {H}, {W * CIN})")
-    ci0 = " + ci0" if G > 1 else ""
-
-    def task(tile: str, shape: str):
-        # one prange loop per path: a single loop holding both paths makes LLVM give up on
-        # keeping the 4-pixel tile in registers (48 instead of 112 vector FMAs, 2.7x slower)
-        s(1, f"for t in prange(n_batch * {OH * NCB}):")
-        s(2, f"n = t // {OH * NCB}", f"oh = (t // {NCB}) % {OH}", f"cb = t % {NCB}",
-             f"co0 = cb * {CB}")
-        if G > 1:
-            s(2, f"ci0 = (co0 // {COUTG}) * {CING}   # first input channel of this group")
-        s(2, f"{tile} = np.empty({shape}, np.float32)   # register tile")
-
-    def rows(d):
-        s(d, f"for i in range({KH}):")
-        s(d + 1, f"ih = oh * {SH} - {PT} + i * {DH}")
-        if rc:
-            s(d + 1, f"if ih < 0 or ih >= {H}:")
-            s(d + 2, "continue")
-        return d + 1
-
-    if nblk:
-        task("acc", f"({P}, {CB})")
-        s(2, f"for ow0 in range({lo}, {lo + nblk * P}, {P}):   # interior, {P} pixels per tile")
-        s(3, f"for p in range({P}):")
-        s(4, f"for j in range({CB}):")
-        s(5, "acc[p, j] = 0.0")
-        d = rows(3)
-        if pl.merged:
-            s(d, f"base = (ow0 * {SW} - {PL}) * {CIN}")
-            s(d, f"for r in range({KW * CIN}):   # (kw, cin) contiguous in the NHWC row")
-            s(d + 1, f"for p in range({P}):")
-            s(d + 2, f"xv = xf[n, ih, base + p * {SW * CIN} + r]")
-            s(d + 2, f"for j in range({CB}):")
-            s(d + 3, "acc[p, j] += xv * wp[cb, i, r, j]")
-        else:
-            s(d, f"for jw in range({KW}):")
-            s(d + 1, f"base = (ow0 * {SW} - {PL} + jw * {DW}) * {CIN}{ci0}")
-            s(d + 1, f"for ci in range({CING}):")
-            s(d + 2, f"for p in range({P}):")
-            s(d + 3, f"xv = xf[n, ih, base + p * {SW * CIN} + ci]")
-            s(d + 3, f"for j in range({CB}):")
-            s(d + 4, f"acc[p, j] += xv * wp[cb, i, jw * {CING} + ci, j]")
-        _emit_store(s, 3, spec, pl, "acc", str(P), "ow0 + p")
-    nedge = OW - nblk * P
-    if nedge:
-        task("acc1", f"(1, {CB})")
-        s(2, f"for e in range({nedge}):   # border / leftover columns, one pixel at a time")
-        s(3, f"ow = e if e < {lo} else e + {nblk * P}")
-        s(3, f"for j in range({CB}):")
-        s(4, "acc1[0, j] = 0.0")
-        d = rows(3)
-        s(d, f"for jw in range({KW}):")
-        s(d + 1, f"iw = ow * {SW} - {PL} + jw * {DW}")
-        s(d + 1, f"if iw < 0 or iw >= {W}:")
-        s(d + 2, "continue")
-        s(d + 1, f"for ci in range({CING}):")
-        s(d + 2, f"xv = xf[n, ih, iw * {CIN}{ci0} + ci]")
-        s(d + 2, f"for j in range({CB}):")
-        s(d + 3, f"acc1[0, j] += xv * wp[cb, i, jw * {CING} + ci, j]")
-        _emit_store(s, 3, spec, pl, "acc1", "1", "ow")
+    geo = _padded_geometry(spec, pl)
+    s = _header(spec, name, pl)
+    if geo:
+        s.lines[0] = s.lines[0].replace("out):", "out, scratch):")
+        rows, cols, tiles = geo
+        s(1, f"xf = scratch[:n_batch * {rows * cols * CIN}].reshape(n_batch, {rows}, "
+             f"{cols * CIN})", f"x2 = x.reshape(n_batch, {H}, {W * CIN})")
+        s(1, f"for t in prange(n_batch * {rows}):   # zero-padded copy of the input")
+        s(2, f"n = t // {rows}", f"r = t % {rows}", f"ih = r - {PT}")
+        s(2, f"if ih < 0 or ih >= {H}:")
+        s(3, f"for c in range({cols * CIN}):", "    xf[n, r, c] = 0.0")
+        s(2, "else:")
+        s(3, f"for c in range({PL * CIN}):", "    xf[n, r, c] = 0.0")
+        s(3, f"for c in range({W * CIN}):", f"    xf[n, r, {PL * CIN} + c] = x2[n, ih, c]")
+        s(3, f"for c in range({(PL + W) * CIN}, {cols * CIN}):", "    xf[n, r, c] = 0.0")
+        row0, col0 = "", ""
+    else:
+        tiles = OW // P
+        s(1, f"xf = x.reshape(n_batch, {H}, {W * CIN})")
+    # NB: index xf[n, ih, k] directly; taking a row view (xr = xf[n, ih]) inside the loop
+    # stops LLVM from keeping the tile in registers (5 GFLOP/s instead of 180).
+    s(1, f"for t in prange(n_batch * {OH * NCB}):")
+    s(2, f"n = t // {OH * NCB}", f"oh = (t // {NCB}) % {OH}", f"cb = t % {NCB}",
+         f"co0 = cb * {CB}")
+    ci0 = ""
+    if G > 1:
+        s(2, f"ci0 = (co0 // {COUTG}) * {CING}   # first input channel of this group")
+        ci0 = " + ci0"
+    s(2, f"acc = np.empty(({P}, {CB}), np.float32)   # register tile")
+    s(2, f"for tile in range({tiles}):   # {P} output pixels per tile")
+    s(3, f"ow0 = tile * {P}")
+    s(3, f"for p in range({P}):", f"    for j in range({CB}):", "        acc[p, j] = 0.0")
+    s(3, f"for i in range({KH}):")
+    ih = f"oh * {SH} + i * {DH}" + ("" if geo else f" - {PT}")
+    s(4, f"ih = {ih}")
+    col = f"ow0 * {SW}" + ("" if geo else f" - {PL}")
+    if pl.merged:
+        s(4, f"base = ({col}) * {CIN}")
+        s(4, f"for r in range({KW * CIN}):   # (kw, cin) contiguous in the NHWC row")
+        s(5, f"for p in range({P}):")
+        s(6, f"xv = xf[n, ih, base + p * {SW * CIN} + r]")
+        s(6, f"for j in range({CB}):", "    acc[p, j] += xv * wp[cb, i, r, j]")
+    else:
+        s(4, f"for jw in range({KW}):")
+        s(5, f"base = ({col} + jw * {DW}) * {CIN}{ci0}")
+        s(5, f"for ci in range({CING}):")
+        s(6, f"for p in range({P}):")
+        s(7, f"xv = xf[n, ih, base + p * {SW * CIN} + ci]")
+        s(7, f"for j in range({CB}):", f"    acc[p, j] += xv * wp[cb, i, jw * {CING} + ci, j]")
+    npix = str(P) if OW % P == 0 else f"min({P}, {OW} - ow0)"
+    _emit_store(s, 3, spec, pl, "acc", npix, "ow0 + p")
     return s.text()
 
 

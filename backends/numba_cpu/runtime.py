@@ -145,16 +145,18 @@ class NumbaCpuModel(CompiledModel):
         key = tuple(sorted(bindings.items()))
         if key not in arenas:
             sizes = self.plan.buffer_elements(bindings)
-            from cnnc.backends.base import check_memory
-            check_memory(4 * (sum(sizes) + ALIGN * (len(sizes) + 1)),
-                         f"the buffer arena of model {self.graph.name!r} (target cpu) for "
-                         f"{', '.join(f'{k}={v}' for k, v in key) or 'static shapes'}")
             offs = np.zeros(max(len(sizes), 1), dtype=np.int64)
             total = 0
             for i, n in enumerate(sizes):
                 offs[i] = total
                 total += -(-n // ALIGN) * ALIGN
             batch = int(np.prod(list(bindings.values()), dtype=np.int64)) if bindings else 1
+            from cnnc.backends.base import check_memory
+            # arena + scratch, and room for one BLAS temporary as large as the largest buffer
+            check_memory(4 * (total + max(sizes, default=0) + ALIGN
+                              + getattr(self.lowered, "scratch_per_sample", 0) * batch),
+                         f"the buffer arena of model {self.graph.name!r} (target cpu) for "
+                         f"{', '.join(f'{k}={v}' for k, v in key) or 'static shapes'}")
             scratch = _aligned_empty(max(self.lowered.scratch_per_sample * batch, 1))
             arenas[key] = (_aligned_empty(max(total, 1)), offs, scratch)
         return arenas[key]
