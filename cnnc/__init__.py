@@ -38,6 +38,8 @@ def __getattr__(name):
         return importlib.import_module("cnnc.frontends.onnx.export").export_onnx
     if name == "load":
         return importlib.import_module("cnnc.artifacts").load
+    if name == "explain":  # a callable module: cnnc.explain(model)
+        return importlib.import_module("cnnc.explain")
     if name == "frontends":
         return importlib.import_module("cnnc.frontends")
     raise AttributeError(f"module 'cnnc' has no attribute {name!r}")
