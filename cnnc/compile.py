@@ -32,8 +32,11 @@ def resolve_target(target: str) -> str:
     if target not in TARGETS:
         raise ConfigError(f"unknown target {target!r}; expected one of {TARGETS}")
     if target == "auto":
-        return "cuda" if cuda_available() and _has_backend("cuda") else (
-            "cpu" if _has_backend("cpu") else "numpy")
+        if cuda_available() and _has_backend("cuda"):
+            from cnnc.backends.numba_cuda import simulated
+            if not simulated():  # never pick the CUDA simulator (a Python thread per thread)
+                return "cuda"
+        return "cpu" if _has_backend("cpu") else "numpy"
     return target
 
 
@@ -44,6 +47,14 @@ def _has_backend(target: str) -> bool:
         return importlib.util.find_spec(name) is not None
     except ModuleNotFoundError:
         return False
+
+
+def check_weights_fit(graph: Graph) -> None:
+    """Compiling copies the weights (folding, lowering): refuse a graph whose float32 weights
+    would not fit in available memory, before any pass runs."""
+    from cnnc.backends.base import check_memory
+    total = sum(4 * int(n.data.size) for n in graph.nodes if n.op == "constant")
+    check_memory(total, f"compiling graph {graph.name!r} (a copy of its weights)")
 
 
 def compile(model, target: str = "auto", opt_level: int = 2, print_after=None,
@@ -57,8 +68,14 @@ def compile(model, target: str = "auto", opt_level: int = 2, print_after=None,
         raise ConfigError(f"opt_level must be 0, 1 or 2, got {opt_level!r}")
     target = resolve_target(target)
     graph = to_graph(model)
+    check_weights_fit(graph)
     report = optimize(graph, opt_level, print_after=print_after, verify_each=verify_each,
                       stream=stream)
+    return compile_optimized(graph, report, target)
+
+
+def compile_optimized(graph: Graph, report, target: str):
+    """The backend step alone: ``graph`` is already optimised (``report`` says how)."""
     if target == "numpy":
         from cnnc.backends.reference import ReferenceModel
         return ReferenceModel(graph, report)

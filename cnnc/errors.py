@@ -27,3 +27,8 @@ class VerificationError(CnncError):
 
 class UnsupportedError(CnncError, NotImplementedError):
     """A feature, op or target that is not available (yet, or on this machine)."""
+
+
+class ResourceError(CnncError, MemoryError):
+    """A request that needs more memory than the machine has available (refused before
+    allocating, so the process is not killed by the operating system)."""

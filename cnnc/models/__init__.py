@@ -28,4 +28,10 @@ def get(name: str, **kwargs):
     """Build zoo model ``name`` with the builder's keyword arguments."""
     if name not in _BUILDERS:
         raise ConfigError(f"unknown model {name!r}; expected one of {names()}")
+    import inspect
+    known = list(inspect.signature(_BUILDERS[name]).parameters)
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        raise ConfigError(f"model {name!r}: unknown argument(s) {unknown}; expected some of "
+                          f"{known}")
     return _BUILDERS[name](**kwargs)

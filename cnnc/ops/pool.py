@@ -37,7 +37,8 @@ def pool_geometry(x: TensorType, pool_size, strides, padding, dilation, ceil_mod
     for axis, n, k, s, d, (before, _), o in zip("HW", (h, w), pool_size, strides, dilation,
                                                pads, out_hw):
         for i in range(o):  # a window of padding only has no max and no average
-            if not any(before <= i * s + t * d < before + n for t in range(k)):
+            first = max(0, -(-(before - i * s) // d))  # first tap at or after the input start
+            if first >= k or i * s + first * d >= before + n:
                 raise ShapeError(f"pooling window {i} along {axis} covers only padding "
                                  f"(input {x}, pool_size {pool_size}, strides {strides}, "
                                  f"dilation {dilation}, pads {pads})")

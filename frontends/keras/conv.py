@@ -11,6 +11,8 @@ from cnnc.frontends.keras.core import Layer
 
 def glorot_uniform(shape, seed: int, fan_in: int, fan_out: int) -> np.ndarray:
     """Keras's default kernel initialiser: U(-l, l) with ``l = sqrt(6 / (fan_in + fan_out))``."""
+    from cnnc.backends.base import check_memory
+    check_memory(4 * int(np.prod(shape, dtype=np.float64)), f"a kernel of shape {tuple(shape)}")
     limit = np.float32(np.sqrt(6.0 / (fan_in + fan_out)))
     w = np.random.default_rng(seed).random(shape, dtype=np.float32)
     w *= 2 * limit

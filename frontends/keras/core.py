@@ -17,7 +17,7 @@ import zlib
 
 import numpy as np
 
-from cnnc.errors import ConfigError, ShapeError
+from cnnc.errors import ConfigError, ResourceError, ShapeError
 from cnnc.frontends.keras import args as A
 from cnnc.ir.graph import Graph
 
@@ -170,7 +170,12 @@ class Layer:
 
     def kernel_seed(self, seed) -> int:
         """The given seed, else one derived from the layer name (deterministic per layer)."""
-        return seed if seed is not None else zlib.crc32(self.name.encode())
+        if seed is None:
+            return zlib.crc32(self.name.encode())
+        if not A.is_int(seed) or seed < 0:
+            raise ConfigError(f"{self.where}: seed must be None or a non-negative integer, "
+                              f"got {seed!r}")
+        return int(seed)
 
     @property
     def weight_names(self) -> list[str]:
@@ -180,7 +185,7 @@ class Layer:
         return [w.copy() for w in self._weights.values()]
 
     def set_weights(self, weights) -> None:
-        weights = list(weights)
+        weights = weight_list(weights, self.where)
         expected = [(k, w.shape) for k, w in self._weights.items()]
         if not self.built and weights:
             raise ShapeError(f"{self.where} is not built yet (call it on an input or add it to a "
@@ -191,7 +196,11 @@ class Layer:
                              f"{_describe_arrays(weights)}")
         new = {}
         for (key, shape), w in zip(expected, weights):
-            w = np.asarray(w)
+            try:
+                w = np.asarray(w)
+            except (ValueError, TypeError) as e:
+                raise ShapeError(f"{self.where}: weight {key!r} (expected shape {shape}) is not "
+                                 f"an array: {e}") from None
             if w.shape != shape:
                 raise ShapeError(f"{self.where}: weight {key!r} expected shape {shape}, received "
                                  f"{w.shape}")
@@ -246,7 +255,13 @@ class Layer:
 
     def _ensure_built(self, shapes, many):
         if not self.built:
-            self.build(shapes if many else shapes[0])
+            try:
+                self.build(shapes if many else shapes[0])
+            except ResourceError as e:
+                raise ResourceError(f"{self.where}: {e}") from None
+            except MemoryError as e:  # NumPy could not allocate a weight
+                raise ResourceError(f"{self.where}: cannot allocate its weights for input "
+                                    f"shape {shapes if many else shapes[0]}: {e}") from None
             self.built = True
 
     def _call_symbolic(self, xs: list[KerasTensor], many: bool):
@@ -289,6 +304,14 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+def weight_list(weights, where: str) -> list:
+    """``weights`` as a list, or a ShapeError naming ``where`` and what was received."""
+    if isinstance(weights, (str, bytes, dict, np.ndarray)) or not hasattr(weights, "__iter__"):
+        raise ShapeError(f"{where}: set_weights expects a list of arrays, received "
+                         f"{type(weights).__name__}")
+    return list(weights)
 
 
 def _describe(expected) -> str:

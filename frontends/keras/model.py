@@ -110,17 +110,24 @@ class Model:
         return [w for layer in self.layers for w in layer.get_weights()]
 
     def set_weights(self, weights) -> None:
-        weights = list(weights)
+        from cnnc.frontends.keras.core import weight_list
+        weights = weight_list(weights, f"model {self.name!r}")
         counts = [(layer, len(layer.weight_names)) for layer in self.layers]
         total = sum(n for _, n in counts)
         if len(weights) != total:
             raise ShapeError(f"model {self.name!r}: set_weights expected {total} arrays "
                              f"({', '.join(f'{l.name}: {n}' for l, n in counts if n)}), "
                              f"received {len(weights)}")
+        before = [(layer, layer.get_weights()) for layer, n in counts if n]
         i = 0
-        for layer, n in counts:
-            layer.set_weights(weights[i:i + n])
-            i += n
+        try:
+            for layer, n in counts:
+                layer.set_weights(weights[i:i + n])
+                i += n
+        except ShapeError:  # all or nothing: layers already set get their old weights back
+            for layer, old in before:
+                layer.set_weights(old)
+            raise
 
     def count_params(self, trainable: bool | None = None) -> int:
         """All weight scalars, Keras's convention (BN moving statistics included);
@@ -191,6 +198,10 @@ class Model:
         if print_fn is not None:
             print_fn(text)
         return text
+
+    def explain(self, channels: int = 4, print_fn=print) -> str:
+        """Each layer's output-size formula, padding, receptive field, params, FLOPs."""
+        return __import__("cnnc.explain", fromlist=["explain"]).explain(self, channels, print_fn)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}: {len(self.layers)} layers>"

@@ -193,8 +193,22 @@ def load_onnx(src) -> OnnxModel:
     onnx = _import_onnx()
     proto, what = read_model(src)
     opset = check_model(onnx, proto, what)
+    try:
+        return _import_graph(onnx, proto, what, opset)
+    except CnncError:
+        raise
+    except Exception as e:  # a damaged model the checker let through: never a raw traceback
+        raise CnncError(f"{what} cannot be imported: {type(e).__name__}: {e}") from e
+
+
+def _text(s) -> str:
+    """A protobuf string field (bytes when it holds invalid UTF-8) as text."""
+    return s.decode("utf-8", "replace") if isinstance(s, bytes) else s
+
+
+def _import_graph(onnx, proto, what: str, opset: int) -> OnnxModel:
     g = proto.graph
-    graph = Graph(re.sub(r"[^0-9A-Za-z_.]", "_", g.name) or "onnx")
+    graph = Graph(re.sub(r"[^0-9A-Za-z_.]", "_", _text(g.name)) or "onnx")
     consumers: dict[str, list] = {}
     for node in g.node:
         for i, name in enumerate(node.input):
