@@ -230,8 +230,18 @@ def _model_args(p, target="auto", batch=None):
     p.add_argument("model", help="zoo name (see `cnnc models`) or .onnx path")
     p.add_argument("--target", default=target, choices=TARGET_CHOICES)
     if batch is not None:
-        p.add_argument("--batch", type=int, default=batch)
+        p.add_argument("--batch", type=positive_int, default=batch)
         p.add_argument("--seed", type=int, default=0, help="seed of the random input")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -246,8 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="compile a model, run it and check it against the reference")
     d.add_argument("model", nargs="?", default="resnet20")
     d.add_argument("--target", default="auto", choices=TARGET_CHOICES)
-    d.add_argument("--batch", type=int, default=8)
-    d.add_argument("--repeats", type=int, default=10)
+    d.add_argument("--batch", type=positive_int, default=8)
+    d.add_argument("--repeats", type=positive_int, default=10)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--show-constants", action="store_true", help="print weight constants too")
     d.set_defaults(func=cmd_demo)
@@ -279,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("profile", help="time every kernel: ms, GFLOP/s, %% of peak, share")
     _model_args(pr, batch=8)
-    pr.add_argument("--repeats", type=int, default=20, help="timed calls per kernel (median)")
+    pr.add_argument("--repeats", type=positive_int, default=20, help="timed calls per kernel (median)")
     pr.add_argument("--top", type=int, default=None, help="only the N slowest nodes")
     pr.add_argument("--csv", metavar="OUT.csv")
     pr.add_argument("--png", metavar="OUT.png", help="bar chart (needs matplotlib)")

@@ -137,3 +137,13 @@ def test_onnx_paths_are_accepted_like_zoo_names(tmp_path, rng, capsys):
     assert main(["run", path, "--input", str(tmp_path / "x.npy"), "--output",
                  str(tmp_path / "y.npy"), "--target", "numpy", "--check"]) == 0
     assert np.load(tmp_path / "y.npy").shape == (2, 10)
+
+
+def test_non_positive_batch_is_a_usage_error(capsys):
+    import pytest
+
+    from cnnc.cli import main
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--batch", "-1"])
+    assert exc.value.code == 2
+    assert "expected a positive integer, got -1" in capsys.readouterr().err
