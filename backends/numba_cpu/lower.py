@@ -170,10 +170,15 @@ class _Lowerer:
             self.lower_conv(node, ins, o)
         elif op in ("dense", "dense_fused"):
             w = node.inputs[1].shape
+            wdata = self.consts.get(id(node.inputs[1]))
+            if wdata is None:
+                raise UnsupportedError(f"{node.describe()}: the Numba CPU backend needs "
+                                       f"constant dense weights (use matmul for two tensors)")
+            wt = self.weight(np.ascontiguousarray(np.asarray(wdata, np.float32).T))
             epi = a.get("epilogue", ())
             b = ins[2] if len(ins) > 2 else self.weight(np.zeros(w[1], np.float32))
             self.add_kernel(node, kernels.dense(K, w[0], w[1], epi, num_extras(epi)),
-                            [ins[0], ins[1], b, *ins[3:], o])
+                            [ins[0], wt, b, *ins[3:], o])
         elif op in ACTIVATION_OPS:
             body = kernels.unary_body(op, a)
             self.add_kernel(node, kernels.elementwise(K, out.shape, in_shapes, body), ins + [o])
