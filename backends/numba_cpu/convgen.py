@@ -93,6 +93,7 @@ def _im2col_pays(spec: ConvSpec) -> bool:
         (spec.kh == spec.kw == 1 and spec.cin >= 64 and spec.cout >= 64)
 
 
+GEMM_ENABLED = False
 IM2COL_ENABLED = False  # pending a measurement on a quiet machine (see benchmarks/RESULTS.md)
 
 
@@ -114,7 +115,7 @@ def plan(spec: ConvSpec) -> Plan:
         return Plan("depthwise", cb=0, p=1, merged=False)
     pointwise = (spec.kh == spec.kw == 1 and spec.stride == (1, 1)
                  and spec.pads == (0, 0, 0, 0) and g == 1)
-    if pointwise and _gemm_pays(spec):
+    if pointwise and GEMM_ENABLED and _gemm_pays(spec):
         return Plan("gemm", cb=0, p=1, merged=False)
     if g == 1 and IM2COL_ENABLED and _im2col_pays(spec):
         return Plan("im2col", cb=0, p=1, merged=False)
