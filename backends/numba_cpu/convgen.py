@@ -10,7 +10,7 @@ Required process settings (set in os.environ BEFORE numba is imported):
     12 GFLOP/s instead of 180-195 (numba.config.SLP_VECTORIZE = 1 before compiling also works).
   * ``OMP_WAIT_POLICY=passive``: Numba's OpenMP workers otherwise spin after every prange
     loop and steal the 2 cores from OpenBLAS's threads used by the ``gemm`` strategy.
-Compile the source with ``njit(parallel=True, fastmath=True)`` (``parallel=False`` is fine
+Compile the source with ``njit(parallel=True, fastmath=FASTMATH)`` (see lower.py) (``parallel=False`` is fine
 for tiny layers but the kernels are written to use prange).
 
 Strategy rule (``plan(spec).strategy``).  Numbers: 2 cores of this machine (Zen 4, AVX-512 used

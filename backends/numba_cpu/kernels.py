@@ -3,7 +3,7 @@
 Each generator returns the source of one function ``name(<operands...>, out)`` that writes
 ``out`` (preallocated, C-contiguous float32) and returns nothing. Static sizes are baked into
 the source as literals so LLVM can unroll and vectorise; only the batch size is read from
-the arrays at run time. Kernels are compiled with ``njit(parallel=True, fastmath=True)``.
+the arrays at run time. Kernels are compiled with ``njit(parallel=True, fastmath=FASTMATH)`` (see lower.py).
 """
 
 from __future__ import annotations
@@ -154,11 +154,17 @@ def global_pool(name: str, kind: str, in_shape) -> str:
     return s.text()
 
 
+#: dense weights up to this size are read from cache by every row: no BLAS call (whose thread
+#: wake-ups cost more than LeNet's whole head at batch 64)
+SMALL_DENSE_BYTES = 2 << 20
+
+
 def dense(name: str, in_f: int, out_f: int, epilogue, n_extras: int) -> str:
     """x @ w + b and the epilogue, with the weights packed transposed, ``wt`` = (out, in), so
     each output feature reads one contiguous row. Small batches (<= 8 rows, bound by the
-    weight stream: VGG's 25088x4096 layer is 400 MB) take dot products parallel over blocks of
-    output features; larger batches call BLAS, then apply bias and epilogue in one pass."""
+    weight stream: VGG's 25088x4096 layer is 400 MB) take dot products parallel over output
+    features; larger batches compute rows in parallel when the weights fit in cache, else call
+    BLAS and apply bias and epilogue in one pass."""
     extras = [f"e{k}" for k in range(n_extras)]
     s = Src()(0, f"def {name}({', '.join(['x', 'wt', 'b', *extras, 'out'])}):")
     s(1, f'"""dense {in_f} -> {out_f}, epilogue {list(epilogue)}"""')
@@ -171,6 +177,14 @@ def dense(name: str, in_f: int, out_f: int, epilogue, n_extras: int) -> str:
     s(4, "v = acc + b[c]", *epilogue_lines(epilogue, "v", extras, "c", "t, c"),
       "out[t, c] = v")
     s(2, "return")
+    if in_f * out_f * 4 <= SMALL_DENSE_BYTES:  # weights stay in cache: rows in parallel
+        s(1, "for t in prange(n):")
+        s(2, f"for c in range({out_f}):")
+        s(3, "acc = np.float32(0.0)")
+        s(3, f"for k in range({in_f}):", "    acc += x[t, k] * wt[c, k]")
+        s(3, "v = acc + b[c]", *epilogue_lines(epilogue, "v", extras, "c", "t, c"),
+          "out[t, c] = v")
+        return s.text()
     if any(st[0] == "add" for st in epilogue):
         s(1, "y = np.dot(x, wt.T)")  # the residual may share out's buffer: never overwrite it
     else:

@@ -37,6 +37,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+# reassociation and contraction vectorise the reductions; NaN and Inf keep their meaning
+FASTMATH = {{"contract", "reassoc", "arcp", "nsz", "afn"}}
 '''
 
 
@@ -137,7 +139,7 @@ class _Lowerer:
         src = [HEADER.format(name=g.name, n_kernels=len(self.kernels))]
         for k in self.kernels:
             par = "parallel=True, " if "prange(" in k else ""
-            src.append(f"\n@njit({par}fastmath=True, cache=True)\n" + k)
+            src.append(f"\n@njit({par}fastmath=FASTMATH, error_model=\"numpy\", cache=True)\n" + k)
         src.append(f"\n@njit(cache=True)\ndef forward({sig}):\n")
         src.extend(f"    {line}\n" for line in self.body)
         src.append(f"    return ({', '.join(outs)},)\n")

@@ -99,8 +99,10 @@ def test_dense_fused_matches_reference(fin, fout, steps, seed):
     _check(g, rng.standard_normal((3, fin)).astype(np.float32), batches=(None, 1, 9))
 
 
-def test_gemm_conv_writing_over_its_residual_in_place():
+def test_gemm_conv_writing_over_its_residual_in_place(monkeypatch):
     """A 1x1 conv lowered to np.dot whose output buffer is planned over its residual."""
+    from cnnc.backends.numba_cpu import convgen
+    monkeypatch.setattr(convgen, "GEMM_ENABLED", True)
     rng = np.random.default_rng(1)
     g = Graph("inplace")
     x = g.add_input(("N", 6, 6, 64), name="x")
