@@ -24,7 +24,7 @@ from cnnc.backends.numba_cpu import convgen, kernels
 from cnnc.backends.reference import evaluate
 from cnnc.errors import UnsupportedError
 from cnnc.ops.fused import num_extras
-from cnnc.ops.norm import bn_scale_shift
+from cnnc.backends.lowering import batch_norm_affine, check_residuals
 from cnnc.ops.padding import resolve_pads
 
 VIEW_OPS = {"flatten", "reshape", "identity", "dropout"}
@@ -238,7 +238,7 @@ class _Lowerer:
         epi = a.get("epilogue", ())
         spec = convgen.ConvSpec(h, wd, cin, kh, kw, cout, tuple(a["strides"]), (pt, pb, pl, pr),
                                 tuple(a["dilation"]), a["groups"], tuple(epi))
-        self._check_residuals(node, epi)
+        check_residuals(node, "Numba CPU")
         wdata = self.consts.get(id(w))
         if wdata is None:
             raise UnsupportedError(f"{node.describe()}: the Numba CPU backend needs constant "
@@ -250,24 +250,9 @@ class _Lowerer:
         self.add_kernel(node, convgen.generate(spec, "__KERNEL__"),
                         [ins[0], wp, b, *ins[3:], o] + (["scratch"] if scratch else []))
 
-    def _check_residuals(self, node, epi) -> None:
-        extras = list(node.inputs[3:])
-        k = 0
-        for st in epi:
-            if st[0] == "add" and tuple(extras[k].shape) != tuple(node.output.shape):
-                raise UnsupportedError(f"{node.describe()}: a broadcast residual "
-                                       f"{extras[k].type} in a fused epilogue has no Numba "
-                                       f"CPU kernel")
-            k += {"add": 1, "scale_shift": 2}.get(st[0], 0)
-
     def lower_batch_norm(self, node, ins, o) -> None:
         x = node.inputs[0]
-        params = [self.consts.get(id(v)) for v in node.inputs[1:]]
-        a = dict(node.attrs)
-        if any(p is None for p in params) or a["axis"] % len(x.shape) != len(x.shape) - 1:
-            raise UnsupportedError(f"{node.describe()}: batch_norm needs constant statistics "
-                                   f"on the last axis in the Numba CPU backend")
-        scale, shift = bn_scale_shift(*params, a["epsilon"])
+        scale, shift = batch_norm_affine(node, self.consts, "Numba CPU")
         s, t = self.weight(scale), self.weight(shift)
         self.add_kernel(node, kernels.elementwise("__KERNEL__", node.output.shape,
                                                   [x.shape, scale.shape, shift.shape],

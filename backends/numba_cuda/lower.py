@@ -20,7 +20,7 @@ from cnnc.backends.numba_cpu.lower import _single_node_graph
 from cnnc.backends.numba_cuda import convgen, kernels
 from cnnc.backends.reference import evaluate
 from cnnc.errors import UnsupportedError
-from cnnc.ops.norm import bn_scale_shift
+from cnnc.backends.lowering import batch_norm_affine, check_residuals
 from cnnc.ops.padding import resolve_pads
 
 VIEW_OPS = {"flatten", "reshape", "identity", "dropout"}
@@ -236,7 +236,7 @@ class _Lowerer:
                              [ins[0], ins[1], *self._bias(node, ins, fout), *ins[3:]])
 
     def _bias(self, node, ins, cout) -> list[Ref]:
-        self._check_residuals(node)
+        check_residuals(node, "Numba CUDA")
         return [ins[2] if len(ins) > 2 else self.weight(np.zeros(cout, np.float32))]
 
     def _gemm_or_direct(self, node, spec: ConvSpec, strategy: str, args: list[Ref]) -> None:
@@ -254,24 +254,9 @@ class _Lowerer:
                         grid=convgen.direct_grid(spec, self.profile))
             self.out.notes.append(f"%{out.name} {node.op}: direct")
 
-    def _check_residuals(self, node) -> None:
-        extras = list(node.inputs[3:])
-        k = 0
-        for st in dict(node.attrs).get("epilogue", ()):
-            if st[0] == "add" and tuple(extras[k].shape) != tuple(node.output.shape):
-                raise UnsupportedError(f"{node.describe()}: a broadcast residual "
-                                       f"{extras[k].type} in a fused epilogue has no Numba "
-                                       f"CUDA kernel")
-            k += {"add": 1, "scale_shift": 2}.get(st[0], 0)
-
     def lower_batch_norm(self, node, ins) -> None:
         x = node.inputs[0]
-        params = [self.consts.get(id(v)) for v in node.inputs[1:]]
-        a = dict(node.attrs)
-        if any(p is None for p in params) or a["axis"] % len(x.shape) != len(x.shape) - 1:
-            raise UnsupportedError(f"{node.describe()}: batch_norm needs constant statistics "
-                                   f"on the last axis in the Numba CUDA backend")
-        scale, shift = bn_scale_shift(*params, a["epsilon"])
+        scale, shift = batch_norm_affine(node, self.consts, "Numba CUDA")
         src = kernels.elementwise("__KERNEL__", node.output.shape,
                                   [x.shape, scale.shape, shift.shape], ["v = x0 * x1 + x2"])
         self.launch(node, src, [ins[0], self.weight(scale), self.weight(shift)], node.output)
