@@ -79,15 +79,37 @@ def activation_bytes(graph, bindings: dict[str, int], itemsize: int = 4) -> tupl
 
 
 # ---- inputs --------------------------------------------------------------------------------
+def check_input_count(graph, xs) -> None:
+    if len(xs) != len(graph.inputs):
+        raise ShapeError(f"model {graph.name!r} takes {len(graph.inputs)} input(s) "
+                         f"({', '.join(str(v.type) for v in graph.inputs)}), got {len(xs)}")
+
+
+def bind_shape(what: str, want, got: tuple, bindings: dict) -> None:
+    """Check the shape ``got`` of an input against its TensorType ``want``, binding symbols
+    (``{"N": 8}``); every backend validates its inputs through this before any kernel runs."""
+    if len(got) != want.rank:
+        raise ShapeError(f"{what} expects rank {want.rank} {want}, got shape {got}")
+    for axis, (d, n) in enumerate(zip(want.shape, got)):
+        if isinstance(d, str):
+            if n < 1:
+                raise ShapeError(f"{what}: dim {axis} ({d}) must be >= 1, got {n} "
+                                 f"(shape {got})")
+            if bindings.setdefault(d, n) != n:
+                raise ShapeError(f"{what}: dim {axis} ({d}) is {n} but another input has "
+                                 f"{d}={bindings[d]}")
+        elif d != n:
+            raise ShapeError(f"{what} expects shape {want}, got {got} "
+                             f"(dim {axis}: expected {d}, got {n})")
+
+
 def prepare_inputs(graph, xs, dtype=np.float32, check=None
                    ) -> tuple[list[np.ndarray], dict[str, int]]:
     """Validated, cast, contiguous inputs and the symbol bindings (e.g. ``{"N": 8}``).
 
     ``check(bindings)``, when given, runs after validation and before any copy is made (the
     place for a memory check)."""
-    if len(xs) != len(graph.inputs):
-        raise ShapeError(f"model {graph.name!r} takes {len(graph.inputs)} input(s) "
-                         f"({', '.join(str(v.type) for v in graph.inputs)}), got {len(xs)}")
+    check_input_count(graph, xs)
     bindings: dict[str, int] = {}
     arrays = []
     for x, v in zip(xs, graph.inputs):
@@ -102,20 +124,7 @@ def prepare_inputs(graph, xs, dtype=np.float32, check=None
         if x.dtype.kind not in "fiu":
             raise DTypeError(f"{what} must have a numeric dtype, got "
                              f"{x.dtype}")
-        want = v.type.shape
-        if x.ndim != len(want):
-            raise ShapeError(f"{what} expects rank {len(want)} {v.type}, got shape {x.shape}")
-        for axis, (d, got) in enumerate(zip(want, x.shape)):
-            if isinstance(d, str):
-                if got < 1:
-                    raise ShapeError(f"{what}: dim {axis} ({d}) must be >= 1, got {got} "
-                                     f"(shape {x.shape})")
-                if bindings.setdefault(d, got) != got:
-                    raise ShapeError(f"{what}: dim {axis} ({d}) is {got} but another input "
-                                     f"has {d}={bindings[d]}")
-            elif d != got:
-                raise ShapeError(f"{what} expects shape {v.type}, got {x.shape} "
-                                 f"(dim {axis}: expected {d}, got {got})")
+        bind_shape(what, v.type, tuple(x.shape), bindings)
         arrays.append(x)
     if check is not None:
         check(bindings)

@@ -4,6 +4,20 @@ from __future__ import annotations
 
 from cnnc.errors import UnsupportedError
 from cnnc.ops.norm import bn_scale_shift
+from cnnc.ops.padding import resolve_pads
+
+
+def conv_spec(node, **extra):
+    """The static description (:class:`~cnnc.backends.numba_cpu.convgen.ConvSpec`) of a
+    conv2d / conv2d_fused node: shapes, explicit pads, strides, dilation, groups, epilogue."""
+    from cnnc.backends.numba_cpu.convgen import ConvSpec
+    a = dict(node.attrs)
+    _, h, w, cin = node.inputs[0].shape
+    kh, kw, _, cout = node.inputs[1].shape
+    (pt, pb), (pl, pr) = resolve_pads(a["padding"], (h, w), (kh, kw), a["strides"],
+                                      a["dilation"])
+    return ConvSpec(h, w, cin, kh, kw, cout, tuple(a["strides"]), (pt, pb, pl, pr),
+                    tuple(a["dilation"]), a["groups"], tuple(a.get("epilogue", ())), **extra)
 
 
 def check_residuals(node, backend: str) -> None:

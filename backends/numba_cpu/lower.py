@@ -24,7 +24,7 @@ from cnnc.backends.numba_cpu import convgen, kernels
 from cnnc.backends.reference import evaluate
 from cnnc.errors import UnsupportedError
 from cnnc.ops.fused import num_extras
-from cnnc.backends.lowering import batch_norm_affine, check_residuals
+from cnnc.backends.lowering import batch_norm_affine, check_residuals, conv_spec
 from cnnc.ops.padding import resolve_pads
 
 VIEW_OPS = {"flatten", "reshape", "identity", "dropout"}
@@ -229,15 +229,9 @@ class _Lowerer:
             raise UnsupportedError(f"{node.describe()}: op {op!r} has no Numba CPU kernel")
 
     def lower_conv(self, node, ins, o) -> None:
-        a = dict(node.attrs)
-        x, w = node.inputs[0], node.inputs[1]
-        _, h, wd, cin = x.shape
-        kh, kw, _, cout = w.shape
-        (pt, pb), (pl, pr) = resolve_pads(a["padding"], (h, wd), (kh, kw), a["strides"],
-                                          a["dilation"])
-        epi = a.get("epilogue", ())
-        spec = convgen.ConvSpec(h, wd, cin, kh, kw, cout, tuple(a["strides"]), (pt, pb, pl, pr),
-                                tuple(a["dilation"]), a["groups"], tuple(epi))
+        w = node.inputs[1]
+        cout = w.shape[3]
+        spec = conv_spec(node)
         check_residuals(node, "Numba CPU")
         wdata = self.consts.get(id(w))
         if wdata is None:

@@ -20,7 +20,7 @@ from cnnc.backends.numba_cpu.lower import _single_node_graph
 from cnnc.backends.numba_cuda import convgen, kernels
 from cnnc.backends.reference import evaluate
 from cnnc.errors import UnsupportedError
-from cnnc.backends.lowering import batch_norm_affine, check_residuals
+from cnnc.backends.lowering import batch_norm_affine, check_residuals, conv_spec
 from cnnc.ops.padding import resolve_pads
 
 VIEW_OPS = {"flatten", "reshape", "identity", "dropout"}
@@ -210,21 +210,15 @@ class _Lowerer:
             raise UnsupportedError(f"{node.describe()}: op {op!r} has no Numba CUDA kernel")
 
     def lower_conv(self, node, ins) -> None:
-        a = dict(node.attrs)
-        x, w = node.inputs[0], node.inputs[1]
-        _, h, wd, cin = x.shape
-        kh, kw, _, cout = w.shape
-        (pt, pb), (pl, pr) = resolve_pads(a["padding"], (h, wd), (kh, kw), a["strides"],
-                                          a["dilation"])
-        spec = ConvSpec(h, wd, cin, kh, kw, cout, tuple(a["strides"]), (pt, pb, pl, pr),
-                        tuple(a["dilation"]), a["groups"], tuple(a.get("epilogue", ())))
+        w = node.inputs[1]
+        spec = conv_spec(node)
         wdata = self.consts.get(id(w))
         strategy = self.force or convgen.choose(spec)
         if wdata is None and spec.groups > 1:
             strategy = "direct"  # reads HWIO as it is; only a grouped GEMM needs a re-layout
         wref = ins[1] if wdata is None else self.weight(convgen.pack_weights(spec, wdata,
                                                                              strategy))
-        self._gemm_or_direct(node, spec, strategy, [ins[0], wref, *self._bias(node, ins, cout),
+        self._gemm_or_direct(node, spec, strategy, [ins[0], wref, *self._bias(node, ins, spec.cout),
                                                    *ins[3:]])
 
     def lower_dense(self, node, ins) -> None:

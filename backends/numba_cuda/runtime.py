@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnnc.backends.base import MEMORY_FRACTION, CompiledModel
+from cnnc.backends.base import MEMORY_FRACTION, CompiledModel, bind_shape, check_input_count
 from cnnc.backends.numba_cuda.convgen import BLOCKS_PER_SM, pick
 from cnnc.errors import DTypeError, ResourceError, ShapeError
 
@@ -171,9 +171,7 @@ class NumbaCudaModel(CompiledModel):
     def _device_inputs(self, xs):
         """Validated flat float32 device arrays (host inputs uploaded) and the bindings."""
         g = self.graph
-        if len(xs) != len(g.inputs):
-            raise ShapeError(f"model {g.name!r} takes {len(g.inputs)} input(s) "
-                             f"({', '.join(str(v.type) for v in g.inputs)}), got {len(xs)}")
+        check_input_count(g, xs)
         bindings: dict[str, int] = {}
         out = []
         for x, v in zip(xs, g.inputs):
@@ -190,7 +188,7 @@ class NumbaCudaModel(CompiledModel):
                 d = np.asarray(x)
                 if d.dtype.kind not in "fiu":
                     raise DTypeError(f"{what} must have a numeric dtype, got {d.dtype}")
-            _bind(what, v.type, tuple(d.shape), bindings)
+            bind_shape(what, v.type, tuple(d.shape), bindings)
             if not is_device_array(d):
                 d = self._cuda.to_device(np.ascontiguousarray(d, dtype=np.float32),
                                          stream=self._stream)
@@ -221,17 +219,3 @@ def _numel(shape, bindings) -> int:
                        dtype=np.int64))
 
 
-def _bind(what: str, want, got: tuple, bindings: dict) -> None:
-    """Check ``got`` against the TensorType ``want``, binding its symbols."""
-    if len(got) != want.rank:
-        raise ShapeError(f"{what} expects rank {want.rank} {want}, got shape {got}")
-    for axis, (d, n) in enumerate(zip(want.shape, got)):
-        if isinstance(d, str):
-            if bindings.setdefault(d, n) != n:
-                raise ShapeError(f"{what}: dim {axis} ({d}) is {n} but another input has "
-                                 f"{d}={bindings[d]}")
-            if n < 1:
-                raise ShapeError(f"{what}: dim {axis} ({d}) must be >= 1, got {n}")
-        elif d != n:
-            raise ShapeError(f"{what} expects shape {want}, got {got} "
-                             f"(dim {axis}: expected {d}, got {n})")
