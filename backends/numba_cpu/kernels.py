@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnc.backends.numba_cpu.scalar import activation_expr, epilogue_lines, f32
+from cnnc.backends.numba_cpu.scalar import epilogue_lines, f32
 from cnnc.errors import UnsupportedError
 
 
@@ -92,10 +92,6 @@ def elementwise(name: str, out_shape, operands: list[tuple], body: list[str]) ->
                  f"x{r[0]} = a{r[0]}f[{_operand_index(idx, out_shape, r[1])}]" for r in reads]
     s(2, *reads, *body, "of[i] = v")
     return s.text()
-
-
-def unary_body(op: str, attrs: dict) -> list[str]:
-    return ["v = x0", f"v = {activation_expr((op, *attrs.values()), 'v')}"]
 
 
 BINARY_SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/"}

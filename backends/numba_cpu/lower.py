@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cnnc.backends.numba_cpu import convgen, kernels
+from cnnc.backends.numba_cpu.scalar import unary_body
 from cnnc.backends.reference import evaluate
 from cnnc.errors import UnsupportedError
 from cnnc.ops.fused import num_extras
@@ -182,7 +183,7 @@ class _Lowerer:
             self.add_kernel(node, kernels.dense(K, w[0], w[1], epi, num_extras(epi)),
                             [ins[0], wt, b, *ins[3:], o])
         elif op in ACTIVATION_OPS:
-            body = kernels.unary_body(op, a)
+            body = unary_body(op, a)
             self.add_kernel(node, kernels.elementwise(K, out.shape, in_shapes, body), ins + [o])
         elif op in kernels.BINARY_SYMBOL:
             body = [f"v = x0 {kernels.BINARY_SYMBOL[op]} x1"]

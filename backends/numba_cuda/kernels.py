@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnnc.backends.numba_cpu.kernels import Src, _operand_index, _strides, _unravel
-from cnnc.backends.numba_cpu.scalar import activation_expr, f32
+from cnnc.backends.numba_cpu.scalar import f32
 
 BINARY_SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 
@@ -50,10 +50,6 @@ def elementwise(name: str, out_shape, operands: list[tuple], body: list[str]) ->
             reads.append(f"x{k} = a{k}[{_operand_index(idx, out_shape, shape)}]")
     s(2, *reads, *body, "out[t] = v")
     return s.text()
-
-
-def unary_body(op: str, attrs: dict) -> list[str]:
-    return ["v = x0", f"v = {activation_expr((op, *attrs.values()), 'v')}"]
 
 
 def pool(name: str, kind: str, in_shape, out_shape, pool_size, strides, pads, dilation,

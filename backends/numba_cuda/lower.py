@@ -18,6 +18,7 @@ import numpy as np
 from cnnc.backends.numba_cpu.convgen import ConvSpec
 from cnnc.backends.numba_cpu.lower import _single_node_graph
 from cnnc.backends.numba_cuda import convgen, kernels
+from cnnc.backends.numba_cpu.scalar import unary_body
 from cnnc.backends.reference import evaluate
 from cnnc.errors import UnsupportedError
 from cnnc.backends.lowering import batch_norm_affine, check_residuals, conv_spec
@@ -165,7 +166,7 @@ class _Lowerer:
             self.lower_dense(node, ins)
         elif op in ACTIVATION_OPS:
             self.launch(node, kernels.elementwise(K, out.shape, shapes,
-                                                  kernels.unary_body(op, a)), ins, out)
+                                                  unary_body(op, a)), ins, out)
         elif op in kernels.BINARY_SYMBOL:
             body = [f"v = x0 {kernels.BINARY_SYMBOL[op]} x1"]
             self.launch(node, kernels.elementwise(K, out.shape, shapes, body), ins, out)

@@ -141,3 +141,48 @@ def test_im2col_strategy(monkeypatch, h, w, cin, cout, k, s, d, pad, epi):
     for b in (1, 3):
         x0 = rng.standard_normal((b, h, w, cin)).astype(np.float32)
         assert _rel_err(compiled(x0), run_reference(g, x0)) < TOL
+
+
+@pytest.mark.parametrize("h, w, cin, cout, k, s, pad, epi, expect", [
+    # few input channels: separate kw and cin loops, 2 px x 32 ch tiles
+    (15, 13, 3, 64, 7, 2, "same", ["relu"], dict(merged=False, cb=32, p=2)),
+    (9, 8, 6, 32, 5, 1, "valid", ["add", "tanh"], dict(merged=False, cb=32, p=2)),
+    # weights larger than the image: the parallel loop runs over channel blocks first
+    (3, 5, 16, 48, 3, 1, "same", ["add", "relu"], dict(merged=True, cb_outer=True)),
+    (4, 4, 20, 36, 3, 2, "same", ["relu"], dict(merged=True, cb_outer=True)),
+])
+def test_blocked_conv_plans(h, w, cin, cout, k, s, pad, epi, expect):
+    from cnnc.backends.numba_cpu import convgen
+    spec = convgen.ConvSpec(h, w, cin, k, k, cout, (s, s))
+    pl = convgen.plan(spec)
+    assert {key: getattr(pl, key) for key in expect} == expect
+    rng = np.random.default_rng(cin * 100 + cout)
+    g = Graph("plans")
+    x = g.add_input(("N", h, w, cin), name="x")
+    attrs = {"strides": s, "padding": pad}
+    r = g.add("conv2d", [x, g.constant(rng.standard_normal((k, k, cin, cout)))], attrs)
+    y = g.add("conv2d_fused", [x, g.constant(rng.standard_normal((k, k, cin, cout))),
+                               g.constant(rng.standard_normal(cout)),
+                               *([r] if "add" in epi else [])], {**attrs, "epilogue": epi})
+    g.set_outputs(y)
+    _check(g, rng.standard_normal((2, h, w, cin)).astype(np.float32), batches=(None, 1, 5))
+
+
+def test_tanh_within_one_ulp_and_keeps_nan_inf():
+    """The rational tanh every kernel inlines: within 1 ulp of float64 tanh rounded to float32
+    over a dense sweep (tiny, mid and saturating values), NaN stays NaN, +-inf give +-1."""
+    g = Graph("tanh")
+    x = g.add_input(("N",), name="x")
+    g.set_outputs(g.add("tanh", [x]))
+    compiled = cnnc.compile(g, target="cpu", opt_level=0)
+    rng = np.random.default_rng(7)
+    sweep = np.concatenate([np.linspace(-12, 12, 400_001), rng.uniform(-10, 10, 100_000),
+                            np.geomspace(1e-30, 1, 20_000), -np.geomspace(1e-30, 1, 20_000),
+                            [0.0, -0.0, 8.99, 9.0, 9.01, -9.0, 3e38, -3e38]]).astype(np.float32)
+    y = compiled(sweep)
+    ref = np.tanh(sweep.astype(np.float64))
+    ulp = np.abs(y - ref) / np.spacing(np.abs(ref.astype(np.float32)))
+    assert ulp.max() <= 1.0, f"{ulp.max():.2f} ulp at x={sweep[ulp.argmax()]!r}"
+    special = compiled(np.array([np.nan, np.inf, -np.inf, -0.0], np.float32))
+    assert np.isnan(special[0]) and special[1] == 1.0 and special[2] == -1.0
+    assert special[3] == 0.0 and np.signbit(special[3])
