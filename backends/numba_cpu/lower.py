@@ -74,7 +74,9 @@ class _Lowerer:
 
     # ---- names ---------------------------------------------------------------------------
     def weight(self, array) -> str:
-        arr = np.ascontiguousarray(array, dtype=np.float32)
+        # writeable too: Numba types a read-only array differently, and the kernels are
+        # compiled ahead for writeable ones (a read-only weight cost a second compile)
+        arr = np.require(array, np.float32, ["C", "W"])
         key = id(array)
         if key not in self.const_args:
             self._keep.append(array)
@@ -105,7 +107,9 @@ class _Lowerer:
         if name is None:
             name = self.by_source[source] = f"k{len(self.kernels)}"
             self.kernels.append(source.replace("def __KERNEL__(", f"def {name}(", 1))
-        self.signatures[name] = tuple(self.ndim[a] for a in args)
+        # an integer (np.int64(...)) is a scalar argument: rank 0
+        self.signatures[name] = tuple(0 if a.startswith("np.int64(") else self.ndim[a]
+                                      for a in args)
         self.kernel_names.append(name)
         self.kernel_nodes.append(node)
         self.body.append(f"{name}({', '.join(args)})  # {node.op} -> %{node.output.name}")
@@ -242,8 +246,20 @@ class _Lowerer:
         b = ins[2] if len(ins) > 2 else self.weight(np.zeros(cout, np.float32))
         scratch = convgen.scratch_elements(spec)
         self.scratch = max(self.scratch, scratch)
+        x = ins[0]
+        if padded := convgen.padded_shape(spec):
+            rows, width = padded
+            x = f"p{node.output.name}"
+            n = self.size_src(node.inputs[0].shape[:1])
+            self.body.append(f"{x} = scratch[:{n} * {rows * width}].reshape(({n}, {rows}, "
+                             f"{width}))")
+            self.ndim[x] = 3
+            # np.int64(...): a bare literal would compile the kernel once per distinct value
+            self.add_kernel(node, convgen.PAD_COPY, [ins[0], x, f"np.int64({spec.pads[0]})",
+                                                     f"np.int64({spec.pads[2]})"])
+            scratch = 0
         self.add_kernel(node, convgen.generate(spec, "__KERNEL__"),
-                        [ins[0], wp, b, *ins[3:], o] + (["scratch"] if scratch else []))
+                        [x, wp, b, *ins[3:], o] + (["scratch"] if scratch else []))
 
     def lower_batch_norm(self, node, ins, o) -> None:
         x = node.inputs[0]

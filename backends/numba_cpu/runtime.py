@@ -187,7 +187,7 @@ def clear_cache() -> None:
 # ---- cold compiles in parallel ----------------------------------------------------------------
 def kernel_signature(ndims):
     from numba import types
-    return tuple(types.Array(types.float32, nd, "C") for nd in ndims)
+    return tuple(types.Array(types.float32, nd, "C") if nd else types.int64 for nd in ndims)
 
 
 def is_cached(source: str) -> bool:
