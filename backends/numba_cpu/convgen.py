@@ -2,14 +2,13 @@
 
 For one conv node (NHWC activations, HWIO weights, static spatial shape, dynamic batch) this
 module emits the readable source of a Numba kernel ``name(x, wp, b, <extras...>, out)`` that
-computes ``out = epilogue(conv(x, w) + b)`` in a single pass over the output.
+computes ``out = epilogue(conv(x, w) + b)`` in a single pass over the output (a blocked conv
+with padding takes the zero-padded copy of x instead, see :func:`padded_shape`).
 
-Required process settings (set in os.environ BEFORE numba is imported):
-  * ``NUMBA_SLP_VECTORIZE=1``: the register tiles below are vectorised by LLVM's SLP
-    vectoriser, which Numba disables by default.  Without it the 3x3 64->64 56x56 conv runs at
-    12 GFLOP/s instead of 180-195 (numba.config.SLP_VECTORIZE = 1 before compiling also works).
-  * ``OMP_WAIT_POLICY=passive``: Numba's OpenMP workers otherwise spin after every prange
-    loop and steal the 2 cores from OpenBLAS's threads used by the ``gemm`` strategy.
+Process settings (``cnnc.backends.numba_cpu`` sets them before Numba starts): above all
+``NUMBA_SLP_VECTORIZE=1``: the register tiles below are vectorised by LLVM's SLP vectoriser,
+which Numba disables by default.  Without it the 3x3 64->64 56x56 conv runs at 12 GFLOP/s
+instead of 180-195.
 Compile the source with ``njit(parallel=True, fastmath=FASTMATH)`` (see lower.py) (``parallel=False`` is fine
 for tiny layers but the kernels are written to use prange).
 
@@ -24,14 +23,18 @@ bounds (numpy/OpenBLAS GEMM of the same size: 160-190 GFLOP/s when the machine w
     Smaller 1x1 convs use ``blocked`` (no extra pass; BLAS is inefficient on thin matrices).
     This threshold is provisional: not measured head-to-head on a quiet machine.
   * ``blocked``    everything else: direct convolution with a register tile of P=4 adjacent
-    output pixels x CB=16 output channels (CB=8 when cout <= 8; for groups CB divides
+    output pixels x CB=16 output channels (CB=8 when cout <= 8; 2 px x 32 ch for few input
+    channels and long reductions, e.g. 7x7 3->64: 178 vs 161 GFLOP/s; for groups CB divides
     cout/groups) in a (P, CB) local array that LLVM fully unrolls into vector registers
     (P*CB must stay <= 64, larger tiles are not unrolled and drop to ~5 GFLOP/s).  Weights
-    packed as (cout/CB, kh, kw*cin_g, CB).  prange over (batch, output row, channel block).
-    For groups == 1 and dilation_w == 1 the kw and cin loops are merged (the NHWC input row
-    is contiguous over (kw, cin)).  Border/leftover pixels use a 1-pixel tile with bounds
-    checks in a second prange loop.  3x3 64->64 56x56: 181-195 GFLOP/s for the tile loop alone
-    on a quiet machine, 143 measured for the whole kernel under load; 3x3/2 128->256: 160.
+    packed as (cout/CB, kh, kw*cin_g, CB).  prange over (batch, output row, channel block),
+    or (channel block, batch, row) when the weights outweigh the input image, so that a
+    thread keeps one block's weights in cache (7x7x512 with cold caches: 2.5 -> 1.6 ms).
+    For groups == 1, dilation_w == 1 and cin >= 16 the kw and cin loops are merged (the
+    NHWC input row is contiguous over (kw, cin)); with fewer channels they stay separate
+    (cin unrolled: 7x7 3->64 1.46 instead of 2.69 ms).  Padding and a ragged last tile read
+    a zero-padded copy of the input made by the shape-generic ``PAD_COPY`` kernel.
+    3x3 64->64 56x56: 181-228 GFLOP/s on a quiet machine; 3x3/2 128->256: 160.
 """
 from __future__ import annotations
 
