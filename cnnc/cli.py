@@ -178,9 +178,10 @@ def cmd_profile(args) -> int:
     from cnnc.profile import peak_gflops, profile
     if args.repeats < 1:
         raise ConfigError(f"--repeats must be >= 1, got {args.repeats}")
-    peak = peak_gflops(refresh=args.refresh_peak)
+    if args.refresh_peak:
+        peak_gflops(refresh=True)
     _, compiled, xs = _compiled(args)
-    prof = profile(compiled, xs, repeats=args.repeats, peak=peak)
+    prof = profile(compiled, xs, repeats=args.repeats)
     print(prof.table(top=args.top))
     if args.csv:
         prof.to_csv(args.csv)

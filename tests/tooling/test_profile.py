@@ -70,3 +70,14 @@ def test_cli_profile_csv_and_png(tmp_path, capsys):
     assert float(rows[0]["ms"]) > 0 and int(rows[0]["flops"]) == 2 * 28 * 28 * 6 * 52
     if out_png is not None:
         assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_stale_low_peak_is_measured_again(lenet5_cpu, rng, tmp_path, monkeypatch):
+    """A peak cached on a busy machine, below what a kernel reaches, is measured once more."""
+    monkeypatch.delenv("CNNC_PEAK_GFLOPS")
+    monkeypatch.setenv("CNNC_CACHE_DIR", str(tmp_path))
+    (tmp_path / "peak.json").write_text('{"%s": 0.001}' % prof._machine_key())
+    monkeypatch.setattr(prof, "measure_peak", lambda: 777.0)
+    p = lenet5_cpu.profile(rng.standard_normal((2, 32, 32, 1)).astype(np.float32), repeats=2)
+    assert p.peak_gflops == 777.0 and prof.peak_gflops() == 777.0
+    assert p.rows[0].pct_peak == pytest.approx(100 * p.rows[0].gflops / 777.0)
