@@ -6,10 +6,11 @@
 
 The forward is generated Python source (one line per op, like ``torch.fx`` code), so eager
 PyTorch pays no interpreter loop and ``torch.compile`` traces straight-line code. Layout
-handling follows the ONNX exporter: a rank-4 value is NCHW once a convolution, pooling or batch
-norm touched it; inputs are permuted to NCHW once, 4-D outputs permuted back; ``flatten`` keeps
-Keras's (H, W, C) order by permuting the rows of constant dense weights (or, when it has other
-readers, by going back to NHWC first). ``torch`` is imported on first use.
+handling is the ONNX exporter's (``cnnc.frontends.onnx.layout``): a rank-4 value is NCHW once a
+convolution, pooling or batch norm touched it; inputs are permuted to NCHW once, 4-D outputs
+permuted back; ``flatten`` keeps Keras's (H, W, C) order by permuting the rows of constant dense
+weights (or, when it has other readers, by going back to NHWC first). ``torch`` is imported on
+first use.
 """
 
 from __future__ import annotations
@@ -22,13 +23,11 @@ import numpy as np
 
 from cnnc.errors import UnsupportedError
 from cnnc.frontends.onnx.export import pool_plan, window_counts
+from cnnc.frontends.onnx.layout import NCHW, NCHW_AXIS, PLAIN, TO_NCHW, NchwTranslator
 from cnnc.ops.fused import STEPS
 from cnnc.ops.norm import bn_scale_shift
 from cnnc.ops.padding import window_geometry
 
-PLAIN, NCHW = "plain", "nchw"
-TO_NCHW, TO_NHWC = (0, 3, 1, 2), (0, 2, 3, 1)
-NCHW_AXIS = {0: 0, 1: 2, 2: 3, 3: 1}
 _BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 
 
@@ -79,15 +78,12 @@ def _num(v: float) -> str:
     return ("-math.inf" if v < 0 else "math.inf") if math.isinf(v) else repr(v)
 
 
-class _Codegen:
+class _Codegen(NchwTranslator):
     def __init__(self, graph, torch, dtype):
-        self.g, self.torch, self.dtype = graph, torch, dtype
+        super().__init__(graph)
+        self.torch, self.dtype = torch, dtype
         self.lines: list[str] = []
         self.buffers: dict = {}
-        self.names: dict[tuple[int, str], str] = {}
-        self.layout: dict[int, str] = {}
-        self.flat_nchw: dict[int, tuple] = {}
-        self.users = graph.users()
         self.count = 0
 
     # ---- helpers ---------------------------------------------------------------------------
@@ -107,44 +103,16 @@ class _Codegen:
         self.lines.append(f"    {name} = {expr}")
         return name
 
-    def define(self, value, name, layout):
-        self.names[(id(value), layout)] = name
-        self.layout[id(value)] = layout
+    # ---- the hooks of NchwTranslator ----------------------------------------------------
+    def constant(self, array, hint: str) -> str:
+        return self.buffer(array)
 
-    def layout_of(self, v) -> str:
-        return PLAIN if v.is_constant else self.layout[id(v)]
+    def permute(self, name: str, perm: tuple, hint: str) -> str:
+        return self.line(f"{name}.permute{perm}{'.contiguous()' if perm == TO_NCHW else ''}",
+                         "t")
 
-    def tensor(self, v, layout) -> str:
-        key = (id(v), layout)
-        if key in self.names:
-            return self.names[key]
-        if v.is_constant:
-            name = self.buffer(v.data if layout == PLAIN else v.data.transpose(TO_NCHW))
-        else:
-            src = self.names[(id(v), self.layout[id(v)])]
-            perm = TO_NCHW if layout == NCHW else TO_NHWC
-            tail = ".contiguous()" if layout == NCHW else ""
-            name = self.line(f"{src}.permute{perm}{tail}", "t")
-        self.names[key] = name
-        return name
-
-    def operand(self, v, layout) -> str:
-        if layout == PLAIN:
-            return self.buffer(v) if isinstance(v, np.ndarray) else self.tensor(v, PLAIN)
-        rank = v.ndim if isinstance(v, np.ndarray) else v.type.rank
-        if isinstance(v, np.ndarray) or v.is_constant:
-            arr = v if isinstance(v, np.ndarray) else v.data
-            return self.buffer(arr.reshape((1,) * (4 - rank) + arr.shape).transpose(TO_NCHW))
-        if rank == 4:
-            return self.tensor(v, NCHW)
-        idx = "None, " * (4 - rank)
-        return self.line(f"{self.tensor(v, PLAIN)}[{idx}...].permute{TO_NCHW}")
-
-    def result_layout(self, node) -> str:
-        if node.output.type.rank != 4:
-            return PLAIN
-        return NCHW if any(not v.is_constant and v.type.rank == 4 and
-                           self.layout[id(v)] == NCHW for v in node.inputs) else PLAIN
+    def lift_to_nchw(self, name: str, rank: int) -> str:
+        return self.line(f"{name}[{'None, ' * (4 - rank)}...].permute{TO_NCHW}")
 
     # ---- driver ----------------------------------------------------------------------------
     def build(self) -> str:
@@ -347,7 +315,7 @@ class _Codegen:
     def op_flatten(self, node):
         x, axis = node.inputs[0], node.attrs["axis"]
         if (x.type.rank == 4 and axis == 1 and self.layout_of(x) == NCHW
-                and self._dense_readers_only(node.output)):
+                and self.dense_readers_only(node.output)):
             y = self.line(f"{self.tensor(x, NCHW)}.flatten(1)")
             self.flat_nchw[id(node.output)] = tuple(x.type.shape[1:])
         else:
@@ -360,12 +328,6 @@ class _Codegen:
             else:
                 raise UnsupportedError(f"torch peer: {node.describe()} flattens symbolic dims")
         self.define(node.output, y, PLAIN)
-
-    def _dense_readers_only(self, v) -> bool:
-        readers = self.users.get(v, [])
-        return bool(readers) and all(v is not out for out in self.g.outputs) and all(
-            n.op in ("dense", "dense_fused") and n.inputs[0] is v and n.inputs[1].is_constant
-            and all(u is not v for u in n.inputs[1:]) for n in readers)
 
     def op_reshape(self, node):
         x = self.tensor(node.inputs[0], PLAIN)

@@ -26,17 +26,13 @@ from __future__ import annotations
 import numpy as np
 
 from cnnc.errors import ConfigError, UnsupportedError
+from cnnc.frontends.onnx.layout import NCHW, NCHW_AXIS, PLAIN, TO_NCHW, TO_NHWC, NchwTranslator
 from cnnc.ir.graph import Graph
 from cnnc.ops.fused import STEPS
 from cnnc.ops.norm import bn_scale_shift
 from cnnc.ops.padding import window_geometry
 
 OPSET = 17
-PLAIN, NCHW = "plain", "nchw"
-TO_NCHW = (0, 3, 1, 2)   # NHWC -> NCHW
-TO_NHWC = (0, 2, 3, 1)   # NCHW -> NHWC
-#: NHWC axis -> its position in the NCHW tensor
-NCHW_AXIS = {0: 0, 1: 2, 2: 3, 3: 1}
 
 _UNARY = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "hard_swish": "HardSwish"}
 _BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div"}
@@ -107,19 +103,16 @@ def window_counts(in_hw, attrs) -> np.ndarray:
     return counts
 
 
-class _Exporter:
+class _Exporter(NchwTranslator):
     """Walks the graph in schedule order, emitting ONNX nodes and initializers."""
 
     def __init__(self, graph: Graph, onnx, opset: int):
-        self.g, self.onnx, self.h = graph, onnx, onnx.helper
+        super().__init__(graph)
+        self.onnx, self.h = onnx, onnx.helper
         self.opset = opset
         self.nodes, self.inits = [], []
         self.used: set[str] = set()
         self.count = 0
-        self.names: dict[tuple[int, str], str] = {}   # (id(value), layout) -> ONNX name
-        self.layout: dict[int, str] = {}              # id(value) -> layout of its main tensor
-        self.flat_nchw: dict[int, tuple] = {}         # flatten outputs in NCHW order -> (H,W,C)
-        self.users = graph.users()
 
     # ---- names, constants, values ----------------------------------------------------------
     def fresh(self, hint: str) -> str:
@@ -142,49 +135,17 @@ class _Exporter:
         self.nodes.append(self.h.make_node(op_type, list(inputs), [out], **attrs))
         return out
 
-    def define(self, value, name: str, layout: str) -> None:
-        self.names[(id(value), layout)] = name
-        self.layout[id(value)] = layout
+    # ---- the hooks of NchwTranslator ----------------------------------------------------
+    def constant(self, array, hint: str) -> str:
+        return self.const(array, hint)
 
-    def layout_of(self, value) -> str:
-        return PLAIN if value.is_constant else self.layout[id(value)]
+    def permute(self, name: str, perm: tuple, hint: str) -> str:
+        return self.emit("Transpose", [name], hint, perm=list(perm))
 
-    def tensor(self, value, layout: str) -> str:
-        """The ONNX name of ``value`` in ``layout`` (NCHW only for rank 4), made on demand."""
-        key = (id(value), layout)
-        if key in self.names:
-            return self.names[key]
-        if value.is_constant:
-            data = value.data if layout == PLAIN else value.data.transpose(TO_NCHW)
-            name = self.const(data, f"w{value.name}")
-        else:
-            src = self.names[(id(value), self.layout[id(value)])]
-            perm = TO_NCHW if layout == NCHW else TO_NHWC
-            name = self.emit("Transpose", [src], f"t{value.name}", perm=list(perm))
-        self.names[key] = name
-        return name
-
-    def operand(self, v, layout: str) -> str:
-        """``v`` (a Value or an array) as an operand broadcast against a rank-4 result held in
-        ``layout``; lower-rank operands broadcast in NHWC terms, like NumPy."""
-        if layout == PLAIN:
-            return self.const(v) if isinstance(v, np.ndarray) else self.tensor(v, PLAIN)
-        rank = v.ndim if isinstance(v, np.ndarray) else v.type.rank
-        if isinstance(v, np.ndarray) or v.is_constant:
-            arr = v if isinstance(v, np.ndarray) else v.data
-            return self.const(arr.reshape((1,) * (4 - rank) + arr.shape).transpose(TO_NCHW))
-        if rank == 4:
-            return self.tensor(v, NCHW)
+    def lift_to_nchw(self, name: str, rank: int) -> str:
         axes = self.const(np.arange(4 - rank, dtype=np.int64))
-        up = self.emit("Unsqueeze", [self.tensor(v, PLAIN), axes])
+        up = self.emit("Unsqueeze", [name, axes])
         return self.emit("Transpose", [up], perm=list(TO_NCHW))
-
-    def result_layout(self, node) -> str:
-        """NCHW for a rank-4 result of an elementwise op with an NCHW rank-4 operand."""
-        if node.output.type.rank != 4:
-            return PLAIN
-        return NCHW if any(not v.is_constant and v.type.rank == 4 and
-                           self.layout[id(v)] == NCHW for v in node.inputs) else PLAIN
 
     # ---- driver ----------------------------------------------------------------------------
     def build(self):
@@ -414,18 +375,12 @@ class _Exporter:
     def op_flatten(self, node):
         x, axis = node.inputs[0], node.attrs["axis"]
         if (x.type.rank == 4 and axis == 1 and self.layout_of(x) == NCHW
-                and self._dense_readers_only(node.output)):
+                and self.dense_readers_only(node.output)):
             y = self.emit("Flatten", [self.tensor(x, NCHW)], axis=1)
             self.flat_nchw[id(node.output)] = tuple(x.type.shape[1:])
         else:
             y = self.emit("Flatten", [self.tensor(x, PLAIN)], axis=axis)
         self.define(node.output, y, PLAIN)
-
-    def _dense_readers_only(self, v) -> bool:
-        readers = self.users.get(v, [])
-        return bool(readers) and all(v is not out for out in self.g.outputs) and all(
-            n.op in ("dense", "dense_fused") and n.inputs[0] is v and n.inputs[1].is_constant
-            and all(u is not v for u in n.inputs[1:]) for n in readers)
 
     def op_reshape(self, node):
         shape = self.const(np.array(node.attrs["shape"], dtype=np.int64))
