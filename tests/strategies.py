@@ -133,6 +133,14 @@ def pool_configs(draw, max_hw: int = 7, max_k: int = 3, max_batch: int = 2,
                 out_shape=(x_shape[0], *out, x_shape[3]))
 
 
+def pool_attrs(cfg: dict, op: str) -> dict:
+    """The attributes of ``op`` (max_pool2d / avg_pool2d) for a :func:`pool_configs` draw."""
+    keys = ["pool_size", "strides", "padding", "dilation", "ceil_mode"]
+    if op == "avg_pool2d":
+        keys.append("count_include_pad")
+    return {k: cfg[k] for k in keys}
+
+
 def shapes(min_rank: int = 1, max_rank: int = 4, max_side: int = 5):
     """A static shape with dims >= 1."""
     return st.lists(st.integers(1, max_side), min_size=min_rank, max_size=max_rank).map(tuple)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 import cnnc
 from cnnc.backends.reference import run_reference
 from cnnc.ir import Graph
-from strategies import conv_configs, pool_configs
+from strategies import conv_configs, op_graph, pool_attrs, pool_configs
 
 pytestmark = pytest.mark.numba
 TOL = 1e-4
@@ -73,15 +73,9 @@ def test_conv2d_fused_matches_reference(cfg, steps, seed, depthwise):
        seed=st.integers(0, 2**16))
 def test_pooling_matches_reference(cfg, kind, seed):
     rng = np.random.default_rng(seed)
-    n, h, w, c = cfg["x_shape"]
-    g = Graph("pool")
-    x = g.add_input(("N", h, w, c), name="x")
-    attrs = dict(pool_size=cfg["pool_size"], strides=cfg["strides"], padding=cfg["padding"],
-                 dilation=cfg["dilation"], ceil_mode=cfg["ceil_mode"])
-    if kind == "avg":
-        attrs["count_include_pad"] = cfg["count_include_pad"]
-    g.set_outputs(g.add(f"{kind}_pool2d", [x], attrs))
-    _check(g, rng.standard_normal((n, h, w, c)).astype(np.float32))
+    op = f"{kind}_pool2d"
+    g = op_graph(op, [("N", *cfg["x_shape"][1:])], pool_attrs(cfg, op), name="pool")
+    _check(g, rng.standard_normal(cfg["x_shape"]).astype(np.float32))
 
 
 @settings(deadline=None, max_examples=6)

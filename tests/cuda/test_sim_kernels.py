@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from cnnc.backends.numba_cuda.convgen import Tile
 from cnnc.ir import Graph
 from cuda_helpers import check, requires_cuda
-from strategies import conv_configs, pool_configs
+from strategies import conv_configs, op_graph, pool_attrs, pool_configs
 
 pytestmark = [pytest.mark.cuda, requires_cuda]
 STEPS = [("relu",), ("relu6",), ("clip", -0.3, 0.4), ("leaky_relu", 0.1), ("sigmoid",),
@@ -98,15 +98,9 @@ def test_dense_fused_matches_reference(batch, fin, fout, steps, seed, force, til
        seed=st.integers(0, 2**16))
 def test_pooling_matches_reference(cfg, kind, seed):
     rng = np.random.default_rng(seed)
-    n, h, w, c = cfg["x_shape"]
-    g = Graph("pool")
-    x = g.add_input(("N", h, w, c), name="x")
-    attrs = dict(pool_size=cfg["pool_size"], strides=cfg["strides"], padding=cfg["padding"],
-                 dilation=cfg["dilation"], ceil_mode=cfg["ceil_mode"])
-    if kind == "avg":
-        attrs["count_include_pad"] = cfg["count_include_pad"]
-    g.set_outputs(g.add(f"{kind}_pool2d", [x], attrs))
-    check(g, rng.standard_normal((n, h, w, c)).astype(np.float32), opt_level=0)
+    op = f"{kind}_pool2d"
+    g = op_graph(op, [("N", *cfg["x_shape"][1:])], pool_attrs(cfg, op), name="pool")
+    check(g, rng.standard_normal(cfg["x_shape"]).astype(np.float32), opt_level=0)
 
 
 def _broadcast_partner(draw, shape):

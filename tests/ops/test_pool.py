@@ -7,16 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnnc.errors import ShapeError
-from strategies import op_graph, pool_configs, rng_array, run_op, seeds, window_starts
+from strategies import (op_graph, pool_attrs, pool_configs, rng_array, run_op, seeds,
+                        window_starts)
 
 TOL = dict(rtol=1e-12, atol=1e-12)
-
-
-def pool_attrs(cfg, op):
-    keys = ["pool_size", "strides", "padding", "dilation", "ceil_mode"]
-    if op == "avg_pool2d":
-        keys.append("count_include_pad")
-    return {k: cfg[k] for k in keys}
 
 
 def pool_loops(x, cfg, op):
