@@ -58,8 +58,9 @@ class PassContext:
     def __init__(self, opt_level: int = 2):
         self.opt_level = opt_level
         self.remarks: list[Remark] = []
-        #: id(value) -> the value that replaced it (remarks follow it to the final graph)
-        self.forward: dict[int, object] = {}
+        #: id(value) -> (value, the value that replaced it): remarks follow it to the final
+        #: graph; the replaced value stays referenced so that its id is never reused
+        self.forward: dict[int, tuple] = {}
 
     def remark(self, pass_name: str, node, template: str, values=()) -> None:
         r = Remark(pass_name, node, template, tuple(values))
@@ -231,7 +232,7 @@ def _final_remarks(graph, ctx: PassContext) -> list[tuple[str, str, str]]:
     def follow(v):
         seen = 0
         while id(v) in ctx.forward and seen < 10_000:
-            v, seen = ctx.forward[id(v)], seen + 1
+            v, seen = ctx.forward[id(v)][1], seen + 1
         return v
 
     out: dict[tuple, None] = {}

@@ -55,7 +55,8 @@ class Rewriter:
         self.pass_name = pass_name
         self.changed = False
         self._users: dict[Value, list[Node]] | None = None
-        self._erased: set[int] = set()
+        # erased nodes by id, the nodes kept referenced so that no new node reuses their id
+        self._erased: dict[int, Node] = {}
 
     # ---- queries ---------------------------------------------------------------------------
     def users(self, value: Value) -> list[Node]:
@@ -98,7 +99,7 @@ class Rewriter:
             return
         self.graph.replace_uses(old, new)
         if self.ctx is not None:
-            self.ctx.forward[id(old)] = new
+            self.ctx.forward[id(old)] = (old, new)   # old kept: its id is never reused
         self._touch()
 
     def erase(self, node: Node) -> None:
@@ -107,7 +108,7 @@ class Rewriter:
             raise CnncError(f"{self.pass_name}: cannot erase {node.describe()}: its result "
                             f"still has {self.num_uses(node.output)} reader(s)")
         self.graph.remove(node)
-        self._erased.add(id(node))
+        self._erased[id(node)] = node
         users = self._users
         self._touch()
         if users is not None:  # keep the use map: drop the erased reader (cheaper than rebuilding)
