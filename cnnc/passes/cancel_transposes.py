@@ -31,11 +31,8 @@ def cancel_pair(node, rw):
     perm = compose(inner.attrs["perm"], node.attrs["perm"])
     if perm != tuple(range(len(perm))):
         return None
-    x = inner.inputs[0]
-    if rw.is_output(node.output) and (x.producer is None or x.is_constant):
+    if rw.bypass(node, inner.inputs[0]) is None:
         return None
-    rw.replace(node.output, x)
-    rw.erase(node)
     rw.erase_dead([inner.output])
     return True
 

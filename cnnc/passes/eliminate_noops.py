@@ -43,12 +43,7 @@ def _traits(op: str):
 def bypass_noop(node, rw):
     if len(node.inputs) != 1 or not _is_noop(node):
         return None
-    x = node.inputs[0]
-    if rw.is_output(node.output) and (x.producer is None or x.is_constant):
-        return None
-    rw.replace(node.output, x)
-    rw.erase(node)
-    return True
+    return rw.bypass(node, node.inputs[0])
 
 
 RULES = [Rule("bypass_noop", ("identity", "dropout", *SHAPE_OPS), bypass_noop)]

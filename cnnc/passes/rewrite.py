@@ -128,6 +128,16 @@ class Rewriter:
             self.erase(node)
             stack.extend(node.inputs)
 
+    def bypass(self, node: Node, x: Value) -> bool | None:
+        """Readers of ``node``'s result read ``x`` instead and ``node`` is erased; None (no
+        change) when that result is a graph output and ``x`` a graph input or constant (an
+        output must stay a computed value)."""
+        if self.is_output(node.output) and (x.producer is None or x.is_constant):
+            return None
+        self.replace(node.output, x)
+        self.erase(node)
+        return True
+
     def replace_node(self, node: Node, op: str, inputs, attrs=None) -> Value:
         """Put ``op(inputs) {attrs}`` where ``node`` was (same layer) and erase ``node``."""
         new = self.insert(op, inputs, attrs, before=node, layer=node.layer)
