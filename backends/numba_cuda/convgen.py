@@ -173,6 +173,17 @@ def _store(s: Src, d: int, spec: ConvSpec, acc: str, m: str, co: str, flat: str)
 
 
 # ----------------------------------------------------------------------------------------------
+def _cooperative(s: Src, depth: int, count: int, threads: int) -> int:
+    """The loop by which ``threads`` threads of a block visit ``count`` tile elements: element
+    ``e`` per step (``e < count`` guarded when it does not divide); returns the body depth."""
+    s(depth, f"for r in range({-(-count // threads)}):")
+    s(depth + 1, f"e = tid + r * {threads}")
+    if count % threads:
+        s(depth + 1, f"if e < {count}:")
+        return depth + 2
+    return depth + 1
+
+
 def gen_gemm(name: str, spec: ConvSpec, tile: Tile) -> str:
     H, W, CIN, COUT, KH, KW = spec.h, spec.w, spec.cin, spec.cout, spec.kh, spec.kw
     (SH, SW), (DH, DW), (PT, _, PL, _) = spec.stride, spec.dilation, spec.pads
@@ -199,13 +210,7 @@ def gen_gemm(name: str, spec: ConvSpec, tile: Tile) -> str:
     s(1, f"for i in range({TM}):", f"    for j in range({TN}):", "        acc[i, j] = 0.0")
     s(1, f"for k0 in range(0, {K}, {BK}):")
     # ---- A tile: BM x BK input values, consecutive threads along k (channels) ----
-    la = -(-BM * BK // T)
-    s(2, f"for r in range({la}):")
-    d = 3
-    s(d, f"e = tid + r * {T}")
-    if (BM * BK) % T:
-        s(d, f"if e < {BM * BK}:")
-        d += 1
+    d = _cooperative(s, 2, BM * BK, T)
     s(d, f"kk = e % {BK}", f"mm = e // {BK}", "m = m0 + mm", "k = k0 + kk", "v = float32(0.0)")
     s(d, "if m < mtot" + (f" and k < {K}:" if K % BK else ":"))
     if _pointwise(spec):
@@ -226,13 +231,7 @@ def gen_gemm(name: str, spec: ConvSpec, tile: Tile) -> str:
             s(d + 1, load)
     s(d, "As[kk, mm] = v")
     # ---- B tile: BK x BN weights, consecutive threads along output channels ----
-    lb = -(-BK * BN // T)
-    s(2, f"for r in range({lb}):")
-    d = 3
-    s(d, f"e = tid + r * {T}")
-    if (BK * BN) % T:
-        s(d, f"if e < {BK * BN}:")
-        d += 1
+    d = _cooperative(s, 2, BK * BN, T)
     s(d, f"nn = e % {BN}", f"kk = e // {BN}", "k = k0 + kk", "c = c0 + nn", "v = float32(0.0)")
     cond = [f"c < {COUTG}"] + ([f"k < {K}"] if K % BK else [])
     s(d, f"if {' and '.join(cond)}:", f"    v = wp[{w_off}k * {COUTG} + c]")
