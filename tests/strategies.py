@@ -55,6 +55,33 @@ def window_starts(n: int, k: int, s: int, d: int, before: int, after: int,
     return starts
 
 
+def conv_loops(x, w, b, strides, pads, dilation, groups):
+    """Convolution by its definition, one multiply-add at a time (7 nested loops): NHWC
+    ``x``, HWIO ``w``, ``b`` a bias or None, ``pads`` ((top, bottom), (left, right))."""
+    n, h, wd, cin = x.shape
+    kh, kw, cig, cout = w.shape
+    (pt, pb), (pl, pr) = pads
+    (sh, sw), (dh, dw) = strides, dilation
+    oh = (h + pt + pb - (kh - 1) * dh - 1) // sh + 1
+    ow = (wd + pl + pr - (kw - 1) * dw - 1) // sw + 1
+    cog = cout // groups
+    y = np.zeros((n, oh, ow, cout))
+    for b_ in range(n):
+        for oy in range(oh):
+            for ox in range(ow):
+                for co in range(cout):
+                    g = co // cog
+                    acc = 0.0 if b is None else b[co]
+                    for i in range(kh):
+                        for j in range(kw):
+                            for ci in range(cig):
+                                iy, ix = oy * sh + i * dh - pt, ox * sw + j * dw - pl
+                                if 0 <= iy < h and 0 <= ix < wd:
+                                    acc += x[b_, iy, ix, g * cig + ci] * w[i, j, ci, co]
+                    y[b_, oy, ox, co] = acc
+    return y
+
+
 def has_real_cell_everywhere(n, k, s, d, before, after, ceil_mode=False) -> bool:
     """Whether every window holds at least one cell of the unpadded input."""
     return all(any(before <= p + t * d < before + n for t in range(k))

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnnc.ops.fused import step
-from strategies import conv_configs, rng_array, run_op, seeds
+from strategies import conv_configs, conv_loops, rng_array, run_op, seeds
 
 TOL = dict(rtol=1e-10, atol=1e-10)
 SETTINGS = settings(deadline=None, max_examples=80)
@@ -15,32 +15,6 @@ SETTINGS = settings(deadline=None, max_examples=80)
 
 def attrs_of(cfg):
     return {k: cfg[k] for k in ("strides", "padding", "dilation", "groups")}
-
-
-def conv_loops(x, w, b, strides, pads, dilation, groups):
-    """The definition, one multiply-add at a time (7 nested loops)."""
-    n, h, wd, cin = x.shape
-    kh, kw, cig, cout = w.shape
-    (pt, pb), (pl, pr) = pads
-    (sh, sw), (dh, dw) = strides, dilation
-    oh = (h + pt + pb - (kh - 1) * dh - 1) // sh + 1
-    ow = (wd + pl + pr - (kw - 1) * dw - 1) // sw + 1
-    cog = cout // groups
-    y = np.zeros((n, oh, ow, cout))
-    for b_ in range(n):
-        for oy in range(oh):
-            for ox in range(ow):
-                for co in range(cout):
-                    g = co // cog
-                    acc = 0.0 if b is None else b[co]
-                    for i in range(kh):
-                        for j in range(kw):
-                            for ci in range(cig):
-                                iy, ix = oy * sh + i * dh - pt, ox * sw + j * dw - pl
-                                if 0 <= iy < h and 0 <= ix < wd:
-                                    acc += x[b_, iy, ix, g * cig + ci] * w[i, j, ci, co]
-                    y[b_, oy, ox, co] = acc
-    return y
 
 
 def conv_im2col(x, w, strides, pads, dilation, groups):
