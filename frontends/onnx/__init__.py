@@ -3,6 +3,18 @@
 cnnc graph as an ONNX model (NCHW inside, NHWC at the boundary)."""
 
 
+def require_onnx(purpose: str):
+    """The ``onnx`` module, or an UnsupportedError saying ``purpose`` (e.g. "ONNX import")
+    needs it."""
+    try:
+        import onnx
+    except ImportError as e:
+        from cnnc.errors import UnsupportedError
+        raise UnsupportedError(f"{purpose} needs the 'onnx' package (pip install onnx): "
+                               f"{e}") from None
+    return onnx
+
+
 def load_onnx(source):
     from cnnc.frontends.onnx.importer import load_onnx as _load
     return _load(source)

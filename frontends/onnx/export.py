@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnnc.errors import ConfigError, UnsupportedError
+from cnnc.frontends.onnx import require_onnx
 from cnnc.frontends.onnx.layout import NCHW, NCHW_AXIS, PLAIN, TO_NCHW, TO_NHWC, NchwTranslator
 from cnnc.ir.graph import Graph
 from cnnc.ops.fused import STEPS
@@ -36,15 +37,6 @@ OPSET = 17
 
 _UNARY = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "hard_swish": "HardSwish"}
 _BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div"}
-
-
-def _import_onnx():
-    try:
-        import onnx
-    except ImportError as e:
-        raise UnsupportedError(f"ONNX export needs the 'onnx' package (pip install onnx): "
-                               f"{e}") from None
-    return onnx
 
 
 def _graph_of(model_or_graph) -> Graph:
@@ -59,7 +51,7 @@ def _graph_of(model_or_graph) -> Graph:
 def export_onnx(model_or_graph, path=None, opset: int = OPSET):
     """The ONNX ``ModelProto`` of ``model_or_graph`` (its unoptimised graph); written to
     ``path`` when given. Raises UnsupportedError for an op with no ONNX lowering."""
-    onnx = _import_onnx()
+    onnx = require_onnx("ONNX export")
     graph = _graph_of(model_or_graph)
     proto = _Exporter(graph, onnx, opset).build()
     onnx.checker.check_model(proto)

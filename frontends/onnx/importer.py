@@ -26,6 +26,7 @@ import numpy as np
 
 from cnnc.errors import CnncError, ConfigError, UnsupportedError
 from cnnc.frontends.onnx import import_ops, import_shape  # noqa: F401  (registers converters)
+from cnnc.frontends.onnx import require_onnx
 from cnnc.frontends.onnx.import_context import CONVERTERS, Importer
 from cnnc.ir.graph import Graph
 from cnnc.ir.verify import verify
@@ -34,15 +35,6 @@ from cnnc.ir.verify import verify
 MIN_OPSET, MAX_OPSET = 7, 25
 BATCH = "N"
 _FLOAT_INPUTS = {1: "float", 10: "float16", 11: "double"}
-
-
-def _import_onnx():
-    try:
-        import onnx
-    except ImportError as e:
-        raise UnsupportedError(f"ONNX import needs the 'onnx' package (pip install onnx): "
-                               f"{e}") from None
-    return onnx
 
 
 # ---- reading and checking ----------------------------------------------------------------------
@@ -60,7 +52,7 @@ def _parse(onnx, data: bytes, what: str):
 
 def read_model(src):
     """``(ModelProto, description)`` from a path, bytes or a ModelProto."""
-    onnx = _import_onnx()
+    onnx = require_onnx("ONNX import")
     if isinstance(src, onnx.ModelProto):
         return src, "the ONNX model"
     if isinstance(src, (bytes, bytearray, memoryview)):
@@ -190,7 +182,7 @@ class OnnxModel:
 
 def load_onnx(src) -> OnnxModel:
     """Import an ONNX model from a path, its bytes or an ``onnx.ModelProto``."""
-    onnx = _import_onnx()
+    onnx = require_onnx("ONNX import")
     proto, what = read_model(src)
     opset = check_model(onnx, proto, what)
     try:
