@@ -167,8 +167,9 @@ class CompiledModel:
             item = np.dtype(getattr(self, "dtype", np.float32)).itemsize
             total, largest = activation_bytes(self.graph, bindings, item)
             return inputs + total + 2 * largest
-        batch = int(np.prod(list(bindings.values()), dtype=np.int64)) if bindings else 1
-        scratch = 4 * getattr(getattr(self, "lowered", None), "scratch_per_sample", 0) * batch
+        lowered = getattr(self, "lowered", None)
+        scratch = 4 * lowered.scratch_elements(bindings) if hasattr(lowered,
+                                                                    "scratch_elements") else 0
         buffers = plan.buffer_elements(bindings)
         return (inputs + 4 * (sum(buffers) + max(buffers, default=0)) + scratch
                 + sum(size(v) for v in self.graph.outputs))

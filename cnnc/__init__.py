@@ -6,16 +6,16 @@
     y = compiled(x)            # x: NHWC float array, any batch size
 """
 
-from cnnc.errors import (CnncError, ConfigError, DTypeError, ResourceError, ShapeError,
-                         UnsupportedError, VerificationError)
+from cnnc.errors import (CnncError, ConfigError, DTypeError, KernelError, ResourceError,
+                         ShapeError, UnsupportedError, VerificationError)
 from cnnc.ir import Graph, TensorType, verify
 from cnnc.compile import compile
 
 __version__ = "0.1.0"
 
 __all__ = ["compile", "CnncError", "ConfigError", "ShapeError", "DTypeError",
-           "UnsupportedError", "VerificationError", "ResourceError", "Graph", "TensorType",
-           "verify", "layers", "Sequential", "Model", "Input", "models", "nn", "load_onnx",
+           "UnsupportedError", "VerificationError", "ResourceError", "KernelError", "Graph",
+           "TensorType", "verify", "layers", "Sequential", "Model", "Input", "models", "nn", "load_onnx",
            "export_onnx", "load"]
 
 

@@ -104,6 +104,23 @@ class ForwardStepper:
                 after_node(step.node, _output_buffer(env, step.node, args))
         return eval(self.result, env) if self.result is not None else ()
 
+    def locate_failure(self, args) -> tuple[object, str] | None:
+        """Run ``forward(*args)`` statement by statement; (node, statement) of the first one
+        that raises (a statement that is not a kernel call is charged to the node of the next
+        kernel call), or None when every statement runs."""
+        env = dict(vars(self.compiled.module))
+        env.update(zip(self.params, args))
+        for i, step in enumerate(self.steps):
+            try:
+                if step.kernel is None:
+                    exec(step.code, env)
+                else:
+                    env[step.kernel](*eval(step.args, env))
+            except Exception:  # noqa: BLE001 - the caller reports the original exception
+                node = next((s.node for s in self.steps[i:] if s.kernel), None)
+                return node, step.text
+        return None
+
     def run(self, arrays, bindings, on_call=None, after_node=None):
         """Run the model once, statement by statement; returns its outputs (copies)."""
         model = self.compiled

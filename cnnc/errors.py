@@ -32,3 +32,8 @@ class UnsupportedError(CnncError, NotImplementedError):
 class ResourceError(CnncError, MemoryError):
     """A request that needs more memory than the machine has available (refused before
     allocating, so the process is not killed by the operating system)."""
+
+
+class KernelError(CnncError, RuntimeError):
+    """Generated code failed while running (a fault cnnc's checks did not catch): the message
+    names the model, the target and, where it can be found, the node whose code failed."""

@@ -285,7 +285,7 @@ def profile(compiled, x, repeats: int = 20, peak: float | None = None) -> Profil
     xs = list(x) if isinstance(x, (list, tuple)) else [x]
     graph = compiled.graph
     arrays, bindings = prepare_inputs(graph, xs)
-    batch = next(iter(bindings.values()), 1)
+    batch = int(arrays[0].shape[0]) if arrays and arrays[0].ndim else 1  # also a fixed batch
     times: dict[int, float] = {}
     nodes: dict[int, object] = {}
     if compiled.target == "cpu":

@@ -50,7 +50,14 @@ class Lowered:
     kernel_names: list[str] = field(default_factory=list)
     kernel_nodes: list = field(default_factory=list)  # node lowered to each kernel (for profiling)
     signatures: dict = field(default_factory=dict)    # kernel name -> ndim of each argument
-    scratch_per_sample: int = 0                      # float32 scratch elements per batch item
+    # (leading dim of the conv input: an int or a symbol, float32 elements per item) for each
+    # conv that takes scratch; the arena's scratch holds the largest product
+    scratch_needs: list = field(default_factory=list)
+
+    def scratch_elements(self, bindings: dict[str, int]) -> int:
+        """Scratch (float32 elements) one call needs for the symbol ``bindings``."""
+        return max((n * (d if isinstance(d, int) else bindings[d])
+                    for d, n in self.scratch_needs), default=0)
 
 
 class _Lowerer:
@@ -69,7 +76,7 @@ class _Lowerer:
         self.by_source: dict[str, str] = {}   # kernel source -> its function name
         self.ndim: dict[str, int] = {}         # local name -> rank of the array it holds
         self.signatures: dict[str, tuple] = {}
-        self.scratch = 0
+        self.scratch_needs: list = []
         self.ndim["scratch"] = 1
 
     # ---- names ---------------------------------------------------------------------------
@@ -149,7 +156,7 @@ class _Lowerer:
         src.extend(f"    {line}\n" for line in self.body)
         src.append(f"    return ({', '.join(outs)},)\n")
         return Lowered("".join(src), self.weights, self.kernel_names, self.kernel_nodes,
-                       self.signatures, self.scratch)
+                       self.signatures, self.scratch_needs)
 
     def out_buffer(self, v) -> str:
         name = f"v{v.name}"
@@ -245,7 +252,8 @@ class _Lowerer:
         wp = self.weight(convgen.pack_weights(spec, wdata))
         b = ins[2] if len(ins) > 2 else self.weight(np.zeros(cout, np.float32))
         scratch = convgen.scratch_elements(spec)
-        self.scratch = max(self.scratch, scratch)
+        if scratch:
+            self.scratch_needs.append((node.inputs[0].shape[0], scratch))
         x = ins[0]
         if padded := convgen.padded_shape(spec):
             rows, width = padded

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from cnnc.backends.base import CompiledModel
-from cnnc.errors import CnncError
+from cnnc.errors import CnncError, KernelError
 
 ALIGN = 16  # elements: buffers start on 64-byte boundaries
 
@@ -150,21 +150,42 @@ class NumbaCpuModel(CompiledModel):
             for i, n in enumerate(sizes):
                 offs[i] = total
                 total += -(-n // ALIGN) * ALIGN
-            batch = int(np.prod(list(bindings.values()), dtype=np.int64)) if bindings else 1
             from cnnc.backends.base import check_memory
+            n_scratch = self.lowered.scratch_elements(bindings)
             # arena + scratch, and room for one BLAS temporary as large as the largest buffer
             check_memory(4 * (total + max(sizes, default=0) + ALIGN
-                              + getattr(self.lowered, "scratch_per_sample", 0) * batch),
+                              + n_scratch),
                          f"the buffer arena of model {self.graph.name!r} (target cpu) for "
                          f"{', '.join(f'{k}={v}' for k, v in key) or 'static shapes'}")
-            scratch = _aligned_empty(max(self.lowered.scratch_per_sample * batch, 1))
+            scratch = _aligned_empty(max(n_scratch, 1))
             arenas[key] = (_aligned_empty(max(total, 1)), offs, scratch)
         return arenas[key]
 
     def run(self, arrays, bindings):
-        arena, offs, scratch = self._arena(bindings)
-        outs = self._forward(*arrays, arena, offs, scratch, *self._weights)
+        args = (*arrays, *self._arena(bindings), *self._weights)
+        try:
+            outs = self._forward(*args)
+        except CnncError:
+            raise
+        except Exception as e:  # noqa: BLE001 - nothing raw escapes from generated code
+            raise self._kernel_error(args, bindings, e) from e
         return [np.array(y, dtype=np.float32, copy=True) for y in outs]
+
+    def _kernel_error(self, args, bindings, exc) -> KernelError:
+        """A KernelError for ``exc``, naming the node whose statement fails when ``forward``
+        is stepped through again."""
+        where = ""
+        try:
+            from cnnc.debug import ForwardStepper
+            found = ForwardStepper(self).locate_failure(args)
+        except Exception:  # noqa: BLE001 - the report stays useful without the node
+            found = None
+        if found is not None:
+            node, stmt = found
+            where = (f" at {node.describe()}" if node is not None else "") + f" (`{stmt}`)"
+        sizes = ", ".join(f"{k}={v}" for k, v in sorted(bindings.items())) or "static shapes"
+        return KernelError(f"model {self.graph.name!r} (target cpu, {sizes}) failed in its "
+                           f"generated code{where}: {type(exc).__name__}: {exc}")
 
     def warm_up(self) -> float:
         """Compile (or load from the disk cache) every kernel by running batch 1."""

@@ -323,16 +323,20 @@ def _describe_arrays(arrays) -> str:
 
 
 class InputLayer(Layer):
-    """The source of a model: ``Input(shape=(H, W, C))`` returns its output tensor."""
+    """The source of a model: ``Input(shape=(H, W, C))`` returns its output tensor.
+    ``batch_size`` fixes the batch (the model then takes only that many examples a call);
+    by default it is the symbol ``N``."""
 
     num_inputs = 0
 
-    def __init__(self, shape=None, name=None, dtype="float32", **kwargs):
+    def __init__(self, shape=None, name=None, dtype="float32", batch_size=None, **kwargs):
         given = name
         super().__init__(name=name, **kwargs)
         if shape is None:
             raise ConfigError(f"{self.where}: shape is required, e.g. Input(shape=(32, 32, 3))")
-        self.shape = (None,) + A.shape_tuple(shape, "shape", self.where)
+        if batch_size is not None:
+            batch_size = A.positive_int(batch_size, "batch_size", self.where)
+        self.shape = (batch_size,) + A.shape_tuple(shape, "shape", self.where)
         if dtype != "float32":
             raise ConfigError(f"{self.where}: only dtype 'float32' inputs are supported, "
                               f"got {dtype!r}")
@@ -348,6 +352,8 @@ class InputLayer(Layer):
         raise ConfigError(f"{self.where} cannot be called; use the tensor returned by Input()")
 
 
-def Input(shape=None, name=None, dtype="float32", **kwargs) -> KerasTensor:
-    """A symbolic model input of per-example ``shape`` (batch excluded), like ``keras.Input``."""
-    return InputLayer(shape=shape, name=name, dtype=dtype, **kwargs).output
+def Input(shape=None, name=None, dtype="float32", batch_size=None, **kwargs) -> KerasTensor:
+    """A symbolic model input of per-example ``shape`` (batch excluded), like ``keras.Input``;
+    ``batch_size`` fixes the batch."""
+    return InputLayer(shape=shape, name=name, dtype=dtype, batch_size=batch_size,
+                      **kwargs).output

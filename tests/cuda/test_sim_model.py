@@ -138,3 +138,30 @@ def test_benchmark_case_runs(monkeypatch):
     cuda_bench.run_case("tiny:2", 0, 1, rows)
     assert rows[0][1].startswith("cnnc-cuda") and rows[0][2] > 0 and rows[0][3] > 0
     assert "cnnc-cuda" in cuda_bench.format_rows(rows)
+
+
+def fixed_batch_cnn(batch, padding):
+    s = itertools.count(11)
+    return cnnc.Sequential([
+        L.Input(shape=(6, 6, 3), batch_size=batch),
+        L.Conv2D(8, 3, padding=padding, activation="relu", seed=next(s)),
+        L.Conv2D(4, 1, seed=next(s)), L.Flatten(), L.Dense(3, seed=next(s))],
+        name=f"fixed_{batch}_{padding}")
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("batch", [1, 2, 5])
+def test_fixed_batch_models_front_end_and_onnx(batch, padding):
+    """A batch fixed in the graph (Input(batch_size=B); an ONNX model exported without a
+    dynamic axis) sizes every launch and buffer from that number."""
+    m = fixed_batch_cnn(batch, padding)
+    graph = to_graph(m)
+    assert graph.inputs[0].type.shape[0] == batch
+    x = _x(batch, batch)
+    ref = run_reference(graph, x, dtype=np.float64)
+    assert rel_err(cnnc.compile(m, target="cuda")(x), ref) < TOL
+    pytest.importorskip("onnx")
+    imported = cnnc.load_onnx(cnnc.export_onnx(m))
+    assert rel_err(cnnc.compile(imported, target="cuda")(x), ref) < TOL  # NHWC as exported
+    with pytest.raises(ShapeError, match=f"expected {batch}"):
+        cnnc.compile(m, target="cuda")(_x(0, batch + 1))
