@@ -20,7 +20,23 @@ def to_graph(model) -> Graph:
                       f"got {type(model).__name__}")
 
 
+CUDA_EXTRA = ("target 'cuda' needs the numba-cuda package (pip install \"cnnc[cuda]\"); "
+              "Numba's own numba.cuda module lacks the driver API the CUDA backend uses")
+
+
+def numba_cuda_installed() -> bool:
+    """Whether the ``numba-cuda`` package (the CUDA backend's runtime) is installed: without it
+    ``numba.cuda`` is Numba's older built-in module, whose simulator lacks the API used here."""
+    import importlib.util
+    try:
+        return importlib.util.find_spec("numba_cuda") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def cuda_available() -> bool:
+    if not numba_cuda_installed():
+        return False
     try:
         from numba import cuda
         return bool(cuda.is_available())
@@ -67,6 +83,8 @@ def compile(model, target: str = "auto", opt_level: int = 2, print_after=None,
     if opt_level not in (0, 1, 2):
         raise ConfigError(f"opt_level must be 0, 1 or 2, got {opt_level!r}")
     target = resolve_target(target)
+    if target == "cuda" and not numba_cuda_installed():
+        raise UnsupportedError(CUDA_EXTRA)  # before any pass runs
     graph = to_graph(model)
     check_weights_fit(graph)
     report = optimize(graph, opt_level, print_after=print_after, verify_each=verify_each,
@@ -85,6 +103,8 @@ def compile_optimized(graph: Graph, report, target: str):
                                    "use target='numpy'")
         from cnnc.backends.numba_cpu import compile_graph
         return compile_graph(graph, report)
+    if not numba_cuda_installed():
+        raise UnsupportedError(CUDA_EXTRA)
     if not cuda_available():
         raise UnsupportedError("target 'cuda': no CUDA device was found (numba.cuda reports "
                                "none); use target='cpu' or 'auto'")

@@ -84,3 +84,38 @@ def test_benchmark_script_refuses_cleanly_without_a_gpu():
                        cwd=str(ROOT), timeout=300)
     assert r.returncode == 2, r.stdout + r.stderr
     assert "no CUDA GPU" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+HIDE_NUMBA_CUDA = """
+import sys
+class _Hide:
+    def find_spec(self, name, path=None, target=None):
+        if name == "numba_cuda" or name.startswith("numba_cuda."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, _Hide())
+"""
+
+
+def test_cuda_target_without_the_numba_cuda_package_asks_for_the_extra():
+    """Only Numba's built-in numba.cuda (no numba-cuda package), simulator on: a clear
+    UnsupportedError before any pass runs, and "auto" picks the cpu."""
+    code = HIDE_NUMBA_CUDA + """
+import cnnc
+from cnnc.compile import resolve_target
+from cnnc.errors import UnsupportedError
+g = cnnc.models.lenet5()
+try:
+    cnnc.compile(g, target="cuda", print_after="all")
+except UnsupportedError as e:
+    print("ERROR", e)
+print("AUTO", resolve_target("auto"))
+"""
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    r = subprocess.run([sys.executable, "-P", "-c", code], cwd=str(ROOT), env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.splitlines()
+    assert any(line.startswith("ERROR") and 'pip install "cnnc[cuda]"' in line
+               for line in lines), r.stdout[-2000:]
+    assert "AUTO cpu" in lines
+    assert "conv2d" not in r.stdout, "the passes ran (their IR was printed) before the error"
