@@ -23,6 +23,8 @@ An op without an ONNX lowering raises :class:`~cnnc.errors.UnsupportedError` nam
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from cnnc.errors import ConfigError, UnsupportedError
@@ -50,13 +52,25 @@ def _graph_of(model_or_graph) -> Graph:
 
 def export_onnx(model_or_graph, path=None, opset: int = OPSET):
     """The ONNX ``ModelProto`` of ``model_or_graph`` (its unoptimised graph); written to
-    ``path`` when given. Raises UnsupportedError for an op with no ONNX lowering."""
+    ``path`` when given: a file name (``str`` or ``os.PathLike``) or a binary file object
+    (anything with ``write``, e.g. ``io.BytesIO``). Raises UnsupportedError for an op with no
+    ONNX lowering, ConfigError for any other ``path``."""
     onnx = require_onnx("ONNX export")
+    if not (path is None or isinstance(path, (str, os.PathLike)) or hasattr(path, "write")):
+        raise ConfigError(f"export_onnx: path must be a file name or a binary file object, "
+                          f"got {type(path).__name__}")
     graph = _graph_of(model_or_graph)
     proto = _Exporter(graph, onnx, opset).build()
     onnx.checker.check_model(proto)
-    if path is not None:
-        onnx.save(proto, str(path))
+    if hasattr(path, "write"):
+        data = proto.SerializeToString()
+        try:
+            path.write(data)
+        except TypeError as e:  # a text-mode file
+            raise ConfigError(f"export_onnx: the file object must be opened in binary mode "
+                              f"('wb'): {e}") from None
+    elif path is not None:
+        onnx.save(proto, os.fspath(path))
     return proto
 
 

@@ -260,3 +260,28 @@ def test_zoo_models(name):
 def test_zoo_model_object_is_accepted():
     model = _zoo("lenet5")
     check(model, np.random.default_rng(13).standard_normal((3, 32, 32, 1)))
+
+
+def test_export_to_a_binary_file_object_and_bad_destinations(tmp_path, monkeypatch):
+    import io
+
+    from cnnc.errors import ConfigError
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(11)
+    g, x = new_graph()
+    g.set_outputs(g.add("relu", [g.add("conv2d", [x, g.constant(rnd(rng, 3, 3, 3, 2))])]))
+    buf = io.BytesIO()
+    proto = cnnc.export_onnx(g, buf)
+    assert buf.getvalue() == proto.SerializeToString() and buf.getvalue()
+    xs = rnd(rng, 2, 9, 8, 3)
+    np.testing.assert_allclose(run_onnx(onnx.load_from_string(buf.getvalue()), xs)[0],
+                               run_reference(g, xs), rtol=1e-4, atol=1e-4)
+    with open(tmp_path / "f.onnx", "wb") as f:
+        cnnc.export_onnx(g, f)
+    assert (tmp_path / "f.onnx").read_bytes() == buf.getvalue()
+    with pytest.raises(ConfigError, match="binary mode"):
+        cnnc.export_onnx(g, io.StringIO())
+    for bad in (42, ["m.onnx"], object()):
+        with pytest.raises(ConfigError, match=type(bad).__name__):
+            cnnc.export_onnx(g, bad)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.onnx"], "no stray file written"
