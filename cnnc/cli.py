@@ -197,6 +197,10 @@ def cmd_viz(args) -> int:
     result = draw(load_model(args.model), args.out, after_passes=args.after_passes,
                   side_by_side=args.side_by_side, opt_level=args.opt_level,
                   renderer=args.renderer)
+    if result.image_path is None and result.dot_path != args.out:
+        # the picture asked for was not drawn: the DOT and the advice stay, the exit says so
+        print(f"cnnc: error: {result.message}", file=sys.stderr)
+        return 2
     print(result.message)
     return 0
 

@@ -357,4 +357,4 @@ def draw(model, out: str, after_passes: bool = False, side_by_side: bool = False
     return Drawing(dot_path, None, None,
                    f"wrote {dot_path}; neither Graphviz nor matplotlib is installed, so no "
                    f"{fmt.upper()} was drawn: install Graphviz (apt-get install graphviz) and "
-                   f"run `dot -T{fmt} {dot_path} -o {out}`, or pip install matplotlib")
+                   f"run `dot -T{fmt} {dot_path} -o {out}`, or pip install \"cnnc[viz]\" (matplotlib)")

@@ -55,10 +55,12 @@ def test_without_renderers_writes_dot_and_says_how(tmp_path, monkeypatch, capsys
     monkeypatch.setattr(viz.shutil, "which", lambda name: None)
     monkeypatch.setattr(viz, "_has_matplotlib", lambda: False)
     out = tmp_path / "g.svg"
-    assert main(["viz", "lenet5", "--out", str(out)]) == 0
-    msg = capsys.readouterr().out
+    assert main(["viz", "lenet5", "--out", str(out)]) == 2   # the SVG asked for was not drawn
+    msg = capsys.readouterr().err
     assert not out.exists() and (tmp_path / "g.dot").exists()
     assert "apt-get install graphviz" in msg and f"dot -Tsvg {tmp_path / 'g.dot'}" in msg
+    assert 'pip install "cnnc[viz]"' in msg
+    assert main(["viz", "lenet5", "--out", str(tmp_path / "only.dot")]) == 0  # DOT alone: ok
 
 
 def test_bad_suffix_is_a_user_error(tmp_path, capsys):
