@@ -118,12 +118,13 @@ def report(result: dict) -> str:
     return "\n".join(parts)
 
 
-def append_results(text: str, argv: list[str], path: Path = RESULTS) -> None:
+def append_results(text: str, argv: list[str], path: Path = RESULTS,
+                   command: str = "python -m benchmarks") -> None:
     """Append a dated section (older sections are kept)."""
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     head = "" if path.exists() else "# cnnc benchmark results\n\nNewest section last.\n"
     with open(path, "a", encoding="utf-8") as f:
-        f.write(f"{head}\n## {stamp}: python -m benchmarks {' '.join(argv)}\n\n{text}\n")
+        f.write(f"{head}\n## {stamp}: {command} {' '.join(argv)}\n\n{text}\n")
 
 
 def main(argv=None) -> int:

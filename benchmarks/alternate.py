@@ -1,0 +1,203 @@
+"""cnnc against ONNX Runtime, each timed in its own fresh process, alternated over rounds.
+
+    python -m benchmarks.alternate --models resnet18:1,resnet20:1 --isa native,avx2 --rounds 5
+    python -m benchmarks.alternate --models resnet20:1 --neighbour      # one core kept busy
+
+Timing every system in one process lets one runtime's idle worker threads (spinning OpenMP or
+ONNX Runtime pools) slow the other, and a slow drift of the machine favours whichever system
+ran at the better moment. Here each round runs one worker process per system, in an order
+that rotates every round (A B C, B C A, ...); a worker builds the same seeded graph, checks its
+output against the float64 reference, warms up and reports the median of warm calls. The
+ratio cnnc / ORT is taken per round, and the table gives its median and range.
+
+``--isa avx2`` compiles cnnc's kernels for an AVX2 + FMA CPU without AVX-512 (Numba's
+``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES``; see :func:`isa_env`), so an AVX-512 machine can
+time the code an AVX2 machine would run. The peers run natively. ``--neighbour`` runs a busy
+loop on one core during every measurement: what a noisy neighbour costs each runtime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+#: LLVM CPU name used for ``--isa avx2`` (AMD Zen 3: AVX2 + FMA, 16 ymm registers)
+AVX2_CPU = "znver3"
+#: features an AVX2 target must not have
+NOT_AVX2 = ("avx512", "amx", "avx10", "evex512")
+
+
+def isa_env(isa: str) -> dict[str, str]:
+    """Environment variables that make Numba compile for ``isa`` ("native" or "avx2")."""
+    if isa == "native":
+        return {}
+    if isa != "avx2":
+        raise ValueError(f"unknown ISA {isa!r}; expected 'native' or 'avx2'")
+    import llvmlite.binding as ll
+    feats = []
+    for f in ll.get_host_cpu_features().flatten().split(","):
+        if f and f[1:].startswith(NOT_AVX2):
+            f = "-" + f[1:]
+        feats.append(f)
+    have = {f[1:] for f in feats if f.startswith("+")}
+    if not {"avx2", "fma"} <= have:
+        raise RuntimeError("this CPU lacks AVX2 + FMA: code built for --isa avx2 would not run")
+    return {"NUMBA_CPU_NAME": AVX2_CPU, "NUMBA_CPU_FEATURES": ",".join(feats)}
+
+
+# ---- the worker: one system, one configuration, one measurement ----------------------------
+def worker(system: str, model: str, batch: int, seed: int, seconds: float,
+           threads: int) -> dict:
+    import numpy as np
+
+    from benchmarks import harness
+    from benchmarks.run import randomize_statistics
+    import cnnc
+    from cnnc.backends.reference import run_reference
+    harness.set_threads(threads)
+    graph = randomize_statistics(cnnc.models.get(model, seed=seed).to_graph(), seed)
+    s = (harness.cnnc_system(graph, "cpu") if system == "cnnc"
+         else harness.onnxruntime_system(graph, threads))
+    if s.error:
+        return {"error": s.error}
+    shape = graph.inputs[0].type.shape
+    x = np.random.default_rng(seed + batch).standard_normal((batch, *shape[1:]))
+    x = x.astype(np.float32)
+    err = harness.max_rel_err(s.fn(x), harness._first(run_reference(graph, x)))
+    sec, reps = harness.measure(s.fn, x, None, seconds, warmup=5)
+    out = {"ms": sec * 1e3, "repeats": reps, "err": err}
+    if system == "cnnc":
+        out["compile_s"] = s.info.get("compile_s")
+    return out
+
+
+def _run_worker(system, isa, model, batch, args) -> dict:
+    env = dict(os.environ, **(isa_env(isa) if system == "cnnc" else {}))
+    cmd = [sys.executable, "-m", "benchmarks.alternate", "--worker", system, "--models",
+           f"{model}:{batch}", "--seed", str(args.seed), "--seconds", str(args.seconds),
+           "--threads", str(args.threads)]
+    try:
+        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=args.timeout)
+        return json.loads(p.stdout.strip().splitlines()[-1])
+    except Exception as e:  # a failing worker becomes a row note, not a crash
+        tail = getattr(e, "stderr", None) or (p.stderr[-300:] if "p" in locals() else "")
+        return {"error": f"{type(e).__name__}: {str(e)[:120]} {tail}"}
+
+
+def _neighbour():
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def alternate(configs, isas, args, log=print) -> list[dict]:
+    """One row per (model, batch, system): per-round ms and the per-round ratio to ORT."""
+    systems = [("cnnc", isa) for isa in isas] + [("onnxruntime", "native")]
+    rows = []
+    for model, batch in configs:
+        times = {s: [] for s in systems}
+        info = {}
+        for r in range(args.rounds + 1):   # round 0 compiles and fills the caches: not kept
+            order = systems[r % len(systems):] + systems[:r % len(systems)]
+            busy = _neighbour() if args.neighbour else None
+            try:
+                for s in order:
+                    res = _run_worker(s[0], s[1], model, batch, args)
+                    if "error" in res:
+                        info[s] = res["error"]
+                        continue
+                    if r == 0:
+                        info[s] = res
+                    else:
+                        times[s].append(res["ms"])
+            finally:
+                if busy:
+                    busy.kill()
+            log(f"{model}:{batch} round {r}: " + ", ".join(
+                f"{a}-{b} {t[-1]:.3f}" for (a, b), t in times.items() if t and r))
+        ort = times[("onnxruntime", "native")]
+        for s in systems:
+            t = times[s]
+            ratios = [a / b for a, b in zip(t, ort)] if ort else []
+            first = info.get(s)
+            rows.append({"model": model, "batch": batch, "system": f"{s[0]}-{s[1]}"
+                         if s[0] == "cnnc" else s[0], "ms": statistics.median(t) if t else None,
+                         "ratio": statistics.median(ratios) if ratios else None,
+                         "lo": min(ratios, default=None), "hi": max(ratios, default=None),
+                         "err": first.get("err") if isinstance(first, dict) else None,
+                         "compile_s": first.get("compile_s") if isinstance(first, dict)
+                         else None, "note": first if isinstance(first, str) else ""})
+    return rows
+
+
+def format_rows(rows) -> str:
+    f = (lambda v, p=3: "-" if v is None else f"{v:.{p}f}")
+    lines = ["| model | batch | system | median ms | x ORT (median of rounds) | range | "
+             "max rel err | first compile s | note |", "|" + "---|" * 9]
+    for r in rows:
+        rng = "-" if r["lo"] is None else f"{r['lo']:.2f}–{r['hi']:.2f}"
+        err = "-" if r["err"] is None else f"{r['err']:.1e}"
+        lines.append(f"| {r['model']} | {r['batch']} | {r['system']} | {f(r['ms'])} | "
+                     f"{f(r['ratio'], 2)} | {rng} | {err} | {f(r['compile_s'], 1)} | "
+                     f"{r['note'][:80]} |")
+    return "\n".join(lines)
+
+
+def parse_configs(text: str) -> list[tuple[str, int]]:
+    out = []
+    for item in text.split(","):
+        name, _, b = item.strip().partition(":")
+        out.append((name, int(b or 1)))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.alternate",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="resnet20:1,resnet18:1,lenet5:64",
+                   help="comma-separated model:batch")
+    p.add_argument("--isa", default="native", help="comma-separated: native, avx2")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--seconds", type=float, default=1.0, help="timed seconds per worker")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=900)
+    p.add_argument("--neighbour", action="store_true", help="keep one core busy meanwhile")
+    p.add_argument("--write", action="store_true", help="append the table to RESULTS.md")
+    p.add_argument("--worker", choices=("cnnc", "onnxruntime"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    configs = parse_configs(args.models)
+    if args.worker:
+        (model, batch), = configs
+        print(json.dumps(worker(args.worker, model, batch, args.seed, args.seconds,
+                                args.threads)))
+        return 0
+    from benchmarks import machine
+    from benchmarks.run import append_results
+    isas = [i.strip() for i in args.isa.split(",") if i.strip()]
+    for isa in isas:
+        isa_env(isa)  # refuse an unknown or unrunnable ISA before any work
+    peak = machine.gemm_peak(2048, 10)
+    head = machine.describe({"numba": args.threads, "onnxruntime": args.threads}, peak, 2048)
+    head += (f"\n- cnnc ISA: " + ", ".join(
+        f"{i} ({isa_env(i).get('NUMBA_CPU_NAME', 'host')})" for i in isas) +
+        f"; {args.rounds} alternated rounds, each system in its own process"
+        + ("; one core kept busy by a neighbour process" if args.neighbour else ""))
+    log = (lambda s: print(s, file=sys.stderr, flush=True))
+    log(head)
+    rows = alternate(configs, isas, args, log)
+    text = head + "\n\n" + format_rows(rows)
+    print(text)
+    if args.write:
+        append_results(text, argv if argv is not None else sys.argv[1:],
+                       command="python -m benchmarks.alternate")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""The alternated-process benchmark: its AVX2 target environment, the rotation of systems
+over rounds and the per-round ratio (workers stubbed: no timing here), and one real worker."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # the benchmarks live in the repository, not in the package
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import alternate  # noqa: E402
+
+
+def test_avx2_environment_has_no_avx512():
+    import llvmlite.binding as ll
+    host = ll.get_host_cpu_features().flatten()
+    if "+avx2" not in host or "+fma" not in host:
+        with pytest.raises(RuntimeError, match="AVX2"):
+            alternate.isa_env("avx2")
+        return
+    env = alternate.isa_env("avx2")
+    feats = env["NUMBA_CPU_FEATURES"].split(",")
+    assert env["NUMBA_CPU_NAME"] == "znver3"
+    assert "+avx2" in feats and "+fma" in feats
+    assert not [f for f in feats if f.startswith("+avx512") or f.startswith("+amx")]
+    assert alternate.isa_env("native") == {}
+    with pytest.raises(ValueError, match="neon"):
+        alternate.isa_env("neon")
+
+
+def test_rounds_rotate_and_ratios_are_taken_per_round(monkeypatch):
+    calls = []
+    # cnnc takes 2 ms in round 1 and 3 ms in round 2, ORT 1 ms then 2 ms: ratios 2.0, 1.5
+    table = {("cnnc", 1): 2.0, ("cnnc", 2): 3.0, ("onnxruntime", 1): 1.0,
+             ("onnxruntime", 2): 2.0}
+
+    def fake(system, isa, model, batch, args):
+        rnd = sum(1 for c in calls if c[0] == system)
+        calls.append((system, isa))
+        if rnd == 0:
+            return {"ms": 99.0, "err": 1e-7, "compile_s": 1.5}   # round 0: compiling
+        return {"ms": table[(system, rnd)], "err": 1e-7}
+
+    monkeypatch.setattr(alternate, "_run_worker", fake)
+    args = SimpleNamespace(rounds=2, neighbour=False)
+    rows = alternate.alternate([("m", 1)], ["native"], args, log=lambda s: None)
+    assert [c[0] for c in calls] == ["cnnc", "onnxruntime", "onnxruntime", "cnnc",
+                                     "cnnc", "onnxruntime"]
+    cnnc_row = rows[0]
+    assert cnnc_row["system"] == "cnnc-native" and cnnc_row["ms"] == 2.5
+    assert cnnc_row["ratio"] == pytest.approx(1.75)
+    assert (cnnc_row["lo"], cnnc_row["hi"]) == (1.5, 2.0) and cnnc_row["compile_s"] == 1.5
+    assert "| m | 1 | cnnc-native | 2.500 | 1.75 | 1.50–2.00 |" in alternate.format_rows(rows)
+
+
+@pytest.mark.numba
+def test_a_worker_checks_and_times_one_system():
+    out = alternate.worker("cnnc", "lenet5", 1, seed=0, seconds=0.01, threads=1)
+    assert out["err"] < 1e-4 and out["ms"] > 0 and out["repeats"] >= 10
