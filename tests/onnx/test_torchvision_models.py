@@ -1,0 +1,70 @@
+"""Real models written by others: torchvision classification networks (random weights),
+exported by ``torch.onnx.export`` at batch 1 and at a fixed batch of 2 (no dynamic axes),
+imported and run on the numpy and cpu targets, against ONNX Runtime.
+
+torch, torchvision and onnxruntime are optional peers (``.ci/run`` installs them); each test
+is skipped with the reason when one is missing. torchvision's compiled operators do not load
+against the CPU torch wheel, but its model definitions are plain Python: a stand-in for
+``torchvision._meta_registrations`` lets them import.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from onnx_build import run_ort
+
+import cnnc
+
+torch = pytest.importorskip("torch")
+sys.modules.setdefault("torchvision._meta_registrations",
+                       types.ModuleType("torchvision._meta_registrations"))
+tvm = pytest.importorskip("torchvision.models")
+
+pytestmark = [pytest.mark.slow, pytest.mark.numba]
+TOL = 1e-4   # max |y - ort| / max |ort|: float32 kernels vs ONNX Runtime's float32
+SIZE = 64    # input height and width: small, so that the cpu compile stays short
+
+MODELS = {
+    "resnet18": lambda: tvm.resnet18(num_classes=10),
+    "mobilenet_v2": lambda: tvm.mobilenet_v2(num_classes=10),
+    "squeezenet1_1": lambda: tvm.squeezenet1_1(num_classes=10),
+    "mnasnet0_5": lambda: tvm.mnasnet0_5(num_classes=10),
+}
+
+
+def export(name: str, batch: int) -> bytes:
+    torch.manual_seed(0)
+    net = MODELS[name]().eval()
+    with torch.no_grad():   # non-trivial BatchNorm statistics
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    buf = io.BytesIO()
+    torch.onnx.export(net, torch.zeros(batch, 3, SIZE, SIZE), buf, dynamo=False,
+                      opset_version=17, input_names=["x"], output_names=["y"])
+    return buf.getvalue()
+
+
+def rel(y, want) -> float:
+    return float(np.abs(np.asarray(y, np.float64) - want).max() / np.abs(want).max())
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_torchvision_model_matches_onnxruntime(name, batch):
+    onnx = pytest.importorskip("onnx")
+    data = export(name, batch)
+    x = np.random.default_rng(batch).standard_normal((batch, 3, SIZE, SIZE)).astype(np.float32)
+    want = run_ort(onnx.load_from_string(data), x)[0].astype(np.float64)
+    model = cnnc.load_onnx(data)
+    for target in ("numpy", "cpu"):
+        y = cnnc.compile(model, target=target)(x)
+        assert y.shape == want.shape, target
+        assert rel(y, want) < TOL, f"{name} batch {batch} on {target}: {rel(y, want):.2e}"
