@@ -26,7 +26,11 @@ bounds (numpy/OpenBLAS GEMM of the same size: 160-190 GFLOP/s when the machine w
     output pixels x CB=16 output channels (CB=8 when cout <= 8; 2 px x 32 ch for few input
     channels and long reductions, e.g. 7x7 3->64: 178 vs 161 GFLOP/s; for groups CB divides
     cout/groups) in a (P, CB) local array that LLVM fully unrolls into vector registers
-    (P*CB must stay <= 64, larger tiles are not unrolled and drop to ~5 GFLOP/s).  Weights
+    (P*CB must stay <= 64, larger tiles are not unrolled and drop to ~5 GFLOP/s).  These
+    tile sizes are the AVX-512 ones (:func:`_tile_avx512`); 8- and 4-lane targets (AVX2, SSE,
+    NEON) get :func:`_tile_narrow`'s, derived from the lanes and registers of
+    :func:`target.for_plans` and compiled without the loop vectorizer
+    (:attr:`Plan.loop_vectorize`).  Weights
     packed as (cout/CB, kh, kw*cin_g, CB).  prange over (batch, output row, channel block),
     or (channel block, batch, row) when the weights outweigh the input image, so that a
     thread keeps one block's weights in cache (7x7x512 with cold caches: 2.5 -> 1.6 ms).
