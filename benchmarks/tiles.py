@@ -113,7 +113,6 @@ def main(argv=None) -> int:
             spec = SHAPES[name]
             base = convgen.plan(spec)
             for t in args.tiles.split(","):
-                lv = None
                 if t == "default":
                     pl = base
                 elif t == "before":   # the plan and compile options of earlier releases
@@ -124,7 +123,7 @@ def main(argv=None) -> int:
                 if pl.strategy != "blocked":
                     continue
                 label = f"{pl.p}x{pl.cb}" + (f" ({t})" if t in ("default", "before") else "")
-                cands[(name, label)] = build(spec, pl, lv)
+                cands[(name, label)] = build(spec, pl)
                 if args.loop_vectorize:
                     cands[(name, label + " LV")] = build(spec, pl, True)
     res: dict = {k: [] for k in cands}
