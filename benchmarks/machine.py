@@ -64,11 +64,33 @@ def gemm_peak(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
+def cpu_target() -> str:
+    """The LLVM target cnnc's CPU kernels are compiled for, and its vector ISA."""
+    from cnnc.backends.numba_cpu import target
+    return target.effective().describe()
+
+
+def cpu_flags() -> str:
+    """The vector-relevant flags of /proc/cpuinfo (empty where it cannot be read)."""
+    keep = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "asimd")
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    have = set(line.split(":", 1)[1].split())
+                    return " ".join(k for k in keep if k in have)
+    except OSError:
+        pass
+    return ""
+
+
 def describe(threads: dict, peak_gflops: float, gemm_n: int) -> str:
     """A Markdown bullet list of the machine, thread settings and GEMM peak."""
     v = versions()
     lines = [f"- CPU: {cpu_model()} ({usable_cores()} usable cores, os.cpu_count "
-             f"{os.cpu_count()}), {platform.system()} {platform.machine()}",
+             f"{os.cpu_count()}), {platform.system()} {platform.machine()}; flags: "
+             f"{cpu_flags() or 'unknown'}",
+             f"- cnnc CPU kernels compiled for {cpu_target()}",
              "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
              "- threads: " + ", ".join(f"{k} {val}" for k, val in threads.items()) +
              f", NumPy BLAS default (all usable cores)",

@@ -101,6 +101,8 @@ def summary(compiled, batch: int = 1) -> str:
     total_p = sum(node_params(n) for n in graph.ops)
     total_f = sum(node_flops(n, b) for n in graph.ops)
     lines = [f"{graph.name} ({target}): {len(rows)} nodes"]
+    if hasattr(compiled, "cpu_description"):
+        lines.append(f"cpu target: {compiled.cpu_description()}")
     lines += _table(head, rows, right=(3, 4))
     lines.append(f"total: {total_p:,} params, {total_f:,} FLOPs per batch of {batch} "
                  f"({total_f / 1e6:.2f} MFLOP)")
@@ -205,6 +207,7 @@ class Profile:
     peak_gflops: float
     rows: list[ProfileRow] = field(default_factory=list)
     end_to_end_ms: float = 0.0
+    cpu: str = ""   # the LLVM target of a cpu model's kernels
 
     @property
     def total_ms(self) -> float:
@@ -224,6 +227,8 @@ class Profile:
         lines = [f"profile of {self.model!r} on {self.target}, batch {self.batch}, median of "
                  f"{self.repeats} warm calls per node; float32 peak {self.peak_gflops:.1f} "
                  f"GFLOP/s (NumPy matmul 2048²)"]
+        if self.cpu:
+            lines.append(f"cpu target: {self.cpu}")
         lines += _table(head, body, right=(3, 4, 5, 6, 7, 8))
         gf = flops / (self.total_ms * 1e-3) / 1e9 if self.total_ms > 0 else 0.0
         lines.append(f"sum of nodes: {self.total_ms:.3f} ms, {flops / 1e6:.2f} MFLOP, "
@@ -323,6 +328,8 @@ def profile(compiled, x, repeats: int = 20, peak: float | None = None) -> Profil
             # a kernel beat the cached peak: it was measured on a busy machine; again, once
             peak = peak_gflops(refresh=True)
     prof = Profile(graph.name, compiled.target, batch, repeats, peak, end_to_end_ms=e2e)
+    if hasattr(compiled, "cpu_description"):
+        prof.cpu = compiled.cpu_description()
     for r in rows:
         r.pct_peak = 100 * r.gflops / peak
     prof.rows = rows

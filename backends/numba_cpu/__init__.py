@@ -52,7 +52,9 @@ def compile_graph(graph, report=None):
     except CnncError:
         raise
     except Exception:  # a corrupt or stale Numba cache entry: rebuild it once from scratch
-        model = NumbaCpuModel(graph, report, plan, lowered, load_module(lowered.source, True))
+        module = load_module(lowered.source, True)
+        model = NumbaCpuModel(graph, report, plan, lowered, module)
+        compile_kernels(lowered, module, workers=1)
         model.warm_up()
     t = model.compile_seconds = time.perf_counter() - t0
     if tty:

@@ -26,7 +26,11 @@ bounds (numpy/OpenBLAS GEMM of the same size: 160-190 GFLOP/s when the machine w
     output pixels x CB=16 output channels (CB=8 when cout <= 8; 2 px x 32 ch for few input
     channels and long reductions, e.g. 7x7 3->64: 178 vs 161 GFLOP/s; for groups CB divides
     cout/groups) in a (P, CB) local array that LLVM fully unrolls into vector registers
-    (P*CB must stay <= 64, larger tiles are not unrolled and drop to ~5 GFLOP/s).  Weights
+    (P*CB must stay <= 64, larger tiles are not unrolled and drop to ~5 GFLOP/s).  These
+    tile sizes are the AVX-512 ones (:func:`_tile_avx512`); 8- and 4-lane targets (AVX2, SSE,
+    NEON) get :func:`_tile_narrow`'s, derived from the lanes and registers of
+    :func:`target.for_plans` and compiled without the loop vectorizer
+    (:attr:`Plan.loop_vectorize`).  Weights
     packed as (cout/CB, kh, kw*cin_g, CB).  prange over (batch, output row, channel block),
     or (channel block, batch, row) when the weights outweigh the input image, so that a
     thread keeps one block's weights in cache (7x7x512 with cold caches: 2.5 -> 1.6 ms).
@@ -42,7 +46,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cnnc.backends.numba_cpu import target
 from cnnc.backends.numba_cpu.kernels import Src
+from cnnc.backends.numba_cpu.target import Target
 from cnnc.backends.numba_cpu.scalar import epilogue_lines
 
 
@@ -80,6 +86,13 @@ class Plan:
     p: int = 4      # output pixels per register tile
     merged: bool = True   # kw and cin loops merged into one contiguous loop
     cb_outer: bool = False  # parallel loop visits (channel block, row) rather than (row, block)
+    # compiled with LLVM's loop vectorizer (on by default in Numba).  Off for the narrow
+    # tiles: it vectorizes the (kw, cin) reduction loop across iterations, one vector per
+    # tile element, and spills them all (AVX2 3x3 64->64: 130 stack moves per 64 FMAs in the
+    # hot loop; without it 0, and the SLP vectorizer keeps the tile in registers).  On for
+    # the AVX-512 tiles, as they were measured on Zen 4 (that hot loop spills too, see
+    # tests/backends/test_numba_cpu_asm.py; switching it off awaits a Zen 4 timing).
+    loop_vectorize: bool = True
 
 
 def _gemm_pays(spec: ConvSpec) -> bool:
@@ -101,10 +114,10 @@ GEMM_ENABLED = False
 IM2COL_ENABLED = False  # pending a measurement on a quiet machine (see benchmarks/RESULTS.md)
 
 
-def scratch_elements(spec: ConvSpec) -> int:
+def scratch_elements(spec: ConvSpec, pl: Plan | None = None) -> int:
     """Scratch (float32 elements per image) the kernel takes as its last argument; 0 when it
     takes none."""
-    pl = plan(spec)
+    pl = pl or plan(spec)
     if pl.strategy == "im2col":
         oh, ow = spec.out_hw
         return oh * ow * spec.kh * spec.kw * spec.cin
@@ -113,7 +126,10 @@ def scratch_elements(spec: ConvSpec) -> int:
     return 0
 
 
-def plan(spec: ConvSpec) -> Plan:
+def plan(spec: ConvSpec, cpu: Target | None = None) -> Plan:
+    """The strategy and register tile of ``spec`` on ``cpu`` (default: the target plans are
+    chosen for, :func:`target.for_plans`)."""
+    cpu = cpu or target.for_plans()
     g = spec.groups
     if g > 1 and g == spec.cin and spec.cout % spec.cin == 0:
         return Plan("depthwise", cb=0, p=1, merged=False)
@@ -123,28 +139,67 @@ def plan(spec: ConvSpec) -> Plan:
         return Plan("gemm", cb=0, p=1, merged=False)
     if g == 1 and IM2COL_ENABLED and _im2col_pays(spec):
         return Plan("im2col", cb=0, p=1, merged=False)
-    cout_g = spec.cout // g
     # merging (kw, cin) into one loop pays for long rows only (3x3 64->64: 181 vs 111
     # GFLOP/s); with a few input channels the separate loops are 2x faster (7x7 3->64)
     merged = g == 1 and spec.dilation[1] == 1 and spec.cin >= 16
-    if g == 1:
-        wide = not merged and spec.cout % 32 == 0 and spec.kh * spec.kw * spec.cin >= 64
-        cb = 8 if spec.cout <= 8 else 32 if wide else 16
-    else:
-        cb = next(c for c in (16, 8, 4, 2, 1) if cout_g % c == 0)
-    p = max(1, min(4, 64 // cb))
+    wide_isa = cpu.lanes >= 16
+    cb, p = (_tile_avx512 if wide_isa else _tile_narrow)(spec, merged, cpu)
     # weights larger than the input image (deep layers): a thread keeps one channel block's
     # weights in its cache over all rows instead of streaming every block for every row
     weights = spec.kh * spec.kw * (spec.cin // g) * spec.cout
     return Plan("blocked", cb=cb, p=p, merged=merged,
-                cb_outer=weights > spec.h * spec.w * spec.cin)
+                cb_outer=weights > spec.h * spec.w * spec.cin, loop_vectorize=wide_isa)
 
 
-def pack_weights(spec: ConvSpec, w_hwio: np.ndarray) -> np.ndarray:
+def _tile_avx512(spec: ConvSpec, merged: bool, cpu: Target) -> tuple[int, int]:
+    """(CB, P) measured on Zen 4 (16 lanes, 32 zmm): one register per pixel and CB=16."""
+    if spec.groups == 1:
+        wide = not merged and spec.cout % 32 == 0 and spec.kh * spec.kw * spec.cin >= 64
+        cb = 8 if spec.cout <= 8 else 32 if wide else 16
+    else:
+        cb = next(c for c in (16, 8, 4, 2, 1) if (spec.cout // spec.groups) % c == 0)
+    return cb, max(1, min(4, 64 // cb))
+
+
+#: independent accumulators that hide the FMA latency (2 FMA pipes x 4 cycles on Zen 3/4 and
+#: recent Intel cores)
+MIN_ACCUMULATORS = 8
+#: most pixels per tile (the tile is unrolled into straight-line code)
+MAX_PIXELS = 8
+
+
+def pixel_range(cb: int, cpu: Target) -> tuple[int, int]:
+    """[lo, hi] output pixels per tile of CB channels on ``cpu``: hi is the most whose
+    accumulators (P * CB / lanes vectors), CB / lanes weight vectors and two broadcast inputs
+    fit the vector registers; lo the fewest that give :data:`MIN_ACCUMULATORS` chains."""
+    vecs = -(-cb // cpu.lanes)
+    hi = max(1, min((cpu.registers - vecs - 2) // vecs, MAX_PIXELS))
+    return min(-(-MIN_ACCUMULATORS // vecs), hi), hi
+
+
+def _tile_narrow(spec: ConvSpec, merged: bool, cpu: Target) -> tuple[int, int]:
+    """(CB, P) for 8- and 4-lane targets (AVX2: 16 ymm; SSE: 16 xmm; NEON: 32 q): CB two
+    vectors (one when cout is that small), P in :func:`pixel_range`, the one that pads the
+    output row least (then the larger).  AVX2, 3x3 64->64: 6 px x 16 ch keeps 12
+    accumulators, 2 weight vectors and a broadcast in the 16 ymm registers (measurements in
+    benchmarks/RESULTS.md)."""
+    cout_g = spec.cout // spec.groups
+    two = 2 * cpu.lanes
+    if spec.groups == 1:
+        cb = cpu.lanes if cout_g <= cpu.lanes else two
+    else:
+        cb = next(c for c in (two, cpu.lanes, 4, 2, 1) if cout_g % c == 0)
+    lo, hi = pixel_range(cb, cpu)
+    ow = spec.out_hw[1]
+    p = min(range(lo, hi + 1), key=lambda q: (-(-ow // q) * q, -q))
+    return cb, max(1, min(p, ow))   # a row narrower than the tile: no idle pixels
+
+
+def pack_weights(spec: ConvSpec, w_hwio: np.ndarray, pl: Plan | None = None) -> np.ndarray:
     w = np.asarray(w_hwio, dtype=np.float32)
     cin_g = spec.cin // spec.groups
     assert w.shape == (spec.kh, spec.kw, cin_g, spec.cout), w.shape
-    pl = plan(spec)
+    pl = pl or plan(spec)
     if pl.strategy == "depthwise":
         # (kh*kw, cout): output channel c reads input channel c // m
         return np.ascontiguousarray(w.reshape(spec.kh * spec.kw, spec.cout))
@@ -329,11 +384,11 @@ def _padded_geometry(spec: ConvSpec, pl: Plan):
     return rows, max(cols, spec.pads[2] + spec.w), tiles
 
 
-def padded_shape(spec: ConvSpec) -> tuple[int, int] | None:
+def padded_shape(spec: ConvSpec, pl: Plan | None = None) -> tuple[int, int] | None:
     """(rows, cols * cin) of the zero-padded copy of one input image a blocked conv reads
     (made by :data:`PAD_COPY` into scratch before the conv runs); None when it reads its
     input directly."""
-    pl = plan(spec)
+    pl = pl or plan(spec)
     geo = _padded_geometry(spec, pl) if pl.strategy == "blocked" else None
     return (geo[0], geo[1] * spec.cin) if geo else None
 
@@ -423,8 +478,8 @@ def _gen_blocked(spec: ConvSpec, name: str, pl: Plan) -> str:
     return s.text()
 
 
-def generate(spec: ConvSpec, name: str) -> str:
-    pl = plan(spec)
+def generate(spec: ConvSpec, name: str, pl: Plan | None = None) -> str:
+    pl = pl or plan(spec)
     gen = {"blocked": _gen_blocked, "gemm": _gen_gemm, "im2col": _gen_im2col,
            "depthwise": _gen_depthwise}
     return gen[pl.strategy](spec, name, pl)

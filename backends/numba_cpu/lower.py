@@ -20,13 +20,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cnnc.backends.numba_cpu import convgen, kernels
+from cnnc.backends.numba_cpu import convgen, kernels, target
 from cnnc.backends.numba_cpu.scalar import unary_body
 from cnnc.backends.reference import evaluate
 from cnnc.errors import UnsupportedError
 from cnnc.ops.fused import num_extras
 from cnnc.backends.lowering import batch_norm_affine, check_residuals, conv_spec
 from cnnc.ops.padding import resolve_pads
+
+#: why some register-tiled conv kernels are compiled with NUMBA_LOOP_VECTORIZE off (see
+#: convgen.Plan.loop_vectorize)
+NO_LOOP_VECTORIZE_DOC = (
+    "kernels compiled without LLVM's loop vectorizer: it vectorizes their (kw, cin) "
+    "reduction loop across iterations, one vector per tile element, and spills the tile")
 
 VIEW_OPS = {"flatten", "reshape", "identity", "dropout"}
 ACTIVATION_OPS = {"relu", "relu6", "clip", "leaky_relu", "sigmoid", "tanh", "hard_sigmoid",
@@ -53,6 +59,7 @@ class Lowered:
     # (leading dim of the conv input: an int or a symbol, float32 elements per item) for each
     # conv that takes scratch; the arena's scratch holds the largest product
     scratch_needs: list = field(default_factory=list)
+    cpu: object = None                               # the target.Target the plans were made for
 
     def scratch_elements(self, bindings: dict[str, int]) -> int:
         """Scratch (float32 elements) one call needs for the symbol ``bindings``."""
@@ -74,10 +81,12 @@ class _Lowerer:
         self.body: list[str] = []
         self.sym: dict[str, str] = {}
         self.by_source: dict[str, str] = {}   # kernel source -> its function name
+        self.register_tiled: set[str] = set()  # kernels compiled without the loop vectorizer
         self.ndim: dict[str, int] = {}         # local name -> rank of the array it holds
         self.signatures: dict[str, tuple] = {}
         self.scratch_needs: list = []
         self.ndim["scratch"] = 1
+        self.cpu = target.for_plans()
 
     # ---- names ---------------------------------------------------------------------------
     def weight(self, array) -> str:
@@ -107,13 +116,17 @@ class _Lowerer:
         syms = [self.sym[d] for d in shape if not isinstance(d, int)]
         return " * ".join(syms + [str(static)]) if syms else str(static)
 
-    def add_kernel(self, node, source: str, args: list[str]) -> None:
+    def add_kernel(self, node, source: str, args: list[str], register_tiled=False) -> None:
         """Add a kernel (its function is named ``__KERNEL__`` in ``source``) and its call;
-        identical kernels (e.g. repeated ResNet blocks) are compiled once."""
+        identical kernels (e.g. repeated ResNet blocks) are compiled once.  A
+        ``register_tiled`` kernel is compiled without LLVM's loop vectorizer (see
+        :data:`NO_LOOP_VECTORIZE_DOC`)."""
         name = self.by_source.get(source)
         if name is None:
             name = self.by_source[source] = f"k{len(self.kernels)}"
             self.kernels.append(source.replace("def __KERNEL__(", f"def {name}(", 1))
+            if register_tiled:
+                self.register_tiled.add(name)
         # an integer (np.int64(...)) is a scalar argument: rank 0
         self.signatures[name] = tuple(0 if a.startswith("np.int64(") else self.ndim[a]
                                       for a in args)
@@ -152,11 +165,13 @@ class _Lowerer:
         for k in self.kernels:
             par = "parallel=True, " if "prange(" in k else ""
             src.append(f"\n@njit({par}fastmath=FASTMATH, error_model=\"numpy\", cache=True)\n" + k)
+        tiled = sorted(self.register_tiled, key=lambda k: int(k[1:]))
+        src.append(f"\n# {NO_LOOP_VECTORIZE_DOC}\nNO_LOOP_VECTORIZE = {tuple(tiled)!r}\n")
         src.append(f"\n@njit(cache=True)\ndef forward({sig}):\n")
         src.extend(f"    {line}\n" for line in self.body)
         src.append(f"    return ({', '.join(outs)},)\n")
         return Lowered("".join(src), self.weights, self.kernel_names, self.kernel_nodes,
-                       self.signatures, self.scratch_needs)
+                       self.signatures, self.scratch_needs, self.cpu)
 
     def out_buffer(self, v) -> str:
         name = f"v{v.name}"
@@ -249,13 +264,14 @@ class _Lowerer:
         if wdata is None:
             raise UnsupportedError(f"{node.describe()}: the Numba CPU backend needs constant "
                                    f"conv weights")
-        wp = self.weight(convgen.pack_weights(spec, wdata))
+        pl = convgen.plan(spec, self.cpu)
+        wp = self.weight(convgen.pack_weights(spec, wdata, pl))
         b = ins[2] if len(ins) > 2 else self.weight(np.zeros(cout, np.float32))
-        scratch = convgen.scratch_elements(spec)
+        scratch = convgen.scratch_elements(spec, pl)
         if scratch:
             self.scratch_needs.append((node.inputs[0].shape[0], scratch))
         x = ins[0]
-        if padded := convgen.padded_shape(spec):
+        if padded := convgen.padded_shape(spec, pl):
             rows, width = padded
             x = f"p{node.output.name}"
             n = self.size_src(node.inputs[0].shape[:1])
@@ -266,8 +282,9 @@ class _Lowerer:
             self.add_kernel(node, convgen.PAD_COPY, [ins[0], x, f"np.int64({spec.pads[0]})",
                                                      f"np.int64({spec.pads[2]})"])
             scratch = 0
-        self.add_kernel(node, convgen.generate(spec, "__KERNEL__"),
-                        [x, wp, b, *ins[3:], o] + (["scratch"] if scratch else []))
+        self.add_kernel(node, convgen.generate(spec, "__KERNEL__", pl),
+                        [x, wp, b, *ins[3:], o] + (["scratch"] if scratch else []),
+                        register_tiled=not pl.loop_vectorize)
 
     def lower_batch_norm(self, node, ins, o) -> None:
         x = node.inputs[0]

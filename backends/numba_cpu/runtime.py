@@ -1,14 +1,16 @@
 """Loading generated modules through an on-disk cache, and the compiled model that runs them.
 
 Generated source is written to ``$CNNC_CACHE_DIR`` (default ``~/.cache/cnnc``) as
-``cnnc_<key>.py``, where the key hashes the source, the cnnc and Numba versions and the host
-CPU; Numba's own ``cache=True`` then stores the machine code beside it, so a second process
-compiling the same model skips Numba compilation. Writes are atomic (temp file + rename); an
+``cnnc_<key>.py``, where the key hashes the source, the cnnc, Numba and llvmlite versions and
+the effective LLVM target (:func:`target.effective`: Numba's CPU name and features); Numba's
+own ``cache=True`` then stores the machine code beside it, so a second process compiling the
+same model skips Numba compilation. Writes are atomic (temp file + rename); an
 entry that fails to load is removed and rebuilt.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -33,13 +35,14 @@ def cache_dir() -> str:
 
 
 def cache_key(source: str) -> str:
-    import llvmlite.binding as ll
+    import llvmlite
     import numba
 
     import cnnc
+    from cnnc.backends.numba_cpu import target
     h = hashlib.sha256()
-    for part in (source, cnnc.__version__, numba.__version__, ll.get_host_cpu_name(),
-                 sys.version):
+    for part in (source, cnnc.__version__, numba.__version__, llvmlite.__version__,
+                 target.effective().key, sys.version):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:24]
@@ -138,6 +141,17 @@ class NumbaCpuModel(CompiledModel):
         self._local = threading.local()
         self.compile_seconds = 0.0
 
+    def cpu_description(self) -> str:
+        """The LLVM target the kernels were compiled for, and the one their tiles were planned
+        for when that differs (:func:`target.plan_for`)."""
+        from cnnc.backends.numba_cpu import target
+        built = target.effective()
+        planned = getattr(self.lowered, "cpu", None) or built
+        text = f"compiled for {built.describe()}"
+        if planned.isa != built.isa or planned.lanes != built.lanes:
+            text += f"; tiles planned for {planned.describe()}"
+        return text
+
     def _arena(self, bindings):
         arenas = getattr(self._local, "arenas", None)
         if arenas is None:
@@ -206,6 +220,28 @@ def clear_cache() -> None:
 
 
 # ---- cold compiles in parallel ----------------------------------------------------------------
+@contextlib.contextmanager
+def loop_vectorizer(enabled: bool):
+    """Numba reads ``config.LOOP_VECTORIZE`` whenever it builds a pass pipeline, so this
+    applies to the kernels compiled inside the block (the parallel loop bodies included)."""
+    import numba
+    old = numba.config.LOOP_VECTORIZE
+    numba.config.LOOP_VECTORIZE = int(enabled)
+    try:
+        yield
+    finally:
+        numba.config.LOOP_VECTORIZE = old
+
+
+def compile_kernel(module, name: str, ndims) -> None:
+    """Compile one kernel of a generated module for arrays of ranks ``ndims``; those the
+    module lists in ``NO_LOOP_VECTORIZE`` (register-tiled convs) without the loop
+    vectorizer."""
+    off = name in getattr(module, "NO_LOOP_VECTORIZE", ())
+    with loop_vectorizer(False) if off else contextlib.nullcontext():
+        getattr(module, name).compile(kernel_signature(ndims))
+
+
 def kernel_signature(ndims):
     from numba import types
     return tuple(types.Array(types.float32, nd, "C") if nd else types.int64 for nd in ndims)
@@ -244,7 +280,7 @@ def compile_kernels(lowered, module, workers: int | None = None, progress=None) 
     else:
         mine = names
     for i, k in enumerate(mine):
-        getattr(module, k).compile(kernel_signature(lowered.signatures[k]))
+        compile_kernel(module, k, lowered.signatures[k])
         if progress:
             progress(i + 1, len(mine))
     for p in procs:
@@ -259,7 +295,7 @@ def _worker(path: str, spec: str) -> None:
         module = load_module(f.read())
     for item in spec.split(";"):
         name, dims = item.split(":")
-        getattr(module, name).compile(kernel_signature([int(d) for d in dims.split(",")]))
+        compile_kernel(module, name, [int(d) for d in dims.split(",")])
 
 
 if __name__ == "__main__":

@@ -1,18 +1,23 @@
 """Hypothesis property tests of the generated CPU kernels against the float64 reference:
 convolutions with every epilogue, pooling, dense; and the in-place residual of a GEMM conv."""
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cnnc
+from cnnc.backends.numba_cpu import target
 from cnnc.backends.reference import run_reference
 from cnnc.ir import Graph
 from strategies import conv_configs, op_graph, pool_attrs, pool_configs
 
 pytestmark = pytest.mark.numba
 TOL = 1e-4
+#: the plan shapes of both x86 ISAs run here (compiled for this machine: only speed differs)
+PLAN_TARGETS = [target.AVX2, target.AVX512]
 STEPS = [("relu",), ("relu6",), ("clip", -0.3, 0.4), ("leaky_relu", 0.1), ("sigmoid",),
          ("tanh",), ("hard_sigmoid", 0.2, 0.5), ("hard_swish",), ("scale_shift",), ("add",)]
 
@@ -21,8 +26,9 @@ def _rel_err(y, ref):
     return float(np.max(np.abs(y - ref)) / max(np.max(np.abs(ref)), 1e-6))
 
 
-def _check(g, x, batches=(None,)):
-    compiled = cnnc.compile(g, target="cpu", opt_level=0)
+def _check(g, x, batches=(None,), plans_for=None):
+    with target.plan_for(plans_for) if plans_for else contextlib.nullcontext():
+        compiled = cnnc.compile(g, target="cpu", opt_level=0)
     for b in batches:
         xb = x if b is None else np.resize(x, (b, *x.shape[1:]))
         err = _rel_err(compiled(xb), run_reference(g, xb, dtype=np.float64))
@@ -43,8 +49,8 @@ def _epilogue(g, rng, out_shape, steps):
 @settings(deadline=None, max_examples=12)
 @given(cfg=conv_configs(max_hw=9, max_cpg=18, max_groups=3, max_batch=3),
        steps=st.lists(st.sampled_from(STEPS), max_size=3), seed=st.integers(0, 2**16),
-       depthwise=st.booleans())
-def test_conv2d_fused_matches_reference(cfg, steps, seed, depthwise):
+       depthwise=st.booleans(), cpu=st.sampled_from(PLAN_TARGETS))
+def test_conv2d_fused_matches_reference(cfg, steps, seed, depthwise, cpu):
     rng = np.random.default_rng(seed)
     n, h, w, cin = cfg["x_shape"]
     kh, kw, cig, cout = cfg["w_shape"]
@@ -65,7 +71,7 @@ def test_conv2d_fused_matches_reference(cfg, steps, seed, depthwise):
             extras[i] = g.add("conv2d", [x, wr], attrs)
     y = g.add("conv2d_fused", [x, wt, b, *extras], {**attrs, "epilogue": steps})
     g.set_outputs(y)
-    _check(g, rng.standard_normal((n, h, w, cin)).astype(np.float32))
+    _check(g, rng.standard_normal((n, h, w, cin)).astype(np.float32), plans_for=cpu)
 
 
 @settings(deadline=None, max_examples=10)
@@ -137,18 +143,27 @@ def test_im2col_strategy(monkeypatch, h, w, cin, cout, k, s, d, pad, epi):
         assert _rel_err(compiled(x0), run_reference(g, x0)) < TOL
 
 
-@pytest.mark.parametrize("h, w, cin, cout, k, s, pad, epi, expect", [
-    # few input channels: separate kw and cin loops, 2 px x 32 ch tiles
-    (15, 13, 3, 64, 7, 2, "same", ["relu"], dict(merged=False, cb=32, p=2)),
-    (9, 8, 6, 32, 5, 1, "valid", ["add", "tanh"], dict(merged=False, cb=32, p=2)),
+@pytest.mark.parametrize("cpu, h, w, cin, cout, k, s, pad, epi, expect", [
+    # AVX-512: few input channels: separate kw and cin loops, 2 px x 32 ch tiles
+    (target.AVX512, 15, 13, 3, 64, 7, 2, "same", ["relu"], dict(merged=False, cb=32, p=2)),
+    (target.AVX512, 9, 8, 6, 32, 5, 1, "valid", ["add", "tanh"],
+     dict(merged=False, cb=32, p=2)),
     # weights larger than the image: the parallel loop runs over channel blocks first
-    (3, 5, 16, 48, 3, 1, "same", ["add", "relu"], dict(merged=True, cb_outer=True)),
-    (4, 4, 20, 36, 3, 2, "same", ["relu"], dict(merged=True, cb_outer=True)),
+    (target.AVX512, 3, 5, 16, 48, 3, 1, "same", ["add", "relu"],
+     dict(merged=True, cb_outer=True, cb=16, p=4)),
+    (target.AVX512, 4, 4, 20, 36, 3, 2, "same", ["relu"], dict(merged=True, cb_outer=True)),
+    # AVX2: two ymm of channels, 4-6 px (8-12 accumulators) picked to pad the row least
+    (target.AVX2, 15, 13, 3, 64, 7, 2, "same", ["relu"], dict(merged=False, cb=16, p=4)),
+    (target.AVX2, 9, 8, 6, 32, 5, 1, "valid", ["add", "tanh"], dict(merged=False, cb=16, p=4)),
+    (target.AVX2, 14, 14, 16, 48, 3, 1, "same", ["add", "relu"], dict(merged=True, cb=16, p=5)),
+    (target.AVX2, 12, 12, 20, 36, 3, 1, "same", ["relu"], dict(merged=True, cb=16, p=6)),
+    (target.AVX2, 4, 4, 20, 8, 3, 2, "same", ["relu"], dict(merged=True, cb=8, p=2)),
 ])
-def test_blocked_conv_plans(h, w, cin, cout, k, s, pad, epi, expect):
+def test_blocked_conv_plans(cpu, h, w, cin, cout, k, s, pad, epi, expect):
     from cnnc.backends.numba_cpu import convgen
-    spec = convgen.ConvSpec(h, w, cin, k, k, cout, (s, s))
-    pl = convgen.plan(spec)
+    pads = (k // 2,) * 4 if pad == "same" else (0,) * 4
+    spec = convgen.ConvSpec(h, w, cin, k, k, cout, (s, s), pads)
+    pl = convgen.plan(spec, cpu)
     assert {key: getattr(pl, key) for key in expect} == expect
     rng = np.random.default_rng(cin * 100 + cout)
     g = Graph("plans")
@@ -159,7 +174,10 @@ def test_blocked_conv_plans(h, w, cin, cout, k, s, pad, epi, expect):
                                g.constant(rng.standard_normal(cout)),
                                *([r] if "add" in epi else [])], {**attrs, "epilogue": epi})
     g.set_outputs(y)
-    _check(g, rng.standard_normal((2, h, w, cin)).astype(np.float32), batches=(None, 1, 5))
+    with target.plan_for(cpu):
+        assert f"(tile {pl.p}px x {pl.cb}ch)" in cnnc.compile(g, target="cpu", opt_level=0).source()
+    _check(g, rng.standard_normal((2, h, w, cin)).astype(np.float32), batches=(None, 1, 5),
+           plans_for=cpu)
 
 
 def test_tanh_within_one_ulp_and_keeps_nan_inf():

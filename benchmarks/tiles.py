@@ -1,0 +1,146 @@
+"""Register-tile candidates of the blocked conv, timed on this machine:
+``python -m benchmarks.tiles [--shapes NAME,...] [--tiles PxCB,...] [--seconds S]``.
+
+Every candidate kernel is compiled first (under a shared lock on ``/tmp/cnnc-cpu.lock``, if
+the file can be opened), then all are timed under an exclusive lock, interleaved round by
+round so that drift hits every candidate alike; medians in GFLOP/s, the NumPy float32 GEMM
+peak measured in the same run printed first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import fcntl
+import statistics
+import time
+
+import numpy as np
+
+from cnnc.backends.numba_cpu import convgen, target
+from benchmarks import machine
+
+S = convgen.ConvSpec
+#: ResNet-18 (224), ResNet-20 (32) and VGG-11 conv shapes, batch 1
+SHAPES = {
+    "r18-7x7s2": S(224, 224, 3, 7, 7, 64, (2, 2), (3, 3, 3, 3)),
+    "r18-3x3-56-64": S(56, 56, 64, 3, 3, 64, (1, 1), (1, 1, 1, 1)),
+    "r18-3x3s2-56-128": S(56, 56, 64, 3, 3, 128, (2, 2), (1, 1, 1, 1)),
+    "r18-3x3-28-128": S(28, 28, 128, 3, 3, 128, (1, 1), (1, 1, 1, 1)),
+    "r18-3x3-14-256": S(14, 14, 256, 3, 3, 256, (1, 1), (1, 1, 1, 1)),
+    "r18-3x3-7-512": S(7, 7, 512, 3, 3, 512, (1, 1), (1, 1, 1, 1)),
+    "r18-1x1s2-56-128": S(56, 56, 64, 1, 1, 128, (2, 2)),
+    "r20-3x3-32-16": S(32, 32, 16, 3, 3, 16, (1, 1), (1, 1, 1, 1)),
+    "r20-3x3-16-32": S(16, 16, 32, 3, 3, 32, (1, 1), (1, 1, 1, 1)),
+    "r20-3x3-8-64": S(8, 8, 64, 3, 3, 64, (1, 1), (1, 1, 1, 1)),
+    "vgg-3x3-224-3": S(224, 224, 3, 3, 3, 64, (1, 1), (1, 1, 1, 1)),
+    "vgg-3x3-112-128": S(112, 112, 64, 3, 3, 128, (1, 1), (1, 1, 1, 1)),
+}
+HEADER = "import math\nimport numpy as np\nfrom numba import njit, prange\n"
+
+
+@contextlib.contextmanager
+def _lock(mode):
+    try:
+        f = open("/tmp/cnnc-cpu.lock", "a")
+    except OSError:
+        yield
+        return
+    with f:
+        fcntl.flock(f, mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def build(spec, pl, loop_vectorize=None):
+    """(kernel, args) of the blocked conv of ``spec`` with plan ``pl``, compiled as cnnc
+    compiles it (with the loop vectorizer if ``pl.loop_vectorize``) unless
+    ``loop_vectorize`` says otherwise."""
+    from numba import njit
+    from cnnc.backends.numba_cpu.lower import HEADER as MODULE_HEADER
+    from cnnc.backends.numba_cpu.runtime import loop_vectorizer
+    ns: dict = {}
+    exec(MODULE_HEADER.format(name="tiles", n_kernels=1) + HEADER, ns)
+    exec(convgen.generate(spec, "kernel", pl), ns)
+    fn = njit(parallel=True,
+              fastmath=ns["FASTMATH"], error_model="numpy")(ns["kernel"])
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((spec.kh, spec.kw, spec.cin // spec.groups, spec.cout), np.float32)
+    oh, ow = spec.out_hw
+    if padded := convgen.padded_shape(spec, pl):
+        x = rng.standard_normal((1, *padded), np.float32)
+    else:
+        x = rng.standard_normal((1, spec.h, spec.w, spec.cin), np.float32)
+    args = [x, convgen.pack_weights(spec, w, pl), np.zeros(spec.cout, np.float32),
+            np.empty((1, oh, ow, spec.cout), np.float32)]
+    with loop_vectorizer(pl.loop_vectorize if loop_vectorize is None else loop_vectorize):
+        fn(*args)
+    return fn, args
+
+
+def time_calls(fn, args, seconds):
+    fn(*args)
+    t0 = time.perf_counter()
+    fn(*args)
+    once = max(time.perf_counter() - t0, 1e-6)
+    times = []
+    for _ in range(max(5, int(seconds / once))):
+        t0 = time.perf_counter()
+        fn(*args)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.tiles")
+    p.add_argument("--shapes", default=",".join(SHAPES))
+    p.add_argument("--tiles", default="default,4x16,8x8,4x8,6x8,4x24,6x16,2x32,3x16",
+                   help="PxCB candidates; 'default' is the plan of the effective target, "
+                   "'before' the AVX-512 plan compiled with the loop vectorizer on")
+    p.add_argument("--seconds", type=float, default=0.15, help="per candidate and round")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--loop-vectorize", action="store_true",
+                   help="also time each candidate compiled with LLVM's loop vectorizer on")
+    args = p.parse_args(argv)
+    print(f"target: {target.effective().describe()}")
+    print(f"CPU: {machine.cpu_model()}; flags: {machine.cpu_flags()}")
+    cands = {}
+    with _lock(fcntl.LOCK_SH):
+        for name in args.shapes.split(","):
+            spec = SHAPES[name]
+            base = convgen.plan(spec)
+            for t in args.tiles.split(","):
+                if t == "default":
+                    pl = base
+                elif t == "before":   # the plan and compile options of earlier releases
+                    pl = convgen.plan(spec, target.AVX512)
+                else:
+                    tp, tcb = map(int, t.split("x"))
+                    pl = dataclasses.replace(base, p=tp, cb=tcb)
+                if pl.strategy != "blocked":
+                    continue
+                label = f"{pl.p}x{pl.cb}" + (f" ({t})" if t in ("default", "before") else "")
+                cands[(name, label)] = build(spec, pl)
+                if args.loop_vectorize:
+                    cands[(name, label + " LV")] = build(spec, pl, True)
+    res: dict = {k: [] for k in cands}
+    with _lock(fcntl.LOCK_EX):
+        peak = machine.gemm_peak(2048, 5)
+        print(f"NumPy float32 GEMM peak (2048^2, median of 5): {peak:.1f} GFLOP/s")
+        for _ in range(args.rounds):
+            for k, (fn, a) in cands.items():
+                res[k].append(time_calls(fn, a, args.seconds))
+        peak2 = machine.gemm_peak(2048, 5)
+    print(f"GEMM peak again at the end: {peak2:.1f} GFLOP/s")
+    for (name, label), ts in res.items():
+        t = statistics.median(ts)
+        print(f"{name:18s} {label:14s} {SHAPES[name].flops_per_image / t / 1e9:7.1f} GFLOP/s"
+              f"  {t * 1e3:8.3f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

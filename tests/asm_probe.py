@@ -1,0 +1,114 @@
+"""The hot loop of generated CPU kernels, read from their x86 assembly.
+
+``python asm_probe.py`` (run with ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` set for the
+target to inspect: compiling needs no such CPU) compiles representative kernels the way cnnc
+does and prints one JSON object: per kernel, the plan and :func:`hot_loop`'s summary.
+
+The *hot loop* of a kernel is its innermost loop (a block ending in a backward jump that
+contains no other such block) with the most packed single-precision FMAs
+(``vfmadd...ps``/``vfnmadd...ps``).  For it :func:`hot_loop` reports:
+
+* ``fma``: the number of packed FMAs, ``widths``: the register kinds they use (xmm/ymm/zmm),
+* ``accumulators``: the distinct destination registers of those FMAs (AT&T syntax: the last
+  operand), i.e. how many independent accumulation chains the loop keeps,
+* ``stack_vector``: instructions that move a vector register to or from the stack (an
+  ``(%rsp)`` or ``(%rbp)`` memory operand next to an xmm/ymm/zmm register): spills and
+  reloads; a tile kept in registers has none.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+_LABEL = re.compile(r"^(\.?[\w$.]+):")
+_JUMP = re.compile(r"^\s+j[a-z]+\s+(\.?[\w$.]+)\s*(#.*)?$")
+_FMA = re.compile(r"^\s+vf(n?)m(add|sub)\w*ps\s")
+_VREG = re.compile(r"%([xyz]mm)\d+")
+_STACK = re.compile(r"\(%r[sb]p\)")
+
+
+def loops(asm: str) -> list[tuple[int, int]]:
+    """(first, last) line of every block closed by a backward jump to its label."""
+    lines = asm.splitlines()
+    labels = {m.group(1): i for i, line in enumerate(lines) if (m := _LABEL.match(line))}
+    out = []
+    for i, line in enumerate(lines):
+        m = _JUMP.match(line)
+        if m and labels.get(m.group(1), i) < i:
+            out.append((labels[m.group(1)], i))
+    return out
+
+
+def hot_loop(asm: str) -> dict | None:
+    """The summary described in the module docstring; None when no loop has a packed FMA."""
+    lines = asm.splitlines()
+    found = loops(asm)
+    best = None
+    for a, b in found:
+        if any(a <= c and d <= b and (c, d) != (a, b) for c, d in found):
+            continue  # not innermost
+        body = [ln for ln in lines[a:b + 1] if ln.strip() and not ln.lstrip().startswith("#")]
+        fmas = [ln for ln in body if _FMA.match(ln)]
+        if fmas and (best is None or len(fmas) > len(best[1])):
+            best = (body, fmas)
+    if best is None:
+        return None
+    body, fmas = best
+    return {
+        "lines": len(body),
+        "fma": len(fmas),
+        "widths": sorted({_VREG.findall(f)[-1] for f in fmas if _VREG.findall(f)}),
+        "accumulators": len({f.split(",")[-1].split("#")[0].strip() for f in fmas}),
+        "stack_vector": [ln.strip() for ln in body if _STACK.search(ln) and _VREG.search(ln)],
+    }
+
+
+def _kernels():
+    """name -> (source of a kernel named ``kernel``, argument ranks, plan or None)."""
+    from cnnc.backends.numba_cpu import convgen, kernels
+    S = convgen.ConvSpec
+    specs = {
+        "conv3x3": S(10, 10, 64, 3, 3, 64, (1, 1), (1, 1, 1, 1)),
+        "conv3x3s2": S(12, 12, 64, 3, 3, 128, (2, 2), (1, 1, 1, 1)),
+        "conv1x1": S(8, 8, 64, 1, 1, 128),
+        "conv7x7s2": S(32, 32, 3, 7, 7, 64, (2, 2), (3, 3, 3, 3)),
+        "depthwise3x3": S(10, 10, 64, 3, 3, 64, (1, 1), (1, 1, 1, 1), groups=64),
+    }
+    out = {}
+    for name, spec in specs.items():
+        pl = convgen.plan(spec)
+        ranks = (3 if convgen.padded_shape(spec, pl) else 4,
+                 2 if pl.strategy == "depthwise" else 4, 1, 4)
+        out[name] = (convgen.generate(spec, "kernel", pl), ranks, pl)
+    out["dense"] = (kernels.dense("kernel", 512, 64, (), 0), (2, 2, 1, 2), None)
+    return out
+
+
+def main() -> None:
+    import cnnc.backends.numba_cpu  # noqa: F401  (process settings)
+    from numba import njit
+
+    from cnnc.backends.numba_cpu import target
+    from cnnc.backends.numba_cpu.lower import HEADER
+    from cnnc.backends.numba_cpu.runtime import kernel_signature, loop_vectorizer
+    report = {"target": target.effective().describe(), "lanes": target.effective().lanes,
+              "kernels": {}}
+    for name, (source, ranks, pl) in _kernels().items():
+        ns: dict = {}
+        exec(HEADER.format(name=name, n_kernels=1), ns)
+        exec(source, ns)
+        fn = njit(parallel=True, fastmath=ns["FASTMATH"], error_model="numpy")(ns["kernel"])
+        sig = kernel_signature(ranks)
+        # as cnnc compiles them (convgen.Plan.loop_vectorize)
+        with loop_vectorizer(pl is None or pl.loop_vectorize):
+            fn.compile(sig)
+        report["kernels"][name] = {
+            "plan": None if pl is None else {"strategy": pl.strategy, "p": pl.p, "cb": pl.cb,
+                                             "loop_vectorize": pl.loop_vectorize},
+            "hot": hot_loop(fn.inspect_asm(sig))}
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
