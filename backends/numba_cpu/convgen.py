@@ -42,6 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cnnc.backends.numba_cpu import winograd
 from cnnc.backends.numba_cpu.kernels import Src
 from cnnc.backends.numba_cpu.scalar import epilogue_lines
 
@@ -75,7 +76,7 @@ class ConvSpec:
 
 @dataclass(frozen=True)
 class Plan:
-    strategy: str   # "blocked" | "gemm" | "im2col" | "depthwise"
+    strategy: str   # "blocked" | "gemm" | "im2col" | "depthwise" | "winograd"
     cb: int = 16    # output channels per register tile
     p: int = 4      # output pixels per register tile
     merged: bool = True   # kw and cin loops merged into one contiguous loop
@@ -105,6 +106,8 @@ def scratch_elements(spec: ConvSpec) -> int:
     """Scratch (float32 elements per image) the kernel takes as its last argument; 0 when it
     takes none."""
     pl = plan(spec)
+    if pl.strategy == "winograd":
+        return winograd.scratch_elements(spec)
     if pl.strategy == "im2col":
         oh, ow = spec.out_hw
         return oh * ow * spec.kh * spec.kw * spec.cin
@@ -117,6 +120,8 @@ def plan(spec: ConvSpec) -> Plan:
     g = spec.groups
     if g > 1 and g == spec.cin and spec.cout % spec.cin == 0:
         return Plan("depthwise", cb=0, p=1, merged=False)
+    if winograd.chosen(spec):   # winograd.py: when it pays
+        return Plan("winograd", cb=0, p=1, merged=False)
     pointwise = (spec.kh == spec.kw == 1 and spec.stride == (1, 1)
                  and spec.pads == (0, 0, 0, 0) and g == 1)
     if pointwise and GEMM_ENABLED and _gemm_pays(spec):
@@ -145,6 +150,8 @@ def pack_weights(spec: ConvSpec, w_hwio: np.ndarray) -> np.ndarray:
     cin_g = spec.cin // spec.groups
     assert w.shape == (spec.kh, spec.kw, cin_g, spec.cout), w.shape
     pl = plan(spec)
+    if pl.strategy == "winograd":
+        return winograd.pack_weights(spec, w)
     if pl.strategy == "depthwise":
         # (kh*kw, cout): output channel c reads input channel c // m
         return np.ascontiguousarray(w.reshape(spec.kh * spec.kw, spec.cout))
@@ -426,5 +433,5 @@ def _gen_blocked(spec: ConvSpec, name: str, pl: Plan) -> str:
 def generate(spec: ConvSpec, name: str) -> str:
     pl = plan(spec)
     gen = {"blocked": _gen_blocked, "gemm": _gen_gemm, "im2col": _gen_im2col,
-           "depthwise": _gen_depthwise}
+           "depthwise": _gen_depthwise, "winograd": winograd.generate}
     return gen[pl.strategy](spec, name, pl)
