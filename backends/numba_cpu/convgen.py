@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnnc.backends.numba_cpu import target
+from cnnc.backends.numba_cpu import target, winograd
 from cnnc.backends.numba_cpu.kernels import Src
 from cnnc.backends.numba_cpu.target import Target
 from cnnc.backends.numba_cpu.scalar import epilogue_lines
@@ -81,7 +81,7 @@ class ConvSpec:
 
 @dataclass(frozen=True)
 class Plan:
-    strategy: str   # "blocked" | "gemm" | "im2col" | "depthwise"
+    strategy: str   # "blocked" | "gemm" | "im2col" | "depthwise" | "winograd"
     cb: int = 16    # output channels per register tile
     p: int = 4      # output pixels per register tile
     merged: bool = True   # kw and cin loops merged into one contiguous loop
@@ -118,6 +118,8 @@ def scratch_elements(spec: ConvSpec, pl: Plan | None = None) -> int:
     """Scratch (float32 elements per image) the kernel takes as its last argument; 0 when it
     takes none."""
     pl = pl or plan(spec)
+    if pl.strategy == "winograd":
+        return winograd.scratch_elements(spec)
     if pl.strategy == "im2col":
         oh, ow = spec.out_hw
         return oh * ow * spec.kh * spec.kw * spec.cin
@@ -133,6 +135,8 @@ def plan(spec: ConvSpec, cpu: Target | None = None) -> Plan:
     g = spec.groups
     if g > 1 and g == spec.cin and spec.cout % spec.cin == 0:
         return Plan("depthwise", cb=0, p=1, merged=False)
+    if winograd.chosen(spec):   # winograd.py: when it pays
+        return Plan("winograd", cb=0, p=1, merged=False)
     pointwise = (spec.kh == spec.kw == 1 and spec.stride == (1, 1)
                  and spec.pads == (0, 0, 0, 0) and g == 1)
     if pointwise and GEMM_ENABLED and _gemm_pays(spec):
@@ -200,6 +204,8 @@ def pack_weights(spec: ConvSpec, w_hwio: np.ndarray, pl: Plan | None = None) -> 
     cin_g = spec.cin // spec.groups
     assert w.shape == (spec.kh, spec.kw, cin_g, spec.cout), w.shape
     pl = pl or plan(spec)
+    if pl.strategy == "winograd":
+        return winograd.pack_weights(spec, w)
     if pl.strategy == "depthwise":
         # (kh*kw, cout): output channel c reads input channel c // m
         return np.ascontiguousarray(w.reshape(spec.kh * spec.kw, spec.cout))
@@ -481,5 +487,5 @@ def _gen_blocked(spec: ConvSpec, name: str, pl: Plan) -> str:
 def generate(spec: ConvSpec, name: str, pl: Plan | None = None) -> str:
     pl = pl or plan(spec)
     gen = {"blocked": _gen_blocked, "gemm": _gen_gemm, "im2col": _gen_im2col,
-           "depthwise": _gen_depthwise}
+           "depthwise": _gen_depthwise, "winograd": winograd.generate}
     return gen[pl.strategy](spec, name, pl)

@@ -1,0 +1,95 @@
+"""Winograd F(2x2, 3x3) vs the direct 3x3 kernel, one conv layer at a time (Numba CPU).
+
+    python -m benchmarks.winograd_bench --compile-only   # fill the disk cache (no timing)
+    flock -x /tmp/cnnc-cpu.lock python -m benchmarks.winograd_bench
+
+Each layer is a SAME-padded 3x3 stride-1 conv with bias and ReLU compiled through
+``cnnc.compile(..., target="cpu")`` twice: once with Winograd off (the direct kernel, with
+its padded-copy kernel) and once forced on. The generated ``forward`` is timed directly
+(best of ``--repeats`` warm calls). GFLOP/s are direct-equivalent: 2*OH*OW*Cout*9*Cin per
+image over the time, next to the NumPy float32 GEMM peak measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+SHAPES = [  # (h, w, cin, cout)
+    (56, 56, 64, 64), (28, 28, 128, 128), (14, 14, 256, 256), (7, 7, 512, 512),
+    (112, 112, 64, 128), (56, 56, 128, 256), (56, 56, 256, 256), (28, 28, 256, 512),
+    (28, 28, 512, 512), (14, 14, 512, 512),
+]
+
+
+def layer(h, w, cin, cout, seed=0):
+    from cnnc.ir import Graph
+    rng = np.random.default_rng(seed)
+    g = Graph(f"conv{h}x{w}_{cin}_{cout}")
+    x = g.add_input(("N", h, w, cin), name="x")
+    wt = g.constant(rng.standard_normal((3, 3, cin, cout)).astype(np.float32) * 0.05)
+    b = g.constant(rng.standard_normal(cout).astype(np.float32))
+    g.set_outputs(g.add("conv2d_fused", [x, wt, b],
+                        dict(strides=(1, 1), padding="same", dilation=(1, 1), groups=1,
+                             epilogue=[("relu",)])))
+    return g
+
+
+def compiled(g, wino: bool):
+    import cnnc
+    from cnnc.backends.numba_cpu import winograd
+    old = winograd.ENABLED
+    winograd.ENABLED = wino
+    try:
+        return cnnc.compile(g, target="cpu", opt_level=0)
+    finally:
+        winograd.ENABLED = old
+
+
+def best_time(model, x, repeats):
+    arena, offs, scratch = model._arena({"N": x.shape[0]})
+    fwd, ws = model._forward, model._weights
+    fwd(x, arena, offs, scratch, *ws)
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fwd(x, arena, offs, scratch, *ws)
+        ts.append(time.perf_counter() - t0)
+    return min(ts)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--compile-only", action="store_true")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--shapes", default="", help="indices into SHAPES, e.g. 0,1,2")
+    args = p.parse_args(argv)
+    from benchmarks.machine import cpu_model, gemm_peak
+    shapes = [SHAPES[int(i)] for i in args.shapes.split(",")] if args.shapes else SHAPES
+    models = [(s, compiled(layer(*s), False), compiled(layer(*s), True)) for s in shapes]
+    if args.compile_only:
+        return
+    peak = gemm_peak()
+    print(f"CPU {cpu_model()}, batch {args.batch}, GEMM peak {peak:.1f} GFLOP/s")
+    print("| layer | direct ms | direct GF/s | winograd ms | winograd GF/s | x direct | x peak |"
+          " rel err |")
+    print("|---|---|---|---|---|---|---|---|")
+    rng = np.random.default_rng(1)
+    for (h, w, cin, cout), direct, wino in models:
+        x = rng.standard_normal((args.batch, h, w, cin)).astype(np.float32)
+        assert "winograd" in wino.source() and "winograd" not in direct.source()
+        flops = 2 * h * w * cout * 9 * cin * args.batch
+        td, tw = best_time(direct, x, args.repeats), best_time(wino, x, args.repeats)
+        yd, yw = direct(x), wino(x)
+        err = np.max(np.abs(yw - yd)) / np.max(np.abs(yd))
+        print(f"| {h}x{w} {cin}->{cout} | {td * 1e3:.3f} | {flops / td / 1e9:.0f} | "
+              f"{tw * 1e3:.3f} | {flops / tw / 1e9:.0f} | {td / tw:.2f} | "
+              f"{flops / tw / 1e9 / peak:.2f} | {err:.1e} |", flush=True)
+    print(f"GEMM peak after: {gemm_peak():.1f} GFLOP/s")
+
+
+if __name__ == "__main__":
+    main()

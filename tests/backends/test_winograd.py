@@ -1,0 +1,124 @@
+"""Winograd F(2x2, 3x3) convolutions on the Numba CPU backend against the float64 reference.
+
+Tolerance: max |y - ref| / max |ref| < 1e-4 (the project's bar), float32 kernel vs float64
+reference. Shapes come from a small set so that examples share compiled kernels."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import cnnc
+from cnnc.backends.numba_cpu import convgen, winograd
+from cnnc.backends.numba_cpu.convgen import ConvSpec
+from cnnc.backends.reference import run_reference
+from cnnc.ir import Graph
+
+pytestmark = pytest.mark.numba
+TOL = 1e-4
+EPILOGUES = [(), (("relu",),), (("scale_shift",), ("relu",)), (("add",),),
+             (("scale_shift",), ("add",), ("relu",))]
+
+
+def setup_module():
+    # the tests exercise Winograd on small shapes: take it wherever it applies
+    global _SAVED
+    _SAVED = winograd.MIN_CIN, winograd.MIN_PIXELS
+    winograd.MIN_CIN, winograd.MIN_PIXELS = 32, 1
+
+
+def teardown_module():
+    winograd.MIN_CIN, winograd.MIN_PIXELS = _SAVED
+
+
+def _rel_err(y, ref):
+    return float(np.max(np.abs(y - ref)) / max(np.max(np.abs(ref)), 1e-6))
+
+
+def _conv_graph(rng, h, w, cin, cout, padding, epilogue):
+    g = Graph("wino")
+    x = g.add_input(("N", h, w, cin), name="x")
+    wt = g.constant(rng.standard_normal((3, 3, cin, cout)))
+    b = g.constant(rng.standard_normal(cout))
+    attrs = dict(strides=(1, 1), padding=padding, dilation=(1, 1), groups=1)
+    out_shape = g.add("conv2d", [x, wt], attrs).shape
+    extras = []
+    for step in epilogue:
+        if step[0] == "scale_shift":
+            extras += [g.constant(rng.standard_normal(cout)), g.constant(rng.standard_normal(cout))]
+        elif step[0] == "add":
+            extras.append(g.add_input(("N", *out_shape[1:]), name="res"))
+    g.set_outputs(g.add("conv2d_fused", [x, wt, b, *extras], {**attrs, "epilogue": epilogue}))
+    return g, out_shape
+
+
+@settings(deadline=None, max_examples=10)
+@given(hw=st.sampled_from([(5, 7), (8, 6), (3, 4)]),
+       ch=st.sampled_from([(33, 40), (32, 37)]),
+       padding=st.sampled_from(["same", "valid"]),
+       epilogue=st.sampled_from(EPILOGUES),
+       batch=st.sampled_from([1, 3]), seed=st.integers(0, 2**16))
+def test_winograd_conv_matches_reference(hw, ch, padding, epilogue, batch, seed):
+    rng = np.random.default_rng(seed)
+    (h, w), (cin, cout) = hw, ch
+    g, out_shape = _conv_graph(rng, h, w, cin, cout, padding, epilogue)
+    compiled = cnnc.compile(g, target="cpu", opt_level=0)
+    assert "winograd F(2x2, 3x3) conv" in compiled.source()
+    xs = [rng.standard_normal((batch, h, w, cin)).astype(np.float32)]
+    if any(s[0] == "add" for s in epilogue):
+        xs.append(rng.standard_normal((batch, *out_shape[1:])).astype(np.float32))
+    err = _rel_err(compiled(*xs), run_reference(g, *xs, dtype=np.float64))
+    assert err < TOL, f"relative error {err:.2e}"
+
+
+def test_filter_transform_reproduces_a_direct_tile():
+    """One 4x4 input patch through the transforms equals the 2x2 direct convolution."""
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal((3, 3, 1, 1))
+    d = rng.standard_normal((4, 4))
+    u = winograd.transform_filter(g).reshape(4, 4)
+    y = winograd.AT @ (u * (winograd.BT @ d @ winograd.BT.T)) @ winograd.AT.T
+    direct = np.array([[np.sum(d[i:i + 3, j:j + 3] * g[:, :, 0, 0]) for j in range(2)]
+                       for i in range(2)])
+    np.testing.assert_allclose(y, direct, rtol=1e-12, atol=1e-12)
+
+
+def test_plan_picks_winograd_only_where_it_applies(monkeypatch):
+    big = ConvSpec(28, 28, 128, 3, 3, 128, pads=(1, 1, 1, 1))
+    assert convgen.plan(big).strategy == "winograd"
+    assert winograd.why_not(big) is None
+    for other in (ConvSpec(28, 28, 128, 3, 3, 128, stride=(2, 2), pads=(1, 1, 1, 1)),
+                  ConvSpec(28, 28, 128, 3, 3, 128, dilation=(2, 2)),
+                  ConvSpec(28, 28, 128, 3, 3, 128, groups=2),
+                  ConvSpec(28, 28, 128, 1, 1, 128),
+                  ConvSpec(28, 28, 3, 3, 3, 64, pads=(1, 1, 1, 1))):
+        assert convgen.plan(other).strategy != "winograd", other
+        assert winograd.why_not(other)
+    # the measured defaults: VGG's wide layers take it, ResNet's do not
+    monkeypatch.setattr(winograd, "MIN_CIN", _SAVED[0])
+    monkeypatch.setattr(winograd, "MIN_PIXELS", _SAVED[1])
+    assert convgen.plan(ConvSpec(28, 28, 512, 3, 3, 512, pads=(1, 1, 1, 1))).strategy \
+        == "winograd"
+    for resnet_layer in (big, ConvSpec(14, 14, 256, 3, 3, 256, pads=(1, 1, 1, 1)),
+                         ConvSpec(56, 56, 64, 3, 3, 64, pads=(1, 1, 1, 1))):
+        assert convgen.plan(resnet_layer).strategy == "blocked"
+        assert "direct kernel is faster" in winograd.why_not(resnet_layer)
+    monkeypatch.setattr(winograd, "ENABLED", False)
+    assert convgen.plan(big).strategy == "blocked"
+    assert "CNNC_WINOGRAD=0" in winograd.why_not(big)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, kwargs", [
+    ("resnet18", dict(input_shape=(64, 64, 3), num_classes=10)),
+    ("vgg11", dict(input_shape=(32, 32, 3), num_classes=10)),
+])
+def test_whole_model_with_winograd(name, kwargs):
+    model = cnnc.models.get(name, **kwargs)
+    compiled = cnnc.compile(model, target="cpu")
+    assert "winograd F(2x2, 3x3) conv" in compiled.source()
+    graph = model.to_graph()
+    x = np.random.default_rng(5).standard_normal((2, *graph.inputs[0].type.shape[1:]))
+    x = x.astype(np.float32)
+    err = _rel_err(compiled(x), run_reference(graph, x, dtype=np.float64))
+    assert err < TOL, f"{name}: relative error {err:.2e}"
