@@ -94,9 +94,6 @@ def elementwise(name: str, out_shape, operands: list[tuple], body: list[str]) ->
     return s.text()
 
 
-BINARY_SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
-
-
 def pool(name: str, kind: str, in_shape, out_shape, pool_size, strides, pads, dilation,
          count_include_pad: bool) -> str:
     """max/avg pooling over NHWC with static geometry; parallel over (batch, output row)."""
@@ -192,7 +189,8 @@ def dense(name: str, in_f: int, out_f: int, epilogue, n_extras: int) -> str:
     return s.text()
 
 
-def softmax(name: str, shape, axis: int) -> str:
+def softmax(name: str, shape, axis: int, log: bool = False) -> str:
+    """softmax along ``axis``; with ``log``, log_softmax: (x - max) - log(sum(exp(x - max)))."""
     length = shape[axis]
     inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
     s = Src()(0, f"def {name}(x, out):")
@@ -201,6 +199,17 @@ def softmax(name: str, shape, axis: int) -> str:
     s(2, f"o = t // {inner}", f"i = t % {inner}", f"base = o * {length * inner} + i")
     s(2, "m = xf[base]")
     s(2, f"for l in range(1, {length}):", f"    m = max(m, xf[base + l * {inner}])")
+    if log:  # log1p of the float64 sum without the max's own e^0 = 1: relative accuracy
+        s(2, "am = 0")
+        s(2, f"for l in range(1, {length}):", f"    if xf[base + l * {inner}] > xf[base + am * {inner}]:",
+          "        am = l")
+        s(2, "rest = 0.0")
+        s(2, f"for l in range({length}):", "    if l != am:",
+          f"        rest += math.exp(np.float64(xf[base + l * {inner}] - m))")
+        s(2, "lt = math.log1p(rest)")
+        s(2, f"for l in range({length}):",
+          f"    of[base + l * {inner}] = np.float32(np.float64(xf[base + l * {inner}] - m) - lt)")
+        return s.text()
     s(2, "tot = np.float32(0.0)")
     s(2, f"for l in range({length}):")
     s(3, f"e = np.float32(math.exp(xf[base + l * {inner}] - m))",

@@ -16,9 +16,6 @@ import numpy as np
 from cnnc.backends.numba_cpu.kernels import Src, _operand_index, _strides, _unravel
 from cnnc.backends.numba_cpu.scalar import f32
 
-BINARY_SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
-
-
 def _loop(s: Src, name: str, args: list[str], doc: str) -> None:
     s(0, f"def {name}({', '.join(['total', *args, 'out'])}):")
     s(1, f'"""{doc}"""')
@@ -97,9 +94,9 @@ def global_pool(name: str, kind: str, in_shape) -> str:
     return s.text()
 
 
-def softmax(name: str, shape, axis: int, threads: int) -> str:
+def softmax(name: str, shape, axis: int, threads: int, log: bool = False) -> str:
     """One block of ``threads`` (a power of two) per row: strided max, exp, sum; tree
-    reductions in shared memory."""
+    reductions in shared memory. With ``log``: log_softmax, (x - max) - log(sum)."""
     length = shape[axis]
     inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
     s = Src()
@@ -128,6 +125,11 @@ def softmax(name: str, shape, axis: int, threads: int) -> str:
       "tot += e")
     s(2, "red[tid] = tot")
     reduce("{} + {}")
+    if log:
+        s(2, "lt = math.log(np.float64(red[0]))", "cuda.syncthreads()")
+        s(2, f"for l in range(tid, {length}, {threads}):",
+          f"    out[base + l * {inner}] = np.float32(np.float64(x[base + l * {inner}] - m) - lt)")
+        return s.text()
     s(2, "inv = float32(1.0) / red[0]", "cuda.syncthreads()")
     s(2, f"for l in range(tid, {length}, {threads}):", f"    out[base + l * {inner}] *= inv")
     return s.text()
