@@ -37,6 +37,22 @@ def unary(op, opset=17, extra=(), inits=None, batch="N", **attrs):
     return model(nodes, [("x", (batch, 3, 7, 9))], ["y"], ins, opset=opset)
 
 
+def _after_abs(op, extra=(), inits=None, **attrs):
+    """Conv -> Abs -> op (sqrt, log, a fractional power: on non-negative values)."""
+    ins = {"w": _x(4, 3, 3, 2), "b": _x(4), **(inits or {})}
+    nodes = [node("Conv", ["x", "w", "b"], "c", pads=[1, 0, 1, 1]), node("Abs", ["c"], "a"),
+             node(op, ["a", *extra], "y", **attrs)]
+    return model(nodes, [("x", ("N", 3, 7, 9))], ["y"], ins)
+
+
+def _variadic(op):
+    """op(conv, relu(conv), a per-channel constant)."""
+    nodes = [node("Conv", ["x", "w", "b"], "c", pads=[1, 0, 1, 1]), node("Relu", ["c"], "r"),
+             node(op, ["c", "r", "k"], "y")]
+    return model(nodes, [("x", ("N", 3, 7, 9))], ["y"], {"w": _x(4, 3, 3, 2), "b": _x(4),
+                                                          "k": _x(4, 1, 1)})
+
+
 CASES = {
     # Conv variants
     "conv_plain": lambda: conv_net(),
@@ -66,6 +82,37 @@ CASES = {
     "softmax_axis1_opset13": lambda: unary("Softmax", axis=1),
     "softmax_axis1_opset11": lambda: unary("Softmax", opset=11, axis=1),
     "softmax_last_opset11": lambda: unary("Softmax", opset=11, axis=-1),
+    "erf": lambda: unary("Erf"),
+    "gelu_opset20": lambda: unary("Gelu", opset=20),
+    "gelu_tanh_opset20": lambda: unary("Gelu", opset=20, approximate="tanh"),
+    "elu": lambda: unary("Elu", alpha=0.7),
+    "selu": lambda: unary("Selu"),
+    "selu_attrs": lambda: unary("Selu", alpha=1.2, gamma=0.9),
+    "celu": lambda: unary("Celu", opset=12, alpha=1.5),
+    "softplus": lambda: unary("Softplus"),
+    "softsign": lambda: unary("Softsign"),
+    "mish_opset18": lambda: unary("Mish", opset=18),
+    "thresholded_relu": lambda: unary("ThresholdedRelu", alpha=0.4),
+    "shrink": lambda: unary("Shrink", bias=0.2, lambd=0.5),
+    "exp": lambda: unary("Exp"),
+    "neg": lambda: unary("Neg"),
+    "abs": lambda: unary("Abs"),
+    "sqrt_of_abs": lambda: _after_abs("Sqrt"),
+    "log_of_abs": lambda: _after_abs("Log"),
+    "reciprocal_of_abs": lambda: _after_abs("Reciprocal"),
+    "pow_scalar": lambda: unary("Pow", extra=("e",), inits={"e": np.float32(2.0)}),
+    "pow_scalar_fraction": lambda: _after_abs("Pow", extra=("e",), inits={"e": np.float32(1.5)}),
+    "pow_per_channel": lambda: _after_abs("Pow", extra=("e",),
+                                          inits={"e": np.abs(_x(4, 1, 1)) + 0.5}),
+    "prelu_per_channel": lambda: unary("PRelu", extra=("s",), inits={"s": _x(4, 1, 1)}),
+    "prelu_scalar": lambda: unary("PRelu", extra=("s",), inits={"s": np.float32([0.3])}),
+    "sum3": lambda: _variadic("Sum"),
+    "max3": lambda: _variadic("Max"),
+    "min3": lambda: _variadic("Min"),
+    "mean3": lambda: _variadic("Mean"),
+    "max1": lambda: unary("Max"),
+    "log_softmax_axis1_opset13": lambda: unary("LogSoftmax", axis=1),
+    "log_softmax_opset11": lambda: unary("LogSoftmax", opset=11, axis=1),
     "identity": lambda: unary("Identity"),
     "dropout": lambda: unary("Dropout"),
     # pooling, normalisation
