@@ -259,3 +259,22 @@ def matmul(name: str, a_shape, b_shape, out_shape) -> str:
       f"o3 = out.reshape(-1, {out_shape[-2]}, {out_shape[-1]})")
     s(1, "for t in prange(o3.shape[0]):", "    o3[t] = np.dot(a3[t], b3[t])")
     return s.text()
+
+
+def lrn(name: str, shape, size: int, alpha: float, beta: float, bias: float) -> str:
+    """Local response normalisation over the last (channel) axis: a window sum of squares
+    per channel, in float64; parallel over pixels."""
+    from cnnc.ops.norm import lrn_window
+    c = shape[-1]
+    lo, hi = lrn_window(c, size)
+    s = Src()(0, f"def {name}(x, out):")
+    s(1, f'"""lrn size {size} alpha {alpha} beta {beta} bias {bias} over {c} channels"""')
+    s(1, f"x2 = x.reshape(-1, {c})", f"o2 = out.reshape(-1, {c})")
+    s(1, "for p in prange(x2.shape[0]):")
+    s(2, f"for c in range({c}):")
+    s(3, "acc = 0.0")
+    s(3, f"for j in range(max(0, c - {lo}), min({c}, c + {hi + 1})):")
+    s(4, "v = np.float64(x2[p, j])", "acc += v * v")
+    s(3, f"o2[p, c] = np.float32(np.float64(x2[p, c]) / ({bias!r} + {alpha / size!r} * acc) "
+         f"** {beta!r})")
+    return s.text()

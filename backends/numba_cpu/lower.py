@@ -214,6 +214,9 @@ class _Lowerer:
             axis = a["axis"] % len(out.shape)
             self.add_kernel(node, kernels.softmax(K, out.shape, axis, op == "log_softmax"),
                             [ins[0], o])
+        elif op == "lrn":
+            self.add_kernel(node, kernels.lrn(K, out.shape, a["size"], a["alpha"], a["beta"],
+                                              a["bias"]), [ins[0], o])
         elif op == "transpose":
             self.add_kernel(node, kernels.transpose(K, in_shapes[0], out.shape, a["perm"]),
                             [ins[0], o])

@@ -205,3 +205,19 @@ def matmul(name: str, a_shape, b_shape, out_shape) -> str:
     s(2, f"for kk in range({k}):", f"    acc += a[ab + kk] * b[bb + kk * {nc}]")
     s(2, "out[t] = acc")
     return s.text()
+
+
+def lrn(name: str, shape, size: int, alpha: float, beta: float, bias: float) -> str:
+    """Local response normalisation over the last (channel) axis, one thread per output:
+    its window sum of squares in float64."""
+    from cnnc.ops.norm import lrn_window
+    c = shape[-1]
+    lo, hi = lrn_window(c, size)
+    s = Src()
+    _loop(s, name, ["x"], f"lrn size {size} over {c} channels of {list(shape)}")
+    s(2, f"ch = t % {c}", "base = t - ch", "acc = 0.0")
+    s(2, f"for j in range(max(0, ch - {lo}), min({c}, ch + {hi + 1})):")
+    s(3, "v = np.float64(x[base + j])", "acc += v * v")
+    s(2, f"out[t] = np.float32(np.float64(x[t]) / ({bias!r} + {alpha / size!r} * acc) "
+         f"** {beta!r})")
+    return s.text()

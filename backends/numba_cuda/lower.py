@@ -194,6 +194,9 @@ class _Lowerer:
             cap = self.profile.max_blocks  # grid-stride over rows past the cap
             self.launch(node, src, ins, out, per_item=out.shape[axis],
                         grid=lambda rows: max(1, min(rows, cap)), block=threads)
+        elif op == "lrn":
+            self.launch(node, kernels.lrn(K, out.shape, a["size"], a["alpha"], a["beta"],
+                                          a["bias"]), ins, out)
         elif op == "transpose":
             self.launch(node, kernels.transpose(K, shapes[0], out.shape, a["perm"]), ins, out)
         elif op == "pad":

@@ -334,6 +334,16 @@ class _Exporter(NchwTranslator):
         y = self.emit("Add", [y, self.operand(shift.reshape(shape), layout)])
         self.define(node.output, y, layout)
 
+    def op_lrn(self, node):
+        x = node.inputs[0]
+        a = {k: node.attrs[k] for k in ("alpha", "beta", "bias")}
+        if x.type.rank != 4:
+            raise UnsupportedError(f"ONNX export: {node.describe()}: LRN of a rank-"
+                                   f"{x.type.rank} value (only 4-D)")
+        y = self.emit("LRN", [self.tensor(x, NCHW)], size=int(node.attrs["size"]),
+                      **{k: float(v) for k, v in a.items()})
+        self.define(node.output, y, NCHW)
+
     # ---- pooling ---------------------------------------------------------------------------
     def _pool(self, node, op_type: str):
         x = node.inputs[0]

@@ -170,6 +170,18 @@ def batch_norm(ctx, a):
         ctx.define(ctx.node.output[0], y, PLAIN)
 
 
+@converter("LRN", attrs=("alpha", "beta", "bias", "size"))
+def lrn(ctx, a):
+    if "size" not in a:
+        raise ShapeError(f"{ctx.where}: the size attribute is required")
+    x = ctx.input(0)
+    if ctx.rank(x) != 4:
+        ctx.unsupported(f"LRN of a rank-{ctx.rank(x)} input (only 4-D N,C,H,W)")
+    y = ctx.add("lrn", [ctx.nhwc(x)], {"size": a["size"], "alpha": a.get("alpha", 1e-4),
+                                        "beta": a.get("beta", 0.75), "bias": a.get("bias", 1.0)})
+    ctx.define(ctx.node.output[0], y, NHWC)
+
+
 # ---- activations ---------------------------------------------------------------------------
 UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hard_swish",
          "Erf": "erf", "Softplus": "softplus", "Softsign": "softsign", "Mish": "mish",

@@ -1,4 +1,5 @@
-"""ONNX -> IR converters for data movement and constants: Constant, Shape, Gather, Slice,
+"""ONNX -> IR converters for data movement and constants: Constant, ConstantOfShape, Shape,
+Gather, Slice,
 Unsqueeze, Squeeze, Concat, Flatten, Reshape, Transpose, Pad, Cast, CastLike, Identity,
 Dropout.
 
@@ -68,6 +69,17 @@ def constant(ctx, a):
     else:
         ctx.unsupported(f"Constant with attribute(s) {sorted(a)} (sparse or string values)")
     ctx.define(_out(ctx), const=np.asarray(arr))
+
+
+@converter("ConstantOfShape", attrs=("value",))
+def constant_of_shape(ctx, a):
+    dims = ctx.int_vector(0, "the shape")
+    if any(d < 0 for d in dims):
+        raise ShapeError(f"{ctx.where}: negative dims in the shape {dims}")
+    value = np.asarray(a.get("value", np.zeros(1, np.float32)))
+    if value.size != 1:
+        raise ShapeError(f"{ctx.where}: value must hold one element, got shape {value.shape}")
+    ctx.define(_out(ctx), const=np.full(dims, value.reshape(()), dtype=value.dtype))
 
 
 @converter("Shape", attrs=("start", "end"))

@@ -121,6 +121,14 @@ def test_binary_math_after_conv(op):
     check(g, rnd(rng, 3, 9, 8, 3))
 
 
+def test_lrn_after_conv():
+    rng = np.random.default_rng(6)
+    g, x = new_graph()
+    y = g.add("conv2d", [x, g.constant(rnd(rng, 3, 3, 3, 7))], {"padding": "same"})
+    g.set_outputs(g.add("lrn", [y], {"size": 5, "alpha": 0.1, "beta": 0.75, "bias": 2.0}))
+    check(g, rnd(rng, 2, 9, 8, 3))
+
+
 @pytest.mark.parametrize("kind", ["max_pool2d", "avg_pool2d", "avg_cip"])
 @pytest.mark.parametrize("size,strides,padding,ceil", [
     (2, 2, "valid", False), (3, 2, "same", False), (2, 2, "same", False),

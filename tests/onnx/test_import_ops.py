@@ -9,6 +9,9 @@ import pytest
 
 from onnx_build import check, inputs_for, model, node, ops, rand
 
+import cnnc
+from cnnc.frontends.onnx.importer import load_onnx
+
 from onnx import TensorProto, helper  # noqa: E402  (onnx_build skipped the module without it)
 
 RNG = np.random.default_rng(1234)
@@ -113,6 +116,13 @@ CASES = {
     "max1": lambda: unary("Max"),
     "log_softmax_axis1_opset13": lambda: unary("LogSoftmax", axis=1),
     "log_softmax_opset11": lambda: unary("LogSoftmax", opset=11, axis=1),
+    "lrn": lambda: unary("LRN", size=3, alpha=1e-2, beta=0.75, bias=1.5),
+    "constant_of_shape_bias": lambda: model(
+        [node("ConstantOfShape", ["s"], "k", value=helper.make_tensor("v", TensorProto.FLOAT,
+                                                                      [1], [0.25])),
+         node("Conv", ["x", "w", "k"], "y")],
+        [("x", ("N", 3, 7, 9))], ["y"], {"w": _x(4, 3, 3, 2), "s": np.array([4], np.int64)},
+        opset=9),
     "identity": lambda: unary("Identity"),
     "dropout": lambda: unary("Dropout"),
     # pooling, normalisation
@@ -151,6 +161,21 @@ CASES = {
 def test_operator_matches_onnxruntime(case):
     proto = CASES[case]()
     check(proto, *inputs_for(proto, RNG, batch=3))
+
+
+def test_lrn_even_size_follows_the_spec_window():
+    # ONNX Runtime refuses an even size (and onnx.reference's LRN loops over the batch, not the
+    # channels), so the expected value is the spec's formula written out: channel c sums the
+    # squares of channels c - floor((size - 1) / 2) .. c + ceil((size - 1) / 2)
+    x = _x(2, 5, 3, 4)
+    proto = model([node("LRN", ["x"], "y", size=4, alpha=0.3, beta=0.6, bias=1.2)],
+                  [("x", ("N", 5, 3, 4))], ["y"])
+    want = np.empty_like(x, dtype=np.float64)
+    for c in range(5):
+        window = x[:, max(0, c - 1):min(5, c + 3)].astype(np.float64)
+        want[:, c] = x[:, c] / (1.2 + 0.3 / 4 * (window ** 2).sum(axis=1)) ** 0.6
+    from onnx_build import assert_close
+    assert_close(cnnc.compile(load_onnx(proto), target="numpy")(x), want, what="lrn size 4")
 
 
 # ---- binary arithmetic with broadcasting -------------------------------------------------------
