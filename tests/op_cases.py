@@ -48,6 +48,9 @@ def build(op: str, rng) -> Graph:
         y = g.add(op, [x, _c(g, rng, 4)])
     elif op == "log_softmax":
         y = g.add(op, [x], {"axis": 2})
+    elif op == "reduce":
+        y = g.add(op, [x], {"kind": "max", "axes": (2,), "keepdims": True})
+        y = g.add(op, [g.add("add", [x, y])], {"kind": "log_sum_exp", "axes": (1, 3)})
     elif op == "lrn":
         y = g.add(op, [g.add("mul", [x, g.constant(np.float32(3.0))])],
                   {"size": 3, "alpha": 0.5, "beta": 0.75, "bias": 1.5})

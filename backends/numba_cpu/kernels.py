@@ -278,3 +278,66 @@ def lrn(name: str, shape, size: int, alpha: float, beta: float, bias: float) -> 
     s(3, f"o2[p, c] = np.float32(np.float64(x2[p, c]) / ({bias!r} + {alpha / size!r} * acc) "
          f"** {beta!r})")
     return s.text()
+
+
+def reduce_parts(in_shape, axes):
+    """(kept dims, their input strides, reduced dims, their input strides) of a reduction;
+    the reduced dims must be static."""
+    strides = _strides(in_shape)
+    kept = [(d, st) for k, (d, st) in enumerate(zip(in_shape, strides)) if k not in axes]
+    red = [(d, st) for k, (d, st) in enumerate(zip(in_shape, strides)) if k in axes]
+    if any(not isinstance(d, int) for d, _ in red):
+        raise UnsupportedError(f"a reduction over the symbolic batch dim of {tuple(in_shape)}")
+    return kept, red
+
+
+#: kind -> (initial accumulator, update of ``acc`` by the float64 ``v``, final value)
+REDUCE_STEPS = {
+    "sum": ("0.0", "acc += v", "acc"),
+    "mean": ("0.0", "acc += v", "acc / {n}"),
+    "sum_square": ("0.0", "acc += v * v", "acc"),
+    "l1": ("0.0", "acc += abs(v)", "acc"),
+    "l2": ("0.0", "acc += v * v", "math.sqrt(acc)"),
+    "max": ("-math.inf", "acc = v if (v > acc or v != v) else acc", "acc"),
+    "min": ("math.inf", "acc = v if (v < acc or v != v) else acc", "acc"),
+}
+
+
+def reduce_body(s: Src, depth: int, kind: str, read: str, red) -> None:
+    """Statements leaving ``res`` (float64) = the reduction of the elements
+    ``read.format(off)`` for every offset of the reduced dims ``red``."""
+    n = int(np.prod([d for d, _ in red], dtype=np.int64))
+
+    def loop(body_depth_stmts):
+        s(depth, f"for r in range({n}):")
+        idx = _unravel(s, depth + 1, "r", [d for d, _ in red], prefix="j")
+        off = " + ".join(f"{j} * {st}" for j, (_, st) in zip(idx, red)) or "0"
+        s(depth + 1, f"v = np.float64({read.format(off)})", *body_depth_stmts)
+
+    if kind == "log_sum_exp":  # max, then the sum of e^(v - max): no overflow
+        s(depth, "m = -math.inf")
+        loop(["m = v if (v > m or v != v) else m"])
+        s(depth, "mm = m if abs(m) < math.inf else 0.0", "acc = 0.0")
+        loop(["acc += math.exp(v - mm)"])
+        s(depth, "res = math.log(acc) + mm if acc > 0 else -math.inf")
+        return
+    init, update, final = REDUCE_STEPS[kind]
+    s(depth, f"acc = {init}")
+    loop([update])
+    s(depth, f"res = {final.format(n=float(n))}")
+
+
+def reduce(name: str, kind: str, in_shape, out_shape, axes) -> str:
+    """One output element per parallel iteration: a float64 loop over its reduced elements."""
+    kept, red = reduce_parts(in_shape, axes)
+    s = Src()(0, f"def {name}(x, out):")
+    s(1, f'"""reduce {kind} over axes {list(axes)} of {list(in_shape)}"""')
+    s(1, "xf = x.reshape(-1)", "of = out.reshape(-1)")
+    s(1, "for i in prange(of.size):")
+    dims = [d if isinstance(d, int) else "x.shape[0]" for d, _ in kept]
+    idx = _unravel(s, 2, "i", dims) if kept else []
+    base = " + ".join(f"{ix} * {st}" for ix, (_, st) in zip(idx, kept)) or "0"
+    s(2, f"base = {base}")
+    reduce_body(s, 2, kind, "xf[base + {}]", red)
+    s(2, "of[i] = np.float32(res)")
+    return s.text()

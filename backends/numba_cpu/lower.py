@@ -214,6 +214,13 @@ class _Lowerer:
             axis = a["axis"] % len(out.shape)
             self.add_kernel(node, kernels.softmax(K, out.shape, axis, op == "log_softmax"),
                             [ins[0], o])
+        elif op == "reduce":
+            axes = tuple(sorted(ax % len(in_shapes[0]) for ax in a["axes"]))
+            try:
+                src = kernels.reduce(K, a["kind"], in_shapes[0], out.shape, axes)
+            except UnsupportedError as e:
+                raise UnsupportedError(f"{node.describe()}: {e}") from None
+            self.add_kernel(node, src, [ins[0], o])
         elif op == "lrn":
             self.add_kernel(node, kernels.lrn(K, out.shape, a["size"], a["alpha"], a["beta"],
                                               a["bias"]), [ins[0], o])

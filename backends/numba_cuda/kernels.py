@@ -221,3 +221,17 @@ def lrn(name: str, shape, size: int, alpha: float, beta: float, bias: float) -> 
     s(2, f"out[t] = np.float32(np.float64(x[t]) / ({bias!r} + {alpha / size!r} * acc) "
          f"** {beta!r})")
     return s.text()
+
+
+def reduce(name: str, kind: str, in_shape, out_shape, axes) -> str:
+    """One thread per output element: a float64 loop over its reduced elements."""
+    from cnnc.backends.numba_cpu.kernels import reduce_body, reduce_parts
+    kept, red = reduce_parts(in_shape, axes)
+    s = Src()
+    _loop(s, name, ["x"], f"reduce {kind} over axes {list(axes)} of {list(in_shape)}")
+    idx = _unravel(s, 2, "t", _dims([d for d, _ in kept])) if kept else []
+    base = " + ".join(f"{ix} * {st}" for ix, (_, st) in zip(idx, kept)) or "0"
+    s(2, f"base = {base}")
+    reduce_body(s, 2, kind, "x[base + {}]", red)
+    s(2, "out[t] = np.float32(res)")
+    return s.text()

@@ -194,6 +194,13 @@ class _Lowerer:
             cap = self.profile.max_blocks  # grid-stride over rows past the cap
             self.launch(node, src, ins, out, per_item=out.shape[axis],
                         grid=lambda rows: max(1, min(rows, cap)), block=threads)
+        elif op == "reduce":
+            axes = tuple(sorted(ax % len(shapes[0]) for ax in a["axes"]))
+            try:
+                src = kernels.reduce(K, a["kind"], shapes[0], out.shape, axes)
+            except UnsupportedError as e:
+                raise UnsupportedError(f"{node.describe()}: {e}") from None
+            self.launch(node, src, ins, out)
         elif op == "lrn":
             self.launch(node, kernels.lrn(K, out.shape, a["size"], a["alpha"], a["beta"],
                                           a["bias"]), ins, out)

@@ -334,6 +334,29 @@ class _Exporter(NchwTranslator):
         y = self.emit("Add", [y, self.operand(shift.reshape(shape), layout)])
         self.define(node.output, y, layout)
 
+    _REDUCE = {"sum": "ReduceSum", "mean": "ReduceMean", "max": "ReduceMax", "min": "ReduceMin",
+               "sum_square": "ReduceSumSquare", "l1": "ReduceL1", "l2": "ReduceL2",
+               "log_sum_exp": "ReduceLogSumExp"}
+
+    def op_reduce(self, node):
+        x, a = node.inputs[0], node.attrs
+        rank = x.type.rank
+        axes = sorted(ax % rank for ax in a["axes"])
+        layout = self.layout_of(x) if rank == 4 else PLAIN
+        keep = bool(a["keepdims"])
+        if layout == NCHW and not keep:
+            layout = PLAIN  # the result's axes keep the NHWC order
+        if layout == NCHW:
+            axes = sorted(NCHW_AXIS[ax] for ax in axes)
+        op_type = self._REDUCE[a["kind"]]
+        src = self.tensor(x, layout)
+        if op_type == "ReduceSum" or self.opset >= 18:  # axes became an input
+            y = self.emit(op_type, [src, self.const(np.array(axes, np.int64))],
+                          keepdims=int(keep))
+        else:
+            y = self.emit(op_type, [src], axes=axes, keepdims=int(keep))
+        self.define(node.output, y, layout)
+
     def op_lrn(self, node):
         x = node.inputs[0]
         a = {k: node.attrs[k] for k in ("alpha", "beta", "bias")}

@@ -1,5 +1,5 @@
 """ONNX -> IR converters for the compute ops: Conv, pooling, BatchNormalization, Gemm, MatMul,
-activations, elementwise arithmetic, Softmax and spatial ReduceMean/ReduceMax.
+activations, elementwise arithmetic, Softmax, LogSoftmax and the Reduce* family.
 
 Images go NHWC (kernels OIHW -> HWIO); per-channel constants broadcast in NCHW become their NHWC
 counterparts; a Gemm/MatMul reading an NHWC-order flattening permutes its weight rows instead.
@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from cnnc.errors import ShapeError
-from cnnc.frontends.onnx.import_context import (FLAT, NHWC, NHWC_AXIS, PLAIN, converter,
-                                                flat_rows, nhwc_constant)
+from cnnc.frontends.onnx.import_context import (FLAT, NHWC, NHWC_AXIS, PLAIN, TO_NHWC,
+                                                converter, flat_rows, nhwc_constant)
 from cnnc.ops.elementwise import SELU_ALPHA, SELU_GAMMA
 from cnnc.ops.padding import same_pads
 
@@ -125,30 +125,54 @@ def global_pool(ctx, a):
     ctx.define(ctx.node.output[0], ctx.add(op, [ctx.nhwc(x)], {"keepdims": True}), NHWC)
 
 
-@converter("ReduceMean", "ReduceMax", attrs=("axes", "keepdims", "noop_with_empty_axes"))
-def reduce_spatial(ctx, a):
+REDUCE = {"ReduceMean": "mean", "ReduceMax": "max", "ReduceMin": "min", "ReduceSum": "sum",
+          "ReduceSumSquare": "sum_square", "ReduceL1": "l1", "ReduceL2": "l2",
+          "ReduceLogSumExp": "log_sum_exp"}
+
+
+@converter(*REDUCE, attrs=("axes", "keepdims", "noop_with_empty_axes"))
+def reduce(ctx, a):
     op_type = ctx.node.op_type
+    kind = REDUCE[op_type]
     x = ctx.input(0)
-    # axes moved from an attribute to an input in opset 18
-    axes = ctx.int_vector(1, "axes", required=False) if ctx.opset >= 18 else a.get("axes")
+    # axes moved from an attribute to an input in opset 13 (ReduceSum) and 18 (the others)
+    from_input = ctx.opset >= (13 if op_type == "ReduceSum" else 18)
+    axes = ctx.int_vector(1, "axes", required=False) if from_input else a.get("axes")
     keep = bool(a.get("keepdims", 1))
+    rank = ctx.rank(x)
+    out = ctx.node.output[0]
     if not axes:
         if a.get("noop_with_empty_axes", 0):
-            ctx.alias(ctx.node.output[0], x)
+            ctx.alias(out, x)
             return
-        ctx.unsupported(f"{op_type} over all axes (only over H and W of a 4-D tensor)")
-    rank = ctx.rank(x)
-    norm = sorted(int(ax) % rank for ax in axes)
+        axes = list(range(rank))
+    for ax in axes:
+        if not -rank <= int(ax) < rank:
+            raise ShapeError(f"{ctx.where}: axis {ax} is out of range for rank {rank}")
+    norm = sorted({int(ax) % rank for ax in axes})
+    if len(norm) != len(axes):
+        raise ShapeError(f"{ctx.where}: axes {list(axes)} repeat an axis")
+    attrs = {"kind": kind, "keepdims": keep}
     if x.is_const:
-        fn = np.mean if op_type == "ReduceMean" else np.max
-        ctx.define(ctx.node.output[0], const=fn(x.const, axis=tuple(norm), keepdims=keep))
+        from cnnc.ops.registry import get_op
+        arr = np.asarray(x.const, np.float64)
+        y = get_op("reduce").evaluate([arr], {**attrs, "axes": tuple(norm)})
+        ctx.define(out, const=np.asarray(y).astype(x.const.dtype if x.const.dtype.kind == "f"
+                                                   else np.float64))
         return
-    if rank != 4 or norm != [2, 3]:
-        ctx.unsupported(f"{op_type} over axes {list(axes)} of a rank-{rank} tensor (only over "
-                        f"H and W, axes [2, 3], of a 4-D tensor)")
-    op = "global_avg_pool" if op_type == "ReduceMean" else "global_max_pool"
-    y = ctx.add(op, [ctx.nhwc(x)], {"keepdims": keep})
-    ctx.define(ctx.node.output[0], y, NHWC if keep else PLAIN)
+    if rank == 4 and norm == [2, 3] and kind in ("mean", "max"):  # the global pools
+        op = "global_avg_pool" if kind == "mean" else "global_max_pool"
+        y = ctx.add(op, [ctx.nhwc(x)], {"keepdims": keep})
+        ctx.define(out, y, NHWC if keep else PLAIN)
+        return
+    if ctx.is_nhwc(x):
+        ir_axes = sorted(NHWC_AXIS[ax] for ax in norm)
+        left = [TO_NHWC[k] for k in range(4) if k not in ir_axes]  # ONNX axes, in IR order
+        if keep or left == sorted(left):
+            y = ctx.add("reduce", [x.value], {**attrs, "axes": tuple(ir_axes)})
+            ctx.define(out, y, NHWC if keep else PLAIN)
+            return
+    ctx.define(out, ctx.add("reduce", [ctx.plain(x)], {**attrs, "axes": tuple(norm)}), PLAIN)
 
 
 @converter("BatchNormalization", attrs=("epsilon", "momentum", "spatial", "training_mode"))

@@ -121,6 +121,18 @@ def test_binary_math_after_conv(op):
     check(g, rnd(rng, 3, 9, 8, 3))
 
 
+@pytest.mark.parametrize("kind", ["sum", "mean", "max", "min", "sum_square", "l1", "l2",
+                                  "log_sum_exp"])
+def test_reductions_after_conv(kind):
+    rng = np.random.default_rng(7)
+    g, x = new_graph()
+    y = g.add("conv2d", [x, g.constant(rnd(rng, 3, 3, 3, 4))], {"padding": "same"})
+    outs = [g.add("reduce", [y], {"kind": kind, "axes": axes, "keepdims": keep})
+            for axes, keep in (((1, 2), True), ((3,), False), ((1,), False), ((-1, 0), True))]
+    g.set_outputs(*outs)
+    check(g, rnd(rng, 2, 9, 8, 3))
+
+
 def test_lrn_after_conv():
     rng = np.random.default_rng(6)
     g, x = new_graph()
