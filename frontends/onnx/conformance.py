@@ -202,6 +202,11 @@ def render(numpy_outcomes, cpu_outcomes=None) -> str:
     for o in sorted(numpy_outcomes, key=lambda o: (o.op, o.name)):
         if o.status == "unsupported":
             lines.append(f"| {o.name} | {o.op} | {short_reason(o.reason)} |")
+    cpu_unsupported = [o for o in cpu_outcomes or [] if o.status == "unsupported"]
+    if cpu_unsupported:
+        lines += ["", "## Passing on numpy, unsupported on cpu", "", "| case | operator | reason |",
+                  "| --- | --- | --- |"]
+        lines += [f"| {o.name} | {o.op} | {short_reason(o.reason)} |" for o in cpu_unsupported]
     bad = [o for outs in (numpy_outcomes, cpu_outcomes or []) for o in outs
            if o.status in ("wrong", "crash")]
     if bad:
