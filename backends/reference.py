@@ -51,5 +51,6 @@ class ReferenceModel(CompiledModel):
         self.dtype = np.dtype(dtype)
 
     def run(self, arrays, bindings):
-        return [np.ascontiguousarray(y, dtype=np.float32)
+        # np.asarray keeps a 0-d result 0-d (ascontiguousarray makes it 1-d)
+        return [np.asarray(y, dtype=np.float32, order="C")
                 for y in evaluate(self.graph, arrays, self.dtype)]

@@ -27,6 +27,33 @@ def build(op: str, rng) -> Graph:
         y = g.add(op, [x], {"alpha": 0.15})
     elif op == "hard_sigmoid":
         y = g.add(op, [x], {"alpha": 0.3, "beta": 0.4})
+    elif op in ("erf", "gelu", "gelu_tanh", "softplus", "softsign", "mish", "exp", "neg", "abs",
+                "selu", "swish", "thresholded_relu"):
+        y = g.add(op, [x])
+    elif op in ("elu", "celu"):
+        y = g.add(op, [x], {"alpha": 0.6})
+    elif op == "shrink":
+        y = g.add(op, [x], {"bias": 0.2, "lambd": 0.4})
+    elif op in ("sqrt", "log", "reciprocal"):  # on positive values: finite results
+        y = g.add(op, [g.add("add", [g.add("abs", [x]), g.constant(np.float32(0.5))])])
+    elif op == "pow_scalar":
+        y = g.add(op, [g.add("abs", [x])], {"exponent": 1.5})
+        y = g.add(op, [y], {"exponent": 3.0})
+    elif op == "pow":
+        y = g.add(op, [g.add("abs", [x]), g.constant(rng.uniform(0.5, 2.0, (4,)).astype(
+            np.float32))])
+    elif op in ("maximum", "minimum"):
+        y = g.add(op, [x, _c(g, rng, 6, 1)])
+    elif op == "prelu":
+        y = g.add(op, [x, _c(g, rng, 4)])
+    elif op == "log_softmax":
+        y = g.add(op, [x], {"axis": 2})
+    elif op == "reduce":
+        y = g.add(op, [x], {"kind": "max", "axes": (2,), "keepdims": True})
+        y = g.add(op, [g.add("add", [x, y])], {"kind": "log_sum_exp", "axes": (1, 3)})
+    elif op == "lrn":
+        y = g.add(op, [g.add("mul", [x, g.constant(np.float32(3.0))])],
+                  {"size": 3, "alpha": 0.5, "beta": 0.75, "bias": 1.5})
     elif op == "dropout":
         y = g.add(op, [x], {"rate": 0.3})
     elif op in ("add", "sub", "mul"):

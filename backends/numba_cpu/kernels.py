@@ -94,9 +94,6 @@ def elementwise(name: str, out_shape, operands: list[tuple], body: list[str]) ->
     return s.text()
 
 
-BINARY_SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
-
-
 def pool(name: str, kind: str, in_shape, out_shape, pool_size, strides, pads, dilation,
          count_include_pad: bool) -> str:
     """max/avg pooling over NHWC with static geometry; parallel over (batch, output row)."""
@@ -192,7 +189,8 @@ def dense(name: str, in_f: int, out_f: int, epilogue, n_extras: int) -> str:
     return s.text()
 
 
-def softmax(name: str, shape, axis: int) -> str:
+def softmax(name: str, shape, axis: int, log: bool = False) -> str:
+    """softmax along ``axis``; with ``log``, log_softmax: (x - max) - log(sum(exp(x - max)))."""
     length = shape[axis]
     inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
     s = Src()(0, f"def {name}(x, out):")
@@ -201,6 +199,17 @@ def softmax(name: str, shape, axis: int) -> str:
     s(2, f"o = t // {inner}", f"i = t % {inner}", f"base = o * {length * inner} + i")
     s(2, "m = xf[base]")
     s(2, f"for l in range(1, {length}):", f"    m = max(m, xf[base + l * {inner}])")
+    if log:  # log1p of the float64 sum without the max's own e^0 = 1: relative accuracy
+        s(2, "am = 0")
+        s(2, f"for l in range(1, {length}):", f"    if xf[base + l * {inner}] > xf[base + am * {inner}]:",
+          "        am = l")
+        s(2, "rest = 0.0")
+        s(2, f"for l in range({length}):", "    if l != am:",
+          f"        rest += math.exp(np.float64(xf[base + l * {inner}] - m))")
+        s(2, "lt = math.log1p(rest)")
+        s(2, f"for l in range({length}):",
+          f"    of[base + l * {inner}] = np.float32(np.float64(xf[base + l * {inner}] - m) - lt)")
+        return s.text()
     s(2, "tot = np.float32(0.0)")
     s(2, f"for l in range({length}):")
     s(3, f"e = np.float32(math.exp(xf[base + l * {inner}] - m))",
@@ -249,4 +258,86 @@ def matmul(name: str, a_shape, b_shape, out_shape) -> str:
     s(1, f"a3 = a.reshape(-1, {a_shape[-2]}, {k})", f"b3 = b.reshape(-1, {k}, {b_shape[-1]})",
       f"o3 = out.reshape(-1, {out_shape[-2]}, {out_shape[-1]})")
     s(1, "for t in prange(o3.shape[0]):", "    o3[t] = np.dot(a3[t], b3[t])")
+    return s.text()
+
+
+def lrn(name: str, shape, size: int, alpha: float, beta: float, bias: float) -> str:
+    """Local response normalisation over the last (channel) axis: a window sum of squares
+    per channel, in float64; parallel over pixels."""
+    from cnnc.ops.norm import lrn_window
+    c = shape[-1]
+    lo, hi = lrn_window(c, size)
+    s = Src()(0, f"def {name}(x, out):")
+    s(1, f'"""lrn size {size} alpha {alpha} beta {beta} bias {bias} over {c} channels"""')
+    s(1, f"x2 = x.reshape(-1, {c})", f"o2 = out.reshape(-1, {c})")
+    s(1, "for p in prange(x2.shape[0]):")
+    s(2, f"for c in range({c}):")
+    s(3, "acc = 0.0")
+    s(3, f"for j in range(max(0, c - {lo}), min({c}, c + {hi + 1})):")
+    s(4, "v = np.float64(x2[p, j])", "acc += v * v")
+    s(3, f"o2[p, c] = np.float32(np.float64(x2[p, c]) / ({bias!r} + {alpha / size!r} * acc) "
+         f"** {beta!r})")
+    return s.text()
+
+
+def reduce_parts(in_shape, axes):
+    """(kept dims, their input strides, reduced dims, their input strides) of a reduction;
+    the reduced dims must be static."""
+    strides = _strides(in_shape)
+    kept = [(d, st) for k, (d, st) in enumerate(zip(in_shape, strides)) if k not in axes]
+    red = [(d, st) for k, (d, st) in enumerate(zip(in_shape, strides)) if k in axes]
+    if any(not isinstance(d, int) for d, _ in red):
+        raise UnsupportedError(f"a reduction over the symbolic batch dim of {tuple(in_shape)}")
+    return kept, red
+
+
+#: kind -> (initial accumulator, update of ``acc`` by the float64 ``v``, final value)
+REDUCE_STEPS = {
+    "sum": ("0.0", "acc += v", "acc"),
+    "mean": ("0.0", "acc += v", "acc / {n}"),
+    "sum_square": ("0.0", "acc += v * v", "acc"),
+    "l1": ("0.0", "acc += abs(v)", "acc"),
+    "l2": ("0.0", "acc += v * v", "math.sqrt(acc)"),
+    "max": ("-math.inf", "acc = v if (v > acc or v != v) else acc", "acc"),
+    "min": ("math.inf", "acc = v if (v < acc or v != v) else acc", "acc"),
+}
+
+
+def reduce_body(s: Src, depth: int, kind: str, read: str, red) -> None:
+    """Statements leaving ``res`` (float64) = the reduction of the elements
+    ``read.format(off)`` for every offset of the reduced dims ``red``."""
+    n = int(np.prod([d for d, _ in red], dtype=np.int64))
+
+    def loop(body_depth_stmts):
+        s(depth, f"for r in range({n}):")
+        idx = _unravel(s, depth + 1, "r", [d for d, _ in red], prefix="j")
+        off = " + ".join(f"{j} * {st}" for j, (_, st) in zip(idx, red)) or "0"
+        s(depth + 1, f"v = np.float64({read.format(off)})", *body_depth_stmts)
+
+    if kind == "log_sum_exp":  # max, then the sum of e^(v - max): no overflow
+        s(depth, "m = -math.inf")
+        loop(["m = v if (v > m or v != v) else m"])
+        s(depth, "mm = m if abs(m) < math.inf else 0.0", "acc = 0.0")
+        loop(["acc += math.exp(v - mm)"])
+        s(depth, "res = math.log(acc) + mm if acc > 0 else -math.inf")
+        return
+    init, update, final = REDUCE_STEPS[kind]
+    s(depth, f"acc = {init}")
+    loop([update])
+    s(depth, f"res = {final.format(n=float(n))}")
+
+
+def reduce(name: str, kind: str, in_shape, out_shape, axes) -> str:
+    """One output element per parallel iteration: a float64 loop over its reduced elements."""
+    kept, red = reduce_parts(in_shape, axes)
+    s = Src()(0, f"def {name}(x, out):")
+    s(1, f'"""reduce {kind} over axes {list(axes)} of {list(in_shape)}"""')
+    s(1, "xf = x.reshape(-1)", "of = out.reshape(-1)")
+    s(1, "for i in prange(of.size):")
+    dims = [d if isinstance(d, int) else "x.shape[0]" for d, _ in kept]
+    idx = _unravel(s, 2, "i", dims) if kept else []
+    base = " + ".join(f"{ix} * {st}" for ix, (_, st) in zip(idx, kept)) or "0"
+    s(2, f"base = {base}")
+    reduce_body(s, 2, kind, "xf[base + {}]", red)
+    s(2, "of[i] = np.float32(res)")
     return s.text()

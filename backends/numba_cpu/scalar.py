@@ -12,9 +12,13 @@ def f32(v) -> str:
 
 def activation_lines(step: tuple, v: str) -> list[str]:
     """Statements replacing scalar ``v`` by activation ``step`` (e.g. ``("leaky_relu", 0.2)``)
-    of it."""
-    if step[0] == "tanh":
-        return _tanh_lines(v)
+    of it. Transcendental steps compute in float64 and round once to float32; the argument of
+    every ``math`` call is kept in its domain (exp below 89: the float32 result is inf past
+    88.73 anyway) so the same source also runs on the CUDA simulator, where ``math`` raises on
+    a domain or range error."""
+    op = step[0]
+    if op in _LINES:
+        return _LINES[op](step, v)
     return [f"{v} = {_activation_expr(step, v)}"]
 
 
@@ -41,7 +45,159 @@ def _activation_expr(step: tuple, v: str) -> str:
         return f"min(max({v} * {f32(step[1])} + {f32(step[2])}, {zero}), {f32(1)})"
     if op == "hard_swish":
         return f"{v} * min(max({v} / {f32(6)} + {f32(0.5)}, {zero}), {f32(1)})"
+    if op == "softsign":
+        return f"{v} / ({f32(1)} + abs({v}))"
+    if op == "thresholded_relu":
+        return f"({v} if {v} > {f32(step[1])} else {zero})"
+    if op == "shrink":
+        b, lam = f32(step[1]), f32(step[2])
+        return f"({v} + {b} if {v} < -{lam} else ({v} - {b} if {v} > {lam} else {zero}))"
+    if op == "neg":
+        return f"-{v}"
+    if op == "abs":
+        return f"abs({v})"
+    if op == "reciprocal":
+        return f"{f32(1)} / {v}"
+    if op == "sqrt":
+        return f"(np.float32(math.sqrt(np.float64({v}))) if {v} >= {zero} else np.float32(math.nan))"
+    if op == "exp":
+        return f"np.float32(math.exp(min(np.float64({v}), 89.0)))"
+    if op == "log":
+        return (f"(np.float32(math.log(np.float64({v}))) if {v} > {zero} else "
+                f"(np.float32(-math.inf) if {v} == {zero} else np.float32(math.nan)))")
     raise UnsupportedError(f"no Numba CPU code for activation {op!r}")
+
+
+def _expm1_neg(v: str) -> str:
+    """expm1 of min(v, 0) in float64 (the negative branch of elu/selu/celu)."""
+    return f"math.expm1(min(np.float64({v}), 0.0))"
+
+
+def _elu_lines(step, v):
+    return [f"{v} = {v} if {v} > 0 else np.float32({step[1]!r} * {_expm1_neg(v)})"]
+
+
+def _selu_lines(step, v):
+    alpha, gamma = step[1], step[2]
+    return [f"{v} = np.float32({gamma!r} * np.float64({v})) if {v} > 0 else "
+            f"np.float32({gamma * alpha!r} * {_expm1_neg(v)})"]
+
+
+def _celu_lines(step, v):
+    alpha = step[1]
+    return [f"{v} = {v} if {v} > 0 else np.float32({alpha!r} * "
+            f"math.expm1(min(np.float64({v}) / {alpha!r}, 0.0)))"]
+
+
+def _softplus64(v: str) -> str:
+    """log(1 + e^v) in float64 without overflow: max(v, 0) + log1p(e^-|v|)."""
+    return f"(max(np.float64({v}), 0.0) + math.log1p(math.exp(-abs(np.float64({v})))))"
+
+
+def _softplus_lines(step, v):
+    return [f"{v} = np.float32({_softplus64(v)})"]
+
+
+def _mish_lines(step, v):
+    # v * tanh(softplus(v)); softplus >= 0, tanh of it through the rational tanh
+    return [f"mish_x = {v}", f"{v} = np.float32({_softplus64(v)})", *_tanh_lines(v),
+            f"{v} = mish_x * {v}"]
+
+
+def _swish_lines(step, v):
+    return [f"swish_x = {v}", f"{v} = {v} * {f32(step[1])}",
+            f"{v} = swish_x * {_activation_expr(('sigmoid',), v)}"]
+
+
+def _gelu_lines(step, v):
+    # 0.5 x (1 + erf(x / sqrt 2)) = 0.5 x (2 - erfc(a)) for x >= 0, 0.5 x erfc(a) for x < 0,
+    # a = |x| / sqrt 2: erfc directly, so the negative tail keeps its relative accuracy
+    return [f"gelu_x = np.float64({v})", "gelu_a = min(abs(gelu_x) * 0.7071067811865476, 10.5)",
+            f"gelu_c = {_erfc_expr('gelu_a')}",
+            f"{v} = np.float32(0.5 * gelu_x * (2.0 - gelu_c) if gelu_x >= 0 else "
+            f"0.5 * gelu_x * gelu_c)"]
+
+
+def _gelu_tanh_lines(step, v):
+    # 0.5 x (1 + tanh z) = x * sigmoid(2 z), z = sqrt(2/pi) (x + 0.044715 x^3): no cancellation
+    return [f"gelu_x = np.float64({v})",
+            "gelu_z = 1.5957691216057308 * (gelu_x + 0.044715 * gelu_x * gelu_x * gelu_x)",
+            "gelu_s = 1.0 / (1.0 + math.exp(-gelu_z)) if gelu_z >= 0 else "
+            "math.exp(gelu_z) / (1.0 + math.exp(gelu_z))",
+            f"{v} = np.float32(gelu_x * gelu_s)"]
+
+
+def _pow_lines(step, v):
+    e = step[1]
+    if e == 1:
+        return []
+    if e == 2:
+        return [f"{v} = {v} * {v}"]
+    if e == 0.5:
+        return activation_lines(("sqrt",), v)
+    if e == int(e) and abs(e) <= 16:  # integer powers by repeated products (any sign of v)
+        k = abs(int(e))
+        prod = " * ".join([f"np.float64({v})"] * k) if k else "1.0"
+        return [f"{v} = np.float32({prod})" if e >= 0 else f"{v} = np.float32(1.0 / ({prod}))"]
+    # non-integer: exp(e * log v) for v > 0; 0 ** e is 0 (e > 0) or inf; negative v: nan
+    return [f"{v} = (np.float32(math.exp(min({e!r} * math.log(np.float64({v})), 89.0))) "
+            f"if {v} > 0 else (np.float32({0.0 if e > 0 else 'math.inf'}) if {v} == 0 "
+            f"else np.float32(math.nan)))"]
+
+
+# erf(x) for |x| < 2 as x * A(x^2), for 2 <= |x| < 4 as 1 - exp(-x^2) * B(|x| - 3); from 4 on
+# erf rounds to +-1 in float32. A and B are least-squares Chebyshev fits (to scipy's erf and
+# erfcx), relative error below 1e-9 on [0, 4]: the float32 result is the correctly rounded
+# erf or its neighbour. Evaluated in float64, pure arithmetic on |x| < 2.
+_ERF_A = (1.1283791666379412, -0.37612636092246915, 0.11283763036093773, -0.026865028024460592,
+          0.005221625189704625, -0.0008519825059618718, 0.0001183716747819534,
+          -1.3829920321878425e-05, 1.2791770915315201e-06, -8.15655988017375e-08,
+          2.6035045570570614e-09)
+_ERF_B = (0.17900115183413934, -0.054372260836111255, 0.015884338708196784,
+          -0.004479414537034562, 0.001223296457313425, -0.0003242170294715627,
+          8.28435759592763e-05, -2.078340206515585e-05, 5.9357220812147836e-06,
+          -1.4334605809490232e-06)
+
+
+# erfc(a) for 4 <= a <= 10.5 as exp(-a^2) / a * C(1 / a) (past 10.5 it is below float32's
+# smallest subnormal): a least-squares Chebyshev fit to a * erfcx(a), relative error 3.5e-10.
+_ERFC_C = (0.5641925247488164, -0.00013787873815701568, -0.2793611355833404,
+           -0.029736105004399688, 0.6144320175552548, -0.7169501596664123, 0.2641693132147002)
+
+
+def _erfc_expr(a: str) -> str:
+    """erfc of the float64 ``a`` (0 <= a <= 10.5)."""
+    return (f"((1.0 - {a} * {_horner(_ERF_A, f'({a} * {a})')}) if {a} < 2.0 else "
+            f"(math.exp(-{a} * {a}) * {_horner(_ERF_B, f'({a} - 3.0)')} if {a} < 4.0 else "
+            f"math.exp(-{a} * {a}) / {a} * {_horner(_ERFC_C, f'(1.0 / {a})')}))")
+
+
+def _erf_lines(v: str) -> list[str]:
+    return [f"erf_a = min(abs(np.float64({v})), 4.0)",
+            f"erf_y = erf_a * {_horner(_ERF_A, '(erf_a * erf_a)')} if erf_a < 2.0 else "
+            f"1.0 - math.exp(-erf_a * erf_a) * {_horner(_ERF_B, '(erf_a - 3.0)')}",
+            f"{v} = np.float32(erf_y if {v} >= 0 else -erf_y) if {v} == {v} else {v}"]
+
+
+_LINES = {
+    "tanh": lambda step, v: _tanh_lines(v),
+    "erf": lambda step, v: _erf_lines(v),
+    "gelu": _gelu_lines, "gelu_tanh": _gelu_tanh_lines,
+    "elu": _elu_lines, "selu": _selu_lines, "celu": _celu_lines,
+    "softplus": _softplus_lines, "mish": _mish_lines, "swish": _swish_lines,
+    "pow_scalar": _pow_lines,
+}
+
+#: binary op -> the statement computing ``v`` from the scalars ``x0``, ``x1``
+BINARY_BODY = {
+    "add": "v = x0 + x1", "sub": "v = x0 - x1", "mul": "v = x0 * x1", "div": "v = x0 / x1",
+    # float64 pow: nan for a negative base and a non-integer exponent, inf past float32's range
+    "pow": "v = np.float32(np.float64(x0) ** np.float64(x1))",
+    # NaN propagates like NumPy's maximum/minimum (x0 != x0 is NaN)
+    "maximum": "v = x0 if (x0 != x0 or x0 > x1) else x1",
+    "minimum": "v = x0 if (x0 != x0 or x0 < x1) else x1",
+    "prelu": "v = x0 if x0 >= 0 else x0 * x1",
+}
 
 
 # tanh(x) ~ x * P(x^2) / Q(x^2) on |x| <= 9 (past 9.0109 tanh rounds to +-1 in float32): a

@@ -16,9 +16,6 @@ import numpy as np
 from cnnc.backends.numba_cpu.kernels import Src, _operand_index, _strides, _unravel
 from cnnc.backends.numba_cpu.scalar import f32
 
-BINARY_SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
-
-
 def _loop(s: Src, name: str, args: list[str], doc: str) -> None:
     s(0, f"def {name}({', '.join(['total', *args, 'out'])}):")
     s(1, f'"""{doc}"""')
@@ -97,9 +94,9 @@ def global_pool(name: str, kind: str, in_shape) -> str:
     return s.text()
 
 
-def softmax(name: str, shape, axis: int, threads: int) -> str:
+def softmax(name: str, shape, axis: int, threads: int, log: bool = False) -> str:
     """One block of ``threads`` (a power of two) per row: strided max, exp, sum; tree
-    reductions in shared memory."""
+    reductions in shared memory. With ``log``: log_softmax, (x - max) - log(sum)."""
     length = shape[axis]
     inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
     s = Src()
@@ -128,6 +125,11 @@ def softmax(name: str, shape, axis: int, threads: int) -> str:
       "tot += e")
     s(2, "red[tid] = tot")
     reduce("{} + {}")
+    if log:
+        s(2, "lt = math.log(np.float64(red[0]))", "cuda.syncthreads()")
+        s(2, f"for l in range(tid, {length}, {threads}):",
+          f"    out[base + l * {inner}] = np.float32(np.float64(x[base + l * {inner}] - m) - lt)")
+        return s.text()
     s(2, "inv = float32(1.0) / red[0]", "cuda.syncthreads()")
     s(2, f"for l in range(tid, {length}, {threads}):", f"    out[base + l * {inner}] *= inv")
     return s.text()
@@ -202,4 +204,34 @@ def matmul(name: str, a_shape, b_shape, out_shape) -> str:
       "acc = float32(0.0)")
     s(2, f"for kk in range({k}):", f"    acc += a[ab + kk] * b[bb + kk * {nc}]")
     s(2, "out[t] = acc")
+    return s.text()
+
+
+def lrn(name: str, shape, size: int, alpha: float, beta: float, bias: float) -> str:
+    """Local response normalisation over the last (channel) axis, one thread per output:
+    its window sum of squares in float64."""
+    from cnnc.ops.norm import lrn_window
+    c = shape[-1]
+    lo, hi = lrn_window(c, size)
+    s = Src()
+    _loop(s, name, ["x"], f"lrn size {size} over {c} channels of {list(shape)}")
+    s(2, f"ch = t % {c}", "base = t - ch", "acc = 0.0")
+    s(2, f"for j in range(max(0, ch - {lo}), min({c}, ch + {hi + 1})):")
+    s(3, "v = np.float64(x[base + j])", "acc += v * v")
+    s(2, f"out[t] = np.float32(np.float64(x[t]) / ({bias!r} + {alpha / size!r} * acc) "
+         f"** {beta!r})")
+    return s.text()
+
+
+def reduce(name: str, kind: str, in_shape, out_shape, axes) -> str:
+    """One thread per output element: a float64 loop over its reduced elements."""
+    from cnnc.backends.numba_cpu.kernels import reduce_body, reduce_parts
+    kept, red = reduce_parts(in_shape, axes)
+    s = Src()
+    _loop(s, name, ["x"], f"reduce {kind} over axes {list(axes)} of {list(in_shape)}")
+    idx = _unravel(s, 2, "t", _dims([d for d, _ in kept])) if kept else []
+    base = " + ".join(f"{ix} * {st}" for ix, (_, st) in zip(idx, kept)) or "0"
+    s(2, f"base = {base}")
+    reduce_body(s, 2, kind, "x[base + {}]", red)
+    s(2, "out[t] = np.float32(res)")
     return s.text()

@@ -1,5 +1,5 @@
 """dense(x, w[, b]) = x @ w + b with x (N, in), w (in, out); matmul with NumPy semantics;
-softmax along an axis."""
+softmax and log_softmax along an axis."""
 
 from __future__ import annotations
 
@@ -62,3 +62,20 @@ def _(x, *, axis):
 def _(x, *, axis):
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
+
+
+log_softmax = def_op("log_softmax", attrs={"axis": Attr("int", -1)},
+                     doc="x - max - log(sum(exp(x - max))) along axis")
+log_softmax.shape(softmax.shape_fn)
+
+
+@log_softmax.reference
+def _(x, *, axis):
+    # z - log(sum e^z) with z = x - max, as z - log1p(sum of e^z without the max's own 1):
+    # a row dominated by its max keeps its relative accuracy (log(1 + tiny) would round)
+    z = x - x.max(axis=axis, keepdims=True)
+    first = np.expand_dims(np.argmax(x, axis=axis), axis)
+    mask = np.arange(x.shape[axis]).reshape([-1 if k == axis % x.ndim else 1
+                                             for k in range(x.ndim)]) == first
+    rest = np.where(mask, 0, np.exp(z)).sum(axis=axis, keepdims=True)
+    return z - np.log1p(rest)

@@ -1,4 +1,5 @@
-"""Elementwise ops: activations, binary arithmetic with NumPy broadcasting, bias_add, identity.
+"""Elementwise ops: activations and unary math, binary arithmetic with NumPy broadcasting
+(add, sub, mul, div, max, min, prelu), bias_add, identity.
 
 :data:`ACTIVATIONS` maps each activation op to ``fn(y, **attrs)``: the single definition of its
 meaning, reused by the fused epilogues.
@@ -19,6 +20,32 @@ def _sigmoid(y):
     return np.where(y >= 0, 1 / (1 + e), e / (1 + e)).astype(y.dtype, copy=False)
 
 
+#: ONNX's Selu constants (float32 values, as the ONNX schema writes them)
+SELU_ALPHA, SELU_GAMMA = 1.67326319217681884765625, 1.05070102214813232421875
+
+
+def _quiet(fn, *args):
+    """``fn(*args)`` where a NaN, an infinity or a division by zero is a result, not a
+    warning (log(0) = -inf, sqrt(-1) = nan, 1/0 = inf)."""
+    with np.errstate(all="ignore"):
+        return fn(*args)
+
+
+def _erf(y):
+    from scipy.special import erf
+    return erf(y)
+
+
+def _erfc(y):
+    from scipy.special import erfc
+    return erfc(y)
+
+
+def _softplus(y):
+    # log(1 + e^y) without overflow: max(y, 0) + log1p(e^-|y|)
+    return np.maximum(y, 0) + np.log1p(np.exp(-np.abs(y)))
+
+
 ACTIVATIONS = {
     "relu": (lambda y: np.maximum(y, 0), {}),
     "relu6": (lambda y: np.minimum(np.maximum(y, 0), 6), {}),
@@ -31,6 +58,33 @@ ACTIVATIONS = {
     "hard_sigmoid": (lambda y, alpha, beta: np.clip(y * alpha + beta, 0, 1).astype(y.dtype),
                      {"alpha": Attr("float", 0.2), "beta": Attr("float", 0.5)}),
     "hard_swish": (lambda y: y * np.clip(y / 6 + 0.5, 0, 1).astype(y.dtype), {}),
+    "erf": (lambda y: _erf(y), {}),
+    # 0.5 x (1 + erf(x / sqrt 2)) written with erfc, and 0.5 x (1 + tanh z) = x sigmoid(2 z):
+    # the negative tails keep their relative accuracy
+    "gelu": (lambda y: 0.5 * y * _erfc(-y / np.sqrt(2.0)), {}),
+    "gelu_tanh": (lambda y: y * _sigmoid(2 * np.sqrt(2 / np.pi) * (y + 0.044715 * y ** 3)), {}),
+    "elu": (lambda y, alpha: np.where(y > 0, y, alpha * np.expm1(np.minimum(y, 0))),
+            {"alpha": Attr("float", 1.0)}),
+    "selu": (lambda y, alpha, gamma: gamma * np.where(y > 0, y, alpha * np.expm1(np.minimum(y, 0))),
+             {"alpha": Attr("float", SELU_ALPHA), "gamma": Attr("float", SELU_GAMMA)}),
+    "celu": (lambda y, alpha: np.maximum(y, 0) + np.minimum(0, alpha * np.expm1(
+        np.minimum(y, 0) / alpha)), {"alpha": Attr("float", 1.0)}),
+    "softplus": (lambda y: _softplus(y), {}),
+    "softsign": (lambda y: y / (1 + np.abs(y)), {}),
+    "mish": (lambda y: y * np.tanh(_softplus(y)), {}),
+    "swish": (lambda y, alpha: y * _sigmoid(y * y.dtype.type(alpha)), {"alpha": Attr("float", 1.0)}),
+    "thresholded_relu": (lambda y, alpha: np.where(y > alpha, y, 0), {"alpha": Attr("float", 1.0)}),
+    "shrink": (lambda y, bias, lambd: np.where(y < -lambd, y + bias, np.where(y > lambd, y - bias,
+                                                                              0)),
+               {"bias": Attr("float", 0.0), "lambd": Attr("float", 0.5)}),
+    "sqrt": (lambda y: _quiet(np.sqrt, y), {}),
+    "exp": (lambda y: _quiet(np.exp, y), {}),
+    "log": (lambda y: _quiet(np.log, y), {}),
+    "neg": (np.negative, {}),
+    "abs": (np.abs, {}),
+    "reciprocal": (lambda y: _quiet(np.reciprocal, y), {}),
+    "pow_scalar": (lambda y, exponent: _quiet(np.power, y, y.dtype.type(exponent)),
+            {"exponent": Attr("float", doc="a constant exponent")}),
 }
 
 
@@ -49,7 +103,14 @@ def activation(name: str, y: np.ndarray, **attrs) -> np.ndarray:
 
 
 # ---- binary arithmetic (NumPy broadcasting) ---------------------------------------------------
-BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}
+def _prelu(x, slope):
+    return np.where(x >= 0, x, x * slope)
+
+
+#: add, sub, mul, div, pow; maximum and minimum (ONNX Max/Min, NaN propagates); prelu(x, slope)
+#: = x where x >= 0 else slope * x, the slope broadcast like any operand (per channel: (C,))
+BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
+          "pow": np.power, "maximum": np.maximum, "minimum": np.minimum, "prelu": _prelu}
 
 
 def _binary_type(a: TensorType, b: TensorType) -> TensorType:
@@ -59,7 +120,7 @@ def _binary_type(a: TensorType, b: TensorType) -> TensorType:
 for _name, _ufunc in BINARY.items():
     _op = def_op(_name, arity=(2, 2), traits=("pure", "elementwise"))
     _op.shape(_binary_type)
-    _op.reference(lambda a, b, _u=_ufunc: _u(a, b))
+    _op.reference(lambda a, b, _u=_ufunc: _quiet(_u, a, b))
 
 
 # ---- bias_add, identity, dropout --------------------------------------------------------------

@@ -1,13 +1,18 @@
-"""Inference batch normalisation and the per-channel affine it becomes when it cannot fold.
+"""Inference batch normalisation and the per-channel affine it becomes when it cannot fold;
+local response normalisation across channels.
 
 batch_norm(x, gamma, beta, mean, var) = gamma * (x - mean) / sqrt(var + epsilon) + beta,
 per channel along ``axis`` (the last one in NHWC). scale_shift(x, s, t) = x * s + t.
+lrn(x) = x / (bias + alpha / size * sum of x^2 over a window of ``size`` channels) ** beta,
+the window of channel c being [c - (size - 1) // 2, c + size // 2] clipped to the channels
+(ONNX LRN, Caffe's ACROSS_CHANNELS LRN of AlexNet and GoogLeNet), over the last axis.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from cnnc.errors import ShapeError
 from cnnc.ir.types import TensorType
 from cnnc.ops.common import expect_vector, normalize_axis, same_dtype
 from cnnc.ops.registry import Attr, def_op
@@ -58,3 +63,33 @@ def _(x, s, t):
 
 
 scale_shift.reference(lambda x, s, t: x * s + t)
+
+
+lrn = def_op("lrn", doc=__doc__, attrs={
+    "size": Attr("pos_int", doc="channels in the window"),
+    "alpha": Attr("float", 1e-4), "beta": Attr("float", 0.75), "bias": Attr("float", 1.0),
+})
+
+
+@lrn.shape
+def _(x, *, size, alpha, beta, bias):
+    if x.rank < 2:
+        raise ShapeError(f"lrn needs a channel axis (last), got {x}")
+    return x
+
+
+def lrn_window(c: int, size: int) -> tuple[int, int]:
+    """Channels [c - lo, c + hi] form channel c's window (ONNX: lo = (size - 1) // 2)."""
+    lo = (size - 1) // 2
+    return lo, size - 1 - lo
+
+
+@lrn.reference
+def _(x, *, size, alpha, beta, bias):
+    c = x.shape[-1]
+    lo, hi = lrn_window(c, size)
+    sq = np.pad(x * x, [(0, 0)] * (x.ndim - 1) + [(lo, hi)])
+    acc = np.cumsum(sq, axis=-1)
+    acc = np.concatenate([np.zeros_like(acc[..., :1]), acc], axis=-1)
+    window = acc[..., size:size + c] - acc[..., :c]
+    return x / (bias + alpha / size * window) ** beta

@@ -37,8 +37,14 @@ from cnnc.ops.padding import window_geometry
 
 OPSET = 17
 
-_UNARY = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "hard_swish": "HardSwish"}
-_BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div"}
+_UNARY = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "hard_swish": "HardSwish",
+          "erf": "Erf", "softplus": "Softplus", "softsign": "Softsign", "sqrt": "Sqrt",
+          "exp": "Exp", "log": "Log", "neg": "Neg", "abs": "Abs", "reciprocal": "Reciprocal"}
+#: activations that are one ONNX op with the same attributes
+_UNARY_ATTRS = {"elu": "Elu", "selu": "Selu", "celu": "Celu",
+                "thresholded_relu": "ThresholdedRelu", "shrink": "Shrink"}
+_BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "pow": "Pow",
+           "maximum": "Max", "minimum": "Min", "prelu": "PRelu"}
 
 
 def _graph_of(model_or_graph) -> Graph:
@@ -204,6 +210,25 @@ class _Exporter(NchwTranslator):
         if name == "hard_sigmoid":
             return self.emit("HardSigmoid", [x], alpha=float(params["alpha"]),
                              beta=float(params["beta"]))
+        if name in _UNARY_ATTRS:
+            return self.emit(_UNARY_ATTRS[name], [x], **{k: float(v) for k, v in params.items()})
+        if name == "pow_scalar":
+            return self.emit("Pow", [x, self.const(np.float32(params["exponent"]))])
+        c = lambda v: self.const(np.float32(v))  # noqa: E731
+        if name == "gelu":  # x * 0.5 * (1 + erf(x / sqrt 2)) (Gelu is opset 20)
+            e = self.emit("Erf", [self.emit("Mul", [x, c(1 / np.sqrt(2.0))])])
+            return self.emit("Mul", [self.emit("Mul", [x, self.emit("Add", [e, c(1.0)])]),
+                                     c(0.5)])
+        if name == "gelu_tanh":  # x * sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))
+            x3 = self.emit("Mul", [self.emit("Mul", [x, x]), x])
+            z = self.emit("Add", [x, self.emit("Mul", [x3, c(0.044715)])])
+            s = self.emit("Sigmoid", [self.emit("Mul", [z, c(2 * np.sqrt(2 / np.pi))])])
+            return self.emit("Mul", [x, s])
+        if name == "mish":  # Mish is opset 18
+            return self.emit("Mul", [x, self.emit("Tanh", [self.emit("Softplus", [x])])])
+        if name == "swish":  # Swish is opset 24
+            s = self.emit("Sigmoid", [self.emit("Mul", [x, c(params["alpha"])])])
+            return self.emit("Mul", [x, s])
         raise UnsupportedError(f"ONNX export: activation {name!r} has no ONNX lowering")
 
     def _unary_node(self, node):
@@ -214,13 +239,18 @@ class _Exporter(NchwTranslator):
 
     op_relu = op_relu6 = op_clip = op_leaky_relu = _unary_node
     op_sigmoid = op_tanh = op_hard_sigmoid = op_hard_swish = _unary_node
+    op_erf = op_gelu = op_gelu_tanh = op_elu = op_selu = op_celu = _unary_node
+    op_softplus = op_softsign = op_mish = op_swish = op_thresholded_relu = _unary_node
+    op_shrink = op_sqrt = op_exp = op_log = op_neg = op_abs = _unary_node
+    op_reciprocal = op_pow_scalar = _unary_node
 
     def _binary_node(self, node):
         layout = self.result_layout(node)
         a, b = (self.operand(v, layout) for v in node.inputs)
         self.define(node.output, self.emit(_BINARY[node.op], [a, b]), layout)
 
-    op_add = op_sub = op_mul = op_div = _binary_node
+    op_add = op_sub = op_mul = op_div = op_pow = _binary_node
+    op_maximum = op_minimum = op_prelu = _binary_node
 
     def op_bias_add(self, node):
         layout = self.result_layout(node)
@@ -318,6 +348,39 @@ class _Exporter(NchwTranslator):
         y = self.emit("Add", [y, self.operand(shift.reshape(shape), layout)])
         self.define(node.output, y, layout)
 
+    _REDUCE = {"sum": "ReduceSum", "mean": "ReduceMean", "max": "ReduceMax", "min": "ReduceMin",
+               "sum_square": "ReduceSumSquare", "l1": "ReduceL1", "l2": "ReduceL2",
+               "log_sum_exp": "ReduceLogSumExp"}
+
+    def op_reduce(self, node):
+        x, a = node.inputs[0], node.attrs
+        rank = x.type.rank
+        axes = sorted(ax % rank for ax in a["axes"])
+        layout = self.layout_of(x) if rank == 4 else PLAIN
+        keep = bool(a["keepdims"])
+        if layout == NCHW and not keep:
+            layout = PLAIN  # the result's axes keep the NHWC order
+        if layout == NCHW:
+            axes = sorted(NCHW_AXIS[ax] for ax in axes)
+        op_type = self._REDUCE[a["kind"]]
+        src = self.tensor(x, layout)
+        if op_type == "ReduceSum" or self.opset >= 18:  # axes became an input
+            y = self.emit(op_type, [src, self.const(np.array(axes, np.int64))],
+                          keepdims=int(keep))
+        else:
+            y = self.emit(op_type, [src], axes=axes, keepdims=int(keep))
+        self.define(node.output, y, layout)
+
+    def op_lrn(self, node):
+        x = node.inputs[0]
+        a = {k: node.attrs[k] for k in ("alpha", "beta", "bias")}
+        if x.type.rank != 4:
+            raise UnsupportedError(f"ONNX export: {node.describe()}: LRN of a rank-"
+                                   f"{x.type.rank} value (only 4-D)")
+        y = self.emit("LRN", [self.tensor(x, NCHW)], size=int(node.attrs["size"]),
+                      **{k: float(v) for k, v in a.items()})
+        self.define(node.output, y, NCHW)
+
     # ---- pooling ---------------------------------------------------------------------------
     def _pool(self, node, op_type: str):
         x = node.inputs[0]
@@ -413,8 +476,11 @@ class _Exporter(NchwTranslator):
         layout = self.layout_of(x) if x.type.rank == 4 else PLAIN
         if layout == NCHW:
             axis = NCHW_AXIS[axis]
-        self.define(node.output, self.emit("Softmax", [self.tensor(x, layout)], axis=axis),
+        op_type = "Softmax" if node.op == "softmax" else "LogSoftmax"
+        self.define(node.output, self.emit(op_type, [self.tensor(x, layout)], axis=axis),
                     layout)
+
+    op_log_softmax = op_softmax
 
     def op_pad(self, node):
         x = node.inputs[0]

@@ -1,5 +1,5 @@
 """ONNX -> IR converters for the compute ops: Conv, pooling, BatchNormalization, Gemm, MatMul,
-activations, elementwise arithmetic, Softmax and spatial ReduceMean/ReduceMax.
+activations, elementwise arithmetic, Softmax, LogSoftmax and the Reduce* family.
 
 Images go NHWC (kernels OIHW -> HWIO); per-channel constants broadcast in NCHW become their NHWC
 counterparts; a Gemm/MatMul reading an NHWC-order flattening permutes its weight rows instead.
@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from cnnc.errors import ShapeError
-from cnnc.frontends.onnx.import_context import (FLAT, NHWC, NHWC_AXIS, PLAIN, converter,
-                                                flat_rows, nhwc_constant)
+from cnnc.frontends.onnx.import_context import (FLAT, NHWC, NHWC_AXIS, PLAIN, TO_NHWC,
+                                                converter, flat_rows, nhwc_constant)
+from cnnc.ops.elementwise import SELU_ALPHA, SELU_GAMMA
 from cnnc.ops.padding import same_pads
 
 #: the largest float32: stands for an infinite Clip bound (generated kernels need finite literals)
@@ -124,30 +125,54 @@ def global_pool(ctx, a):
     ctx.define(ctx.node.output[0], ctx.add(op, [ctx.nhwc(x)], {"keepdims": True}), NHWC)
 
 
-@converter("ReduceMean", "ReduceMax", attrs=("axes", "keepdims", "noop_with_empty_axes"))
-def reduce_spatial(ctx, a):
+REDUCE = {"ReduceMean": "mean", "ReduceMax": "max", "ReduceMin": "min", "ReduceSum": "sum",
+          "ReduceSumSquare": "sum_square", "ReduceL1": "l1", "ReduceL2": "l2",
+          "ReduceLogSumExp": "log_sum_exp"}
+
+
+@converter(*REDUCE, attrs=("axes", "keepdims", "noop_with_empty_axes"))
+def reduce(ctx, a):
     op_type = ctx.node.op_type
+    kind = REDUCE[op_type]
     x = ctx.input(0)
-    # axes moved from an attribute to an input in opset 18
-    axes = ctx.int_vector(1, "axes", required=False) if ctx.opset >= 18 else a.get("axes")
+    # axes moved from an attribute to an input in opset 13 (ReduceSum) and 18 (the others)
+    from_input = ctx.opset >= (13 if op_type == "ReduceSum" else 18)
+    axes = ctx.int_vector(1, "axes", required=False) if from_input else a.get("axes")
     keep = bool(a.get("keepdims", 1))
+    rank = ctx.rank(x)
+    out = ctx.node.output[0]
     if not axes:
         if a.get("noop_with_empty_axes", 0):
-            ctx.alias(ctx.node.output[0], x)
+            ctx.alias(out, x)
             return
-        ctx.unsupported(f"{op_type} over all axes (only over H and W of a 4-D tensor)")
-    rank = ctx.rank(x)
-    norm = sorted(int(ax) % rank for ax in axes)
+        axes = list(range(rank))
+    for ax in axes:
+        if not -rank <= int(ax) < rank:
+            raise ShapeError(f"{ctx.where}: axis {ax} is out of range for rank {rank}")
+    norm = sorted({int(ax) % rank for ax in axes})
+    if len(norm) != len(axes):
+        raise ShapeError(f"{ctx.where}: axes {list(axes)} repeat an axis")
+    attrs = {"kind": kind, "keepdims": keep}
     if x.is_const:
-        fn = np.mean if op_type == "ReduceMean" else np.max
-        ctx.define(ctx.node.output[0], const=fn(x.const, axis=tuple(norm), keepdims=keep))
+        from cnnc.ops.registry import get_op
+        arr = np.asarray(x.const, np.float64)
+        y = get_op("reduce").evaluate([arr], {**attrs, "axes": tuple(norm)})
+        ctx.define(out, const=np.asarray(y).astype(x.const.dtype if x.const.dtype.kind == "f"
+                                                   else np.float64))
         return
-    if rank != 4 or norm != [2, 3]:
-        ctx.unsupported(f"{op_type} over axes {list(axes)} of a rank-{rank} tensor (only over "
-                        f"H and W, axes [2, 3], of a 4-D tensor)")
-    op = "global_avg_pool" if op_type == "ReduceMean" else "global_max_pool"
-    y = ctx.add(op, [ctx.nhwc(x)], {"keepdims": keep})
-    ctx.define(ctx.node.output[0], y, NHWC if keep else PLAIN)
+    if rank == 4 and norm == [2, 3] and kind in ("mean", "max"):  # the global pools
+        op = "global_avg_pool" if kind == "mean" else "global_max_pool"
+        y = ctx.add(op, [ctx.nhwc(x)], {"keepdims": keep})
+        ctx.define(out, y, NHWC if keep else PLAIN)
+        return
+    if ctx.is_nhwc(x):
+        ir_axes = sorted(NHWC_AXIS[ax] for ax in norm)
+        left = [TO_NHWC[k] for k in range(4) if k not in ir_axes]  # ONNX axes, in IR order
+        if keep or left == sorted(left):
+            y = ctx.add("reduce", [x.value], {**attrs, "axes": tuple(ir_axes)})
+            ctx.define(out, y, NHWC if keep else PLAIN)
+            return
+    ctx.define(out, ctx.add("reduce", [ctx.plain(x)], {**attrs, "axes": tuple(norm)}), PLAIN)
 
 
 @converter("BatchNormalization", attrs=("epsilon", "momentum", "spatial", "training_mode"))
@@ -169,8 +194,32 @@ def batch_norm(ctx, a):
         ctx.define(ctx.node.output[0], y, PLAIN)
 
 
+@converter("LRN", attrs=("alpha", "beta", "bias", "size"))
+def lrn(ctx, a):
+    if "size" not in a:
+        raise ShapeError(f"{ctx.where}: the size attribute is required")
+    x = ctx.input(0)
+    if ctx.rank(x) != 4:
+        ctx.unsupported(f"LRN of a rank-{ctx.rank(x)} input (only 4-D N,C,H,W)")
+    y = ctx.add("lrn", [ctx.nhwc(x)], {"size": a["size"], "alpha": a.get("alpha", 1e-4),
+                                        "beta": a.get("beta", 0.75), "bias": a.get("bias", 1.0)})
+    ctx.define(ctx.node.output[0], y, NHWC)
+
+
 # ---- activations ---------------------------------------------------------------------------
-UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hard_swish"}
+UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hard_swish",
+         "Erf": "erf", "Softplus": "softplus", "Softsign": "softsign", "Mish": "mish",
+         "Sqrt": "sqrt", "Exp": "exp", "Log": "log", "Neg": "neg", "Abs": "abs",
+         "Reciprocal": "reciprocal"}
+#: ONNX op -> (cnnc op, {ONNX attribute: (cnnc attribute, ONNX default)})
+UNARY_ATTRS = {
+    "Elu": ("elu", {"alpha": ("alpha", 1.0)}),
+    "Selu": ("selu", {"alpha": ("alpha", SELU_ALPHA), "gamma": ("gamma", SELU_GAMMA)}),
+    "Celu": ("celu", {"alpha": ("alpha", 1.0)}),
+    "ThresholdedRelu": ("thresholded_relu", {"alpha": ("alpha", 1.0)}),
+    "Shrink": ("shrink", {"bias": ("bias", 0.0), "lambd": ("lambd", 0.5)}),
+    "Swish": ("swish", {"alpha": ("alpha", 1.0)}),
+}
 
 
 def _unary(ctx, op, attrs=None):
@@ -185,6 +234,38 @@ def _unary(ctx, op, attrs=None):
 @converter(*UNARY)
 def unary(ctx, a):
     _unary(ctx, UNARY[ctx.node.op_type])
+
+
+def _unary_attrs(ctx, a):
+    op, spec = UNARY_ATTRS[ctx.node.op_type]
+    _unary(ctx, op, {name: float(a.get(k, default)) for k, (name, default) in spec.items()})
+
+
+for _onnx_op, (_, _spec) in UNARY_ATTRS.items():
+    converter(_onnx_op, attrs=tuple(_spec))(_unary_attrs)
+
+
+@converter("Gelu", attrs=("approximate",))
+def gelu(ctx, a):
+    approx = a.get("approximate", "none")
+    if approx not in ("none", "tanh"):
+        ctx.unsupported(f"approximate={approx!r} (only 'none' and 'tanh')")
+    _unary(ctx, "gelu" if approx == "none" else "gelu_tanh")
+
+
+@converter("Pow")
+def pow_(ctx, a):
+    x = ctx.input(0)
+    e = ctx.const_input(1, "the exponent Y")
+    if x.is_const:
+        with np.errstate(all="ignore"):
+            ctx.define(ctx.node.output[0], const=np.power(x.const, e).astype(x.const.dtype))
+        return
+    if np.asarray(e).size == 1 and ctx.rank(ctx.input(1)) <= ctx.rank(x):
+        _unary(ctx, "pow_scalar", {"exponent": float(np.ravel(e)[0])})
+    else:  # an exponent per element (a float constant, like the base)
+        emit_binary(ctx, "pow", x, ctx.define(f"{ctx.node.output[0]}/exponent",
+                                              const=np.asarray(e, np.float32)))
 
 
 @converter("LeakyRelu", attrs=("alpha",))
@@ -224,8 +305,9 @@ def clip(ctx, a):
                              "max": float(np.clip(hi, -F32_MAX, F32_MAX))})
 
 
-@converter("Softmax", attrs=("axis",))
+@converter("Softmax", "LogSoftmax", attrs=("axis",))
 def softmax(ctx, a):
+    op = "softmax" if ctx.node.op_type == "Softmax" else "log_softmax"
     x = ctx.input(0)
     shape = ctx.onnx_shape(x)
     rank = len(shape)
@@ -236,15 +318,15 @@ def softmax(ctx, a):
     out = ctx.node.output[0]
     if ctx.opset >= 13 or axis == rank - 1:
         if ctx.is_nhwc(x):
-            ctx.define(out, ctx.add("softmax", [x.value], {"axis": NHWC_AXIS[axis]}), NHWC)
+            ctx.define(out, ctx.add(op, [x.value], {"axis": NHWC_AXIS[axis]}), NHWC)
         else:
-            ctx.define(out, ctx.add("softmax", [ctx.plain(x)], {"axis": axis}), PLAIN)
+            ctx.define(out, ctx.add(op, [ctx.plain(x)], {"axis": axis}), PLAIN)
         return
     # before opset 13: one softmax over the trailing dims flattened from ``axis`` on
     if any(isinstance(d, str) for d in shape[1:]):
         ctx.unsupported(f"opset-{ctx.opset} Softmax over symbolic dims {shape}")
     flat = ctx.add("flatten", [ctx.plain(x)], {"axis": axis})
-    s = ctx.add("softmax", [flat], {"axis": -1})
+    s = ctx.add(op, [flat], {"axis": -1})
     target = [-1 if isinstance(shape[0], str) else shape[0], *shape[1:]]
     ctx.define(out, ctx.add("reshape", [s], {"shape": target}), PLAIN)
 
@@ -266,23 +348,71 @@ def fold_binary(ctx, op, a, b):
     return np.asarray(fn(a, b)).astype(np.result_type(a, b), copy=False)
 
 
-@converter(*BINARY)
-def binary(ctx, a):
-    op = BINARY[ctx.node.op_type]
-    ta, tb = ctx.input(0), ctx.input(1)
-    out = ctx.node.output[0]
-    if ta.is_const and tb.is_const:
-        ctx.define(out, const=fold_binary(ctx, op, ta.const, tb.const))
-        return
+def emit_binary(ctx, op, ta, tb, out=None):
+    """``op(ta, tb)`` with NumPy broadcasting, kept NHWC when a 4-D operand is; defined as
+    ``out`` (the node's first output by default) and returned."""
+    out = ctx.node.output[0] if out is None else out
     rank = max(ctx.rank(ta), ctx.rank(tb))
     operands = (ta, tb)
     if rank == 4 and any(ctx.is_nhwc(t) for t in operands) and all(
             t.is_const or ctx.rank(t) == 4 for t in operands):
         vals = [ctx.constant(nhwc_constant(np.asarray(t.const), 4)) if t.is_const
                 else ctx.nhwc(t) for t in operands]
-        ctx.define(out, ctx.add(op, vals), NHWC)
-    else:
-        ctx.define(out, ctx.add(op, [ctx.plain(t) for t in operands]), PLAIN)
+        return ctx.define(out, ctx.add(op, vals), NHWC)
+    return ctx.define(out, ctx.add(op, [ctx.plain(t) for t in operands]), PLAIN)
+
+
+@converter(*BINARY)
+def binary(ctx, a):
+    op = BINARY[ctx.node.op_type]
+    ta, tb = ctx.input(0), ctx.input(1)
+    if ta.is_const and tb.is_const:
+        ctx.define(ctx.node.output[0], const=fold_binary(ctx, op, ta.const, tb.const))
+        return
+    emit_binary(ctx, op, ta, tb)
+
+
+@converter("PRelu")
+def prelu(ctx, a):
+    x, slope = ctx.input(0), ctx.input(1)
+    if ctx.rank(slope) > ctx.rank(x):
+        raise ShapeError(f"{ctx.where}: slope of shape {ctx.onnx_shape(slope)} does not "
+                         f"broadcast to X of shape {ctx.onnx_shape(x)}")
+    emit_binary(ctx, "prelu", x, slope)
+
+
+VARIADIC = {"Sum": "add", "Max": "maximum", "Min": "minimum", "Mean": "add"}
+_FOLD = {"add": np.add, "maximum": np.maximum, "minimum": np.minimum}
+
+
+@converter(*VARIADIC)
+def variadic(ctx, a):
+    """Sum, Max, Min, Mean of any number of operands (NumPy broadcasting): a chain of
+    binary ops, Mean scaled by 1/n at the end."""
+    op_type = ctx.node.op_type
+    op = VARIADIC[op_type]
+    ts = [ctx.input(i) for i in range(len(ctx.node.input))]
+    if not ts:
+        raise ShapeError(f"{ctx.where}: {op_type} needs at least one input")
+    out = ctx.node.output[0]
+    if all(t.is_const for t in ts):
+        acc = ts[0].const
+        for t in ts[1:]:
+            acc = _FOLD[op](acc, t.const)
+        if op_type == "Mean":
+            acc = acc / len(ts)
+        ctx.define(out, const=np.asarray(acc))
+        return
+    acc = ts[0]
+    for k, t in enumerate(ts[1:]):
+        acc = emit_binary(ctx, op, acc, t, f"{out}/{k}")
+    if op_type == "Mean" and len(ts) > 1:
+        acc = emit_binary(ctx, "mul", acc, ctx.define(f"{out}/scale",
+                                                      const=np.float32(1.0 / len(ts))), out)
+    if len(ts) == 1:
+        v = acc.value if ctx.is_nhwc(acc) else ctx.plain(acc)
+        acc = ctx.define(out, ctx.add("identity", [v]), NHWC if ctx.is_nhwc(acc) else PLAIN)
+    ctx.alias(out, acc)
 
 
 # ---- Gemm, MatMul ----------------------------------------------------------------------------

@@ -1,5 +1,7 @@
-"""ONNX -> IR converters for data movement and constants: Constant, Shape, Gather, Slice,
-Unsqueeze, Squeeze, Concat, Flatten, Reshape, Transpose, Pad, Cast, Identity, Dropout.
+"""ONNX -> IR converters for data movement and constants: Constant, ConstantOfShape, Shape,
+Gather, Slice,
+Unsqueeze, Squeeze, Concat, Flatten, Reshape, Transpose, Pad, Cast, CastLike, Identity,
+Dropout.
 
 Shape arithmetic folds at import time: ``Shape`` of a tensor is a constant vector whose batch
 entry is the symbol ``"N"`` when the batch is dynamic, so the ``Shape -> Gather -> Unsqueeze ->
@@ -67,6 +69,17 @@ def constant(ctx, a):
     else:
         ctx.unsupported(f"Constant with attribute(s) {sorted(a)} (sparse or string values)")
     ctx.define(_out(ctx), const=np.asarray(arr))
+
+
+@converter("ConstantOfShape", attrs=("value",))
+def constant_of_shape(ctx, a):
+    dims = ctx.int_vector(0, "the shape")
+    if any(d < 0 for d in dims):
+        raise ShapeError(f"{ctx.where}: negative dims in the shape {dims}")
+    value = np.asarray(a.get("value", np.zeros(1, np.float32)))
+    if value.size != 1:
+        raise ShapeError(f"{ctx.where}: value must hold one element, got shape {value.shape}")
+    ctx.define(_out(ctx), const=np.full(dims, value.reshape(()), dtype=value.dtype))
 
 
 @converter("Shape", attrs=("start", "end"))
@@ -312,6 +325,23 @@ def cast(ctx, a):
         ctx.alias(_out(ctx), t)  # every computed tensor is already float
     else:
         ctx.unsupported(f"Cast of a computed tensor to element type {to} (only to float)")
+
+
+@converter("CastLike", attrs=("saturate", "round_mode"))
+def cast_like(ctx, a):
+    """Cast to the element type of input 1: a constant takes its dtype (a computed tensor is
+    always float); a computed input cast to a float type stays what it is."""
+    t, like = ctx.input(0), ctx.input(1)
+    dtype = like.const.dtype if like.is_const else np.dtype(np.float32)
+    if t.is_const:
+        if _symbolic(t.const) and dtype.kind in "iu":
+            ctx.define(_out(ctx), const=t.const)
+        else:
+            ctx.define(_out(ctx), const=t.const.astype(dtype))
+    elif dtype.kind == "f":
+        ctx.alias(_out(ctx), t)
+    else:
+        ctx.unsupported(f"CastLike of a computed tensor to {dtype} (only to float)")
 
 
 @converter("Identity")

@@ -86,6 +86,61 @@ def test_activations_after_conv(op, attrs):
     check(g, rnd(rng, 3, 9, 8, 3, scale=4))
 
 
+MATH = [("erf", {}), ("gelu", {}), ("gelu_tanh", {}), ("elu", {"alpha": 0.6}),
+        ("selu", {"alpha": 1.5, "gamma": 1.1}), ("celu", {"alpha": 1.3}), ("softplus", {}),
+        ("softsign", {}), ("mish", {}), ("swish", {"alpha": 1.4}),
+        ("thresholded_relu", {"alpha": 0.3}), ("shrink", {"bias": 0.1, "lambd": 0.3}),
+        ("exp", {}), ("neg", {}), ("abs", {}), ("sqrt", {}), ("log", {}), ("reciprocal", {}),
+        ("pow_scalar", {"exponent": 1.5}), ("pow_scalar", {"exponent": 3.0})]
+POSITIVE = {"sqrt", "log", "reciprocal", "pow_scalar"}
+
+
+@pytest.mark.parametrize("op,attrs", MATH)
+def test_math_activations_after_conv(op, attrs):
+    rng = np.random.default_rng(4)
+    g, x = new_graph()
+    y = g.add("conv2d", [x, g.constant(rnd(rng, 3, 3, 3, 4))], {"padding": "same"})
+    if op in POSITIVE:
+        y = g.add("add", [g.add("abs", [y]), g.constant(np.float32(0.5))])
+        x = g.add("add", [g.add("abs", [x]), g.constant(np.float32(0.5))])
+    g.set_outputs(g.add(op, [y], attrs), g.add(op, [x], attrs))
+    check(g, rnd(rng, 3, 9, 8, 3, scale=2))
+
+
+@pytest.mark.parametrize("op", ["maximum", "minimum", "prelu", "pow"])
+def test_binary_math_after_conv(op):
+    rng = np.random.default_rng(5)
+    g, x = new_graph()
+    y = g.add("conv2d", [x, g.constant(rnd(rng, 3, 3, 3, 4))], {"padding": "same"})
+    if op == "pow":
+        y = g.add("abs", [y])
+    c = g.constant(np.abs(rnd(rng, 4)) + 0.5)
+    z = g.add(op, [y, c])
+    g.set_outputs(z, g.add("log_softmax", [z], {"axis": -1}), g.add("log_softmax", [z],
+                                                                    {"axis": 1}))
+    check(g, rnd(rng, 3, 9, 8, 3))
+
+
+@pytest.mark.parametrize("kind", ["sum", "mean", "max", "min", "sum_square", "l1", "l2",
+                                  "log_sum_exp"])
+def test_reductions_after_conv(kind):
+    rng = np.random.default_rng(7)
+    g, x = new_graph()
+    y = g.add("conv2d", [x, g.constant(rnd(rng, 3, 3, 3, 4))], {"padding": "same"})
+    outs = [g.add("reduce", [y], {"kind": kind, "axes": axes, "keepdims": keep})
+            for axes, keep in (((1, 2), True), ((3,), False), ((1,), False), ((-1, 0), True))]
+    g.set_outputs(*outs)
+    check(g, rnd(rng, 2, 9, 8, 3))
+
+
+def test_lrn_after_conv():
+    rng = np.random.default_rng(6)
+    g, x = new_graph()
+    y = g.add("conv2d", [x, g.constant(rnd(rng, 3, 3, 3, 7))], {"padding": "same"})
+    g.set_outputs(g.add("lrn", [y], {"size": 5, "alpha": 0.1, "beta": 0.75, "bias": 2.0}))
+    check(g, rnd(rng, 2, 9, 8, 3))
+
+
 @pytest.mark.parametrize("kind", ["max_pool2d", "avg_pool2d", "avg_cip"])
 @pytest.mark.parametrize("size,strides,padding,ceil", [
     (2, 2, "valid", False), (3, 2, "same", False), (2, 2, "same", False),

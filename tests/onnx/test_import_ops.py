@@ -9,6 +9,9 @@ import pytest
 
 from onnx_build import check, inputs_for, model, node, ops, rand
 
+import cnnc
+from cnnc.frontends.onnx.importer import load_onnx
+
 from onnx import TensorProto, helper  # noqa: E402  (onnx_build skipped the module without it)
 
 RNG = np.random.default_rng(1234)
@@ -35,6 +38,22 @@ def unary(op, opset=17, extra=(), inits=None, batch="N", **attrs):
     nodes = [node("Conv", ["x", "w", "b"], "c", pads=[1, 0, 1, 1]),
              node(op, ["c", *extra], "y", **attrs)]
     return model(nodes, [("x", (batch, 3, 7, 9))], ["y"], ins, opset=opset)
+
+
+def _after_abs(op, extra=(), inits=None, **attrs):
+    """Conv -> Abs -> op (sqrt, log, a fractional power: on non-negative values)."""
+    ins = {"w": _x(4, 3, 3, 2), "b": _x(4), **(inits or {})}
+    nodes = [node("Conv", ["x", "w", "b"], "c", pads=[1, 0, 1, 1]), node("Abs", ["c"], "a"),
+             node(op, ["a", *extra], "y", **attrs)]
+    return model(nodes, [("x", ("N", 3, 7, 9))], ["y"], ins)
+
+
+def _variadic(op):
+    """op(conv, relu(conv), a per-channel constant)."""
+    nodes = [node("Conv", ["x", "w", "b"], "c", pads=[1, 0, 1, 1]), node("Relu", ["c"], "r"),
+             node(op, ["c", "r", "k"], "y")]
+    return model(nodes, [("x", ("N", 3, 7, 9))], ["y"], {"w": _x(4, 3, 3, 2), "b": _x(4),
+                                                          "k": _x(4, 1, 1)})
 
 
 CASES = {
@@ -66,6 +85,44 @@ CASES = {
     "softmax_axis1_opset13": lambda: unary("Softmax", axis=1),
     "softmax_axis1_opset11": lambda: unary("Softmax", opset=11, axis=1),
     "softmax_last_opset11": lambda: unary("Softmax", opset=11, axis=-1),
+    "erf": lambda: unary("Erf"),
+    "gelu_opset20": lambda: unary("Gelu", opset=20),
+    "gelu_tanh_opset20": lambda: unary("Gelu", opset=20, approximate="tanh"),
+    "elu": lambda: unary("Elu", alpha=0.7),
+    "selu": lambda: unary("Selu"),
+    "selu_attrs": lambda: unary("Selu", alpha=1.2, gamma=0.9),
+    "celu": lambda: unary("Celu", opset=12, alpha=1.5),
+    "softplus": lambda: unary("Softplus"),
+    "softsign": lambda: unary("Softsign"),
+    "mish_opset18": lambda: unary("Mish", opset=18),
+    "thresholded_relu": lambda: unary("ThresholdedRelu", alpha=0.4),
+    "shrink": lambda: unary("Shrink", bias=0.2, lambd=0.5),
+    "exp": lambda: unary("Exp"),
+    "neg": lambda: unary("Neg"),
+    "abs": lambda: unary("Abs"),
+    "sqrt_of_abs": lambda: _after_abs("Sqrt"),
+    "log_of_abs": lambda: _after_abs("Log"),
+    "reciprocal_of_abs": lambda: _after_abs("Reciprocal"),
+    "pow_scalar": lambda: unary("Pow", extra=("e",), inits={"e": np.float32(2.0)}),
+    "pow_scalar_fraction": lambda: _after_abs("Pow", extra=("e",), inits={"e": np.float32(1.5)}),
+    "pow_per_channel": lambda: _after_abs("Pow", extra=("e",),
+                                          inits={"e": np.abs(_x(4, 1, 1)) + 0.5}),
+    "prelu_per_channel": lambda: unary("PRelu", extra=("s",), inits={"s": _x(4, 1, 1)}),
+    "prelu_scalar": lambda: unary("PRelu", extra=("s",), inits={"s": np.float32([0.3])}),
+    "sum3": lambda: _variadic("Sum"),
+    "max3": lambda: _variadic("Max"),
+    "min3": lambda: _variadic("Min"),
+    "mean3": lambda: _variadic("Mean"),
+    "max1": lambda: unary("Max"),
+    "log_softmax_axis1_opset13": lambda: unary("LogSoftmax", axis=1),
+    "log_softmax_opset11": lambda: unary("LogSoftmax", opset=11, axis=1),
+    "lrn": lambda: unary("LRN", size=3, alpha=1e-2, beta=0.75, bias=1.5),
+    "constant_of_shape_bias": lambda: model(
+        [node("ConstantOfShape", ["s"], "k", value=helper.make_tensor("v", TensorProto.FLOAT,
+                                                                      [1], [0.25])),
+         node("Conv", ["x", "w", "k"], "y")],
+        [("x", ("N", 3, 7, 9))], ["y"], {"w": _x(4, 3, 3, 2), "s": np.array([4], np.int64)},
+        opset=9),
     "identity": lambda: unary("Identity"),
     "dropout": lambda: unary("Dropout"),
     # pooling, normalisation
@@ -76,6 +133,15 @@ CASES = {
                                       pads=[1, 1, 1, 1], count_include_pad=1),
     "global_avg_pool": lambda: unary("GlobalAveragePool"),
     "global_max_pool": lambda: unary("GlobalMaxPool"),
+    "reduce_sum_channels_opset13": lambda: unary("ReduceSum", extra=("ax",), opset=13,
+                                                 inits={"ax": np.array([1], np.int64)}),
+    "reduce_max_h_drop": lambda: unary("ReduceMax", opset=13, axes=[2], keepdims=0),
+    "reduce_min_cw": lambda: unary("ReduceMin", opset=13, axes=[1, 3]),
+    "reduce_l2_all": lambda: unary("ReduceL2", opset=13, keepdims=0),
+    "reduce_l1_hw_opset18": lambda: unary("ReduceL1", opset=18, extra=("ax",),
+                                          inits={"ax": np.array([-1, 2], np.int64)}),
+    "reduce_sum_square_w": lambda: unary("ReduceSumSquare", opset=13, axes=[3], keepdims=0),
+    "reduce_log_sum_exp_c": lambda: unary("ReduceLogSumExp", opset=13, axes=[1]),
     "reduce_mean_keep": lambda: unary("ReduceMean", opset=13, axes=[2, 3]),
     "reduce_mean_drop": lambda: unary("ReduceMean", opset=13, axes=[-1, -2], keepdims=0),
     "reduce_mean_opset18": lambda: unary("ReduceMean", opset=18, extra=("ax",), keepdims=0,
@@ -104,6 +170,21 @@ CASES = {
 def test_operator_matches_onnxruntime(case):
     proto = CASES[case]()
     check(proto, *inputs_for(proto, RNG, batch=3))
+
+
+def test_lrn_even_size_follows_the_spec_window():
+    # ONNX Runtime refuses an even size (and onnx.reference's LRN loops over the batch, not the
+    # channels), so the expected value is the spec's formula written out: channel c sums the
+    # squares of channels c - floor((size - 1) / 2) .. c + ceil((size - 1) / 2)
+    x = _x(2, 5, 3, 4)
+    proto = model([node("LRN", ["x"], "y", size=4, alpha=0.3, beta=0.6, bias=1.2)],
+                  [("x", ("N", 5, 3, 4))], ["y"])
+    want = np.empty_like(x, dtype=np.float64)
+    for c in range(5):
+        window = x[:, max(0, c - 1):min(5, c + 3)].astype(np.float64)
+        want[:, c] = x[:, c] / (1.2 + 0.3 / 4 * (window ** 2).sum(axis=1)) ** 0.6
+    from onnx_build import assert_close
+    assert_close(cnnc.compile(load_onnx(proto), target="numpy")(x), want, what="lrn size 4")
 
 
 # ---- binary arithmetic with broadcasting -------------------------------------------------------

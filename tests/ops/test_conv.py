@@ -135,8 +135,9 @@ def test_epilogue_step_validation():
     assert step("hard_sigmoid", 0.25) == ("hard_sigmoid", 0.25, 0.5)
     with pytest.raises(ConfigError, match="clip"):
         step("clip", 0)
-    with pytest.raises(ConfigError, match="swish"):
-        step("swish")
+    with pytest.raises(ConfigError, match="no_such_step"):
+        step("no_such_step")
+    assert step("swish") == ("swish", 1.0)
     with pytest.raises(ConfigError, match="leaky_relu"):
         step("leaky_relu", 0.1, 0.2)
 
