@@ -94,6 +94,8 @@ class _Lowerer:
         # writeable too: Numba types a read-only array differently, and the kernels are
         # compiled ahead for writeable ones (a read-only weight cost a second compile)
         arr = np.require(array, np.float32, ["C", "W"])
+        if arr.ndim == 0:  # rank 0 means an int64 scalar in a kernel signature
+            arr = arr.reshape(1)
         key = id(array)
         if key not in self.const_args:
             self._keep.append(array)
