@@ -94,7 +94,7 @@ class _Lowerer:
         # writeable too: Numba types a read-only array differently, and the kernels are
         # compiled ahead for writeable ones (a read-only weight cost a second compile)
         arr = np.require(array, np.float32, ["C", "W"])
-        if arr.ndim == 0:  # rank 0 means an int64 scalar in a kernel signature
+        if arr.ndim == 0:  # the kernels broadcast a 1-element array like a scalar
             arr = arr.reshape(1)
         key = id(array)
         if key not in self.const_args:
@@ -130,8 +130,8 @@ class _Lowerer:
             self.kernels.append(source.replace("def __KERNEL__(", f"def {name}(", 1))
             if register_tiled:
                 self.register_tiled.add(name)
-        # an integer (np.int64(...)) is a scalar argument: rank 0
-        self.signatures[name] = tuple(0 if a.startswith("np.int64(") else self.ndim[a]
+        # an integer (np.int64(...)) is a scalar argument, marked -1 (0 is a 0-d array)
+        self.signatures[name] = tuple(-1 if a.startswith("np.int64(") else self.ndim[a]
                                       for a in args)
         self.kernel_names.append(name)
         self.kernel_nodes.append(node)

@@ -244,7 +244,7 @@ def compile_kernel(module, name: str, ndims) -> None:
 
 def kernel_signature(ndims):
     from numba import types
-    return tuple(types.Array(types.float32, nd, "C") if nd else types.int64 for nd in ndims)
+    return tuple(types.Array(types.float32, nd, "C") if nd >= 0 else types.int64 for nd in ndims)
 
 
 def is_cached(source: str) -> bool:

@@ -56,3 +56,15 @@ def test_reductions_match_the_float64_reference(compiled, scale, data):
         if name.startswith("log_sum_exp"):
             bound = 1e-4 * np.maximum(np.abs(r), 1.0)
         assert (np.abs(y - r) <= bound).all(), f"{name}: {y} vs {r}"
+
+
+def test_a_reduction_to_a_scalar_compiles_for_a_0d_array_in_this_process(compiled):
+    """Rank 0 in a kernel signature is a 0-d float32 array, not an integer argument (which
+    is -1): a worker process that mistyped it used to fail quietly, leaving the kernel to
+    be compiled on its first call, or to fail outright when it fell to this process."""
+    from cnnc.backends.numba_cpu.runtime import compile_kernel
+    model = compiled[3]
+    zero_d = {k: s for k, s in model.lowered.signatures.items() if 0 in s}
+    assert zero_d, "the graph has reductions over every axis"
+    for k, sig in zero_d.items():
+        compile_kernel(model.module, k, sig)
