@@ -14,11 +14,9 @@ import contextlib
 import dataclasses
 import fcntl
 import statistics
-import time
 
-import numpy as np
 
-from cnnc.backends.numba_cpu import convgen, target
+from cnnc.backends.numba_cpu import convgen, target, tune
 from benchmarks import machine
 
 S = convgen.ConvSpec
@@ -37,7 +35,6 @@ SHAPES = {
     "vgg-3x3-224-3": S(224, 224, 3, 3, 3, 64, (1, 1), (1, 1, 1, 1)),
     "vgg-3x3-112-128": S(112, 112, 64, 3, 3, 128, (1, 1), (1, 1, 1, 1)),
 }
-HEADER = "import math\nimport numpy as np\nfrom numba import njit, prange\n"
 
 
 @contextlib.contextmanager
@@ -53,45 +50,6 @@ def _lock(mode):
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def build(spec, pl, loop_vectorize=None):
-    """(kernel, args) of the blocked conv of ``spec`` with plan ``pl``, compiled as cnnc
-    compiles it (with the loop vectorizer if ``pl.loop_vectorize``) unless
-    ``loop_vectorize`` says otherwise."""
-    from numba import njit
-    from cnnc.backends.numba_cpu.lower import HEADER as MODULE_HEADER
-    from cnnc.backends.numba_cpu.runtime import loop_vectorizer
-    ns: dict = {}
-    exec(MODULE_HEADER.format(name="tiles", n_kernels=1) + HEADER, ns)
-    exec(convgen.generate(spec, "kernel", pl), ns)
-    fn = njit(parallel=True,
-              fastmath=ns["FASTMATH"], error_model="numpy")(ns["kernel"])
-    rng = np.random.default_rng(0)
-    w = rng.standard_normal((spec.kh, spec.kw, spec.cin // spec.groups, spec.cout), np.float32)
-    oh, ow = spec.out_hw
-    if padded := convgen.padded_shape(spec, pl):
-        x = rng.standard_normal((1, *padded), np.float32)
-    else:
-        x = rng.standard_normal((1, spec.h, spec.w, spec.cin), np.float32)
-    args = [x, convgen.pack_weights(spec, w, pl), np.zeros(spec.cout, np.float32),
-            np.empty((1, oh, ow, spec.cout), np.float32)]
-    with loop_vectorizer(pl.loop_vectorize if loop_vectorize is None else loop_vectorize):
-        fn(*args)
-    return fn, args
-
-
-def time_calls(fn, args, seconds):
-    fn(*args)
-    t0 = time.perf_counter()
-    fn(*args)
-    once = max(time.perf_counter() - t0, 1e-6)
-    times = []
-    for _ in range(max(5, int(seconds / once))):
-        t0 = time.perf_counter()
-        fn(*args)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main(argv=None) -> int:
@@ -123,16 +81,17 @@ def main(argv=None) -> int:
                 if pl.strategy != "blocked":
                     continue
                 label = f"{pl.p}x{pl.cb}" + (f" ({t})" if t in ("default", "before") else "")
-                cands[(name, label)] = build(spec, pl)
+                cands[(name, label)] = tune.build(spec, pl)
                 if args.loop_vectorize:
-                    cands[(name, label + " LV")] = build(spec, pl, True)
+                    lv = dataclasses.replace(pl, loop_vectorize=True)
+                    cands[(name, label + " LV")] = tune.build(spec, lv)
     res: dict = {k: [] for k in cands}
     with _lock(fcntl.LOCK_EX):
         peak = machine.gemm_peak(2048, 5)
         print(f"NumPy float32 GEMM peak (2048^2, median of 5): {peak:.1f} GFLOP/s")
         for _ in range(args.rounds):
-            for k, (fn, a) in cands.items():
-                res[k].append(time_calls(fn, a, args.seconds))
+            for k, run in cands.items():
+                res[k].append(tune.median_seconds(run, args.seconds))
         peak2 = machine.gemm_peak(2048, 5)
     print(f"GEMM peak again at the end: {peak2:.1f} GFLOP/s")
     for (name, label), ts in res.items():

@@ -1,4 +1,5 @@
-"""The ``cnnc`` command line: demo, compile, run, bench, profile, viz, explain, debug, models.
+"""The ``cnnc`` command line: demo, compile, run, bench, profile, tune, viz, explain, debug,
+models.
 
 A MODEL is a zoo name (``cnnc models``) or a path to an ``.onnx`` file, everywhere.
 
@@ -192,6 +193,25 @@ def cmd_profile(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from cnnc.backends.numba_cpu import target
+    from cnnc.backends.numba_cpu.tune import tune_graph
+    from cnnc.compile import to_graph
+    from cnnc.passes import optimize
+    if args.budget <= 0:
+        raise ConfigError(f"--budget must be > 0 seconds, got {args.budget}")
+    graph = to_graph(load_model(args.model))
+    optimize(graph, 2)
+    print(f"tuning the conv plans of {graph.name!r} for {target.effective().describe()}",
+          flush=True)
+    done = tune_graph(graph, batch=args.batch, budget=args.budget, force=args.force)
+    print(done.table())
+    print(f"{len(done.results)} tuned, {len(done.cached)} tuned before, "
+          f"{len(done.skipped)} left at the default (budget spent) in {done.seconds:.1f} s; "
+          f"stored in {done.path}")
+    return 0
+
+
 def cmd_viz(args) -> int:
     from cnnc.viz import draw
     result = draw(load_model(args.model), args.out, after_passes=args.after_passes,
@@ -301,6 +321,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--refresh-peak", action="store_true",
                     help="measure the machine's float32 peak again")
     pr.set_defaults(func=cmd_profile)
+
+    t = sub.add_parser("tune", help="time candidate conv plans on this machine; later cpu "
+                                    "compiles here take the fastest")
+    t.add_argument("model", help="zoo name (see `cnnc models`) or .onnx path")
+    t.add_argument("--batch", type=positive_int, default=1, help="batch the plans are timed at")
+    t.add_argument("--budget", type=float, default=120.0,
+                   help="seconds; specs not reached keep the default plan (default 120)")
+    t.add_argument("--force", action="store_true", help="re-time specs tuned before")
+    t.set_defaults(func=cmd_tune)
 
     v = sub.add_parser("viz", help="draw the graph (DOT, SVG/PNG via Graphviz or matplotlib)")
     v.add_argument("model", help="zoo name (see `cnnc models`) or .onnx path")

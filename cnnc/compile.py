@@ -74,22 +74,36 @@ def check_weights_fit(graph: Graph) -> None:
 
 
 def compile(model, target: str = "auto", opt_level: int = 2, print_after=None,
-            verify_each: bool = False, stream=None):
+            verify_each: bool = False, stream=None, tune: bool = False):
     """Compile ``model`` for ``target`` ("auto" | "numpy" | "cpu" | "cuda").
 
     ``print_after`` is None, "all" or a pass name: the IR is printed to ``stream`` (stdout)
-    after those passes. Returns a :class:`~cnnc.backends.base.CompiledModel`."""
+    after those passes. ``tune=True`` (target cpu) first times candidate plans of every conv
+    not yet tuned on this machine and keeps the fastest (as ``cnnc tune`` does; later
+    compiles on this machine take them anyway). Returns a
+    :class:`~cnnc.backends.base.CompiledModel`."""
     from cnnc.passes import optimize
     if opt_level not in (0, 1, 2):
         raise ConfigError(f"opt_level must be 0, 1 or 2, got {opt_level!r}")
     target = resolve_target(target)
+    if tune and target != "cpu":
+        raise ConfigError(f"tune=True tunes the cpu target's conv plans; target is {target!r}")
     if target == "cuda" and not numba_cuda_installed():
         raise UnsupportedError(CUDA_EXTRA)  # before any pass runs
     graph = to_graph(model)
     check_weights_fit(graph)
     report = optimize(graph, opt_level, print_after=print_after, verify_each=verify_each,
                       stream=stream)
+    if tune:
+        from cnnc.backends.numba_cpu.tune import tune_graph
+        tune_graph(graph, batch=static_batch(graph))
     return compile_optimized(graph, report, target)
+
+
+def static_batch(graph: Graph) -> int:
+    """The batch a model runs at when its inputs fix it, else 1."""
+    d = graph.inputs[0].type.shape[0] if graph.inputs and graph.inputs[0].type.shape else 1
+    return d if isinstance(d, int) else 1
 
 
 def compile_optimized(graph: Graph, report, target: str):

@@ -42,6 +42,7 @@ bounds (numpy/OpenBLAS GEMM of the same size: 160-190 GFLOP/s when the machine w
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,14 +129,20 @@ def scratch_elements(spec: ConvSpec, pl: Plan | None = None) -> int:
     return 0
 
 
-def plan(spec: ConvSpec, cpu: Target | None = None) -> Plan:
+def plan(spec: ConvSpec, cpu: Target | None = None, tuned: bool = True,
+         winograd_ok: bool = True) -> Plan:
     """The strategy and register tile of ``spec`` on ``cpu`` (default: the target plans are
-    chosen for, :func:`target.for_plans`)."""
+    chosen for, :func:`target.for_plans`): the one ``cnnc tune`` measured best on this
+    machine if it stored one (``tuned``, see :mod:`tune`), else the rule below."""
     cpu = cpu or target.for_plans()
     g = spec.groups
     if g > 1 and g == spec.cin and spec.cout % spec.cin == 0:
         return Plan("depthwise", cb=0, p=1, merged=False)
-    if winograd.chosen(spec):   # winograd.py: when it pays
+    if tuned:
+        from cnnc.backends.numba_cpu import tune
+        if (pl := tune.lookup(dataclasses.replace(spec, epilogue=()), cpu)) is not None:
+            return pl
+    if winograd_ok and winograd.chosen(spec):   # winograd.py: when it pays
         return Plan("winograd", cb=0, p=1, merged=False)
     pointwise = (spec.kh == spec.kw == 1 and spec.stride == (1, 1)
                  and spec.pads == (0, 0, 0, 0) and g == 1)
