@@ -231,6 +231,26 @@ def transpose(name: str, in_shape, out_shape, perm) -> str:
     return s.text()
 
 
+# Shape-generic copies for concat and pad (any rank <= 4, viewed as rank 4): one kernel per
+# module however many shapes and offsets it copies (DenseNet-121 had 597 distinct concat
+# copies, each compiled on its own); memory bound, so static shapes would buy nothing.
+COPY4 = '''def __KERNEL__(x, out, o0, o1, o2, o3):
+    """out[o0 + a, o1 + b, o2:o2 + w, o3:o3 + c] = x[a, b] for every (a, b)."""
+    n0, n1, n2, n3 = x.shape
+    for t in prange(n0 * n1):
+        a = t // n1
+        b = t % n1
+        out[o0 + a, o1 + b, o2:o2 + n2, o3:o3 + n3] = x[a, b]
+'''
+FILL = '''def __KERNEL__(value, out):
+    """out[...] = value[0]"""
+    of = out.reshape(-1)
+    v = value[0]
+    for i in prange(of.size):
+        of[i] = v
+'''
+
+
 def copy_into(name: str, in_shape, out_shape, offsets, fill: float | None) -> str:
     """Copy ``x`` into ``out`` at per-dim ``offsets`` (pad, concat); fill the rest first."""
     out_strides = _strides(out_shape)

@@ -253,21 +253,47 @@ class _Lowerer:
                             [ins[0], o])
         elif op == "pad":
             offsets = [p[0] for p in a["pads"]]
-            self.add_kernel(node, kernels.copy_into(K, in_shapes[0], out.shape, offsets,
-                                                    a["value"]), [ins[0], o])
+            if len(out.shape) > 4:
+                self.add_kernel(node, kernels.copy_into(K, in_shapes[0], out.shape, offsets,
+                                                        a["value"]), [ins[0], o])
+            else:
+                fill = self.weight(np.array([a["value"]], np.float32))
+                self.add_kernel(node, kernels.FILL, [fill, o])
+                self.copy4(node, node.inputs[0], ins[0], out, o, offsets)
         elif op == "concat":
             axis = a["axis"] % len(out.shape)
             start = 0
             for v, src in zip(node.inputs, ins):
                 offsets = [start if k == axis else 0 for k in range(len(out.shape))]
-                self.add_kernel(node, kernels.copy_into(K, v.shape, out.shape, offsets, None),
-                                [src, o])
+                if len(out.shape) > 4:
+                    self.add_kernel(node, kernels.copy_into(K, v.shape, out.shape, offsets,
+                                                            None), [src, o])
+                else:
+                    self.copy4(node, v, src, out, o, offsets)
                 start += v.shape[axis]
         elif op == "matmul":
             self.add_kernel(node, kernels.matmul(K, in_shapes[0], in_shapes[1], out.shape),
                             ins + [o])
         else:
             raise UnsupportedError(f"{node.describe()}: op {op!r} has no Numba CPU kernel")
+
+    def view4(self, v, name: str) -> str:
+        """A rank-4 view of ``name`` (value ``v``, rank <= 4): leading 1s prepended."""
+        r = len(v.shape)
+        if r == 4:
+            return name
+        view = f"{name}_4d"
+        if view not in self.ndim:
+            shape = self.shape_src((1,) * (4 - r) + tuple(v.shape))
+            self.body.append(f"{view} = {name}.reshape({shape})")
+            self.ndim[view] = 4
+        return view
+
+    def copy4(self, node, v, src: str, out, o: str, offsets) -> None:
+        """Copy value ``v`` (local ``src``) into ``o`` at ``offsets`` with :data:`kernels.COPY4`."""
+        offs = [0] * (4 - len(offsets)) + list(offsets)
+        self.add_kernel(node, kernels.COPY4, [self.view4(v, src), self.view4(out, o)]
+                        + [f"np.int64({k})" for k in offs])
 
     def lower_conv(self, node, ins, o) -> None:
         w = node.inputs[1]
