@@ -61,31 +61,47 @@ def _operand_index(idx: list[str], out_shape, shape) -> str:
 
 
 def elementwise(name: str, out_shape, operands: list[tuple], body: list[str]) -> str:
-    """A flat parallel loop computing ``v`` from scalars ``x0, x1, ...`` by ``body`` lines.
+    """A parallel loop computing ``v`` from scalars ``x0, x1, ...`` by ``body`` lines.
 
     ``operands`` are the operand shapes; same-shape operands are read by flat index,
-    per-channel vectors by ``i % C``, anything else through broadcast index arithmetic."""
+    per-channel vectors by channel in a (pixel, channel) loop nest whose sizes come from the
+    arrays (so one kernel serves every shape, e.g. each BatchNorm of a DenseNet), anything
+    else through broadcast index arithmetic."""
     args = [f"a{k}" for k in range(len(operands))]
     s = Src()(0, f"def {name}({', '.join(args + ['out'])}):")
-    s(1, "of = out.reshape(-1)")
-    general = False
-    reads = []
-    for k, shape in enumerate(operands):
+    kinds = []
+    for shape in operands:
         if tuple(shape) == tuple(out_shape):
-            s(1, f"a{k}f = a{k}.reshape(-1)")
-            reads.append(f"x{k} = a{k}f[i]")
+            kinds.append("same")
         elif len(shape) == 1 and shape[0] == out_shape[-1]:
-            reads.append(f"x{k} = a{k}[i % {shape[0]}]")
+            kinds.append("channel")
         elif int(np.prod([d for d in shape if isinstance(d, int)])) == 1 and \
                 all(isinstance(d, int) for d in shape):
-            s(1, f"a{k}f = a{k}.reshape(-1)")
-            reads.append(f"x{k} = a{k}f[0]")
+            kinds.append("scalar")
         else:
-            general = True
-            s(1, f"a{k}f = a{k}.reshape(-1)")
-            reads.append((k, shape))
+            kinds.append("general")
+    if "channel" in kinds and "general" not in kinds:
+        s(1, "n_ch = out.shape[-1]", "of = out.reshape(-1, n_ch)")
+        reads = []
+        for k, kind in enumerate(kinds):
+            if kind == "same":
+                s(1, f"a{k}f = a{k}.reshape(-1, n_ch)")
+                reads.append(f"x{k} = a{k}f[r, c]")
+            elif kind == "channel":
+                reads.append(f"x{k} = a{k}[c]")
+            else:
+                s(1, f"x{k} = a{k}.reshape(-1)[0]")
+        s(1, "for r in prange(of.shape[0]):", "    for c in range(n_ch):")
+        s(3, *reads, *body, "of[r, c] = v")
+        return s.text()
+    s(1, "of = out.reshape(-1)")
+    reads = []
+    for k, (shape, kind) in enumerate(zip(operands, kinds)):
+        s(1, f"a{k}f = a{k}.reshape(-1)")
+        reads.append(f"x{k} = a{k}f[0]" if kind == "scalar" else
+                     f"x{k} = a{k}f[i]" if kind == "same" else (k, shape))
     s(1, "for i in prange(of.size):")
-    if general:
+    if "general" in kinds:
         idx = _unravel(s, 2, "i", ["out.shape[0]" if not isinstance(d, int) else d
                                    for d in out_shape])
         reads = [r if isinstance(r, str) else

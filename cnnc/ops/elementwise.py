@@ -24,6 +24,10 @@ def _sigmoid(y):
 SELU_ALPHA, SELU_GAMMA = 1.67326319217681884765625, 1.05070102214813232421875
 
 
+def _f32(a: float) -> float:
+    return float(np.float32(a))
+
+
 def _quiet(fn, *args):
     """``fn(*args)`` where a NaN, an infinity or a division by zero is a result, not a
     warning (log(0) = -inf, sqrt(-1) = nan, 1/0 = inf)."""
@@ -73,9 +77,12 @@ ACTIVATIONS = {
     "softsign": (lambda y: y / (1 + np.abs(y)), {}),
     "mish": (lambda y: y * np.tanh(_softplus(y)), {}),
     "swish": (lambda y, alpha: y * _sigmoid(y * y.dtype.type(alpha)), {"alpha": Attr("float", 1.0)}),
-    "thresholded_relu": (lambda y, alpha: np.where(y > alpha, y, 0), {"alpha": Attr("float", 1.0)}),
-    "shrink": (lambda y, bias, lambd: np.where(y < -lambd, y + bias, np.where(y > lambd, y - bias,
-                                                                              0)),
+    # thresholds are float32 attributes (as in ONNX): compared as float32 values, so that an
+    # input equal to the float32 threshold is on the same side in every precision
+    "thresholded_relu": (lambda y, alpha: np.where(y > _f32(alpha), y, 0),
+                         {"alpha": Attr("float", 1.0)}),
+    "shrink": (lambda y, bias, lambd: np.where(y < -_f32(lambd), y + bias,
+                                               np.where(y > _f32(lambd), y - bias, 0)),
                {"bias": Attr("float", 0.0), "lambd": Attr("float", 0.5)}),
     "sqrt": (lambda y: _quiet(np.sqrt, y), {}),
     "exp": (lambda y: _quiet(np.exp, y), {}),
