@@ -56,7 +56,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.tiles")
     p.add_argument("--shapes", default=",".join(SHAPES))
     p.add_argument("--tiles", default="default,4x16,8x8,4x8,6x8,4x24,6x16,2x32,3x16",
-                   help="PxCB candidates; 'default' is the plan of the effective target, "
+                   help="PxCB[lv|nolv] candidates (lv/nolv: loop vectorizer on/off, else the "
+                   "plan's); 'default' is the plan of the effective target, "
                    "'before' the AVX-512 plan compiled with the loop vectorizer on")
     p.add_argument("--seconds", type=float, default=0.15, help="per candidate and round")
     p.add_argument("--rounds", type=int, default=3)
@@ -76,11 +77,16 @@ def main(argv=None) -> int:
                 elif t == "before":   # the plan and compile options of earlier releases
                     pl = convgen.plan(spec, target.AVX512)
                 else:
-                    tp, tcb = map(int, t.split("x"))
+                    # PxCB, optionally with "lv" / "nolv": the loop vectorizer on / off
+                    lv = {"lv": True, "nolv": False}.get(t.lstrip("0123456789x"))
+                    tp, tcb = map(int, t.rstrip("lvno").split("x"))
                     pl = dataclasses.replace(base, p=tp, cb=tcb)
+                    if lv is not None:
+                        pl = dataclasses.replace(pl, loop_vectorize=lv)
                 if pl.strategy != "blocked":
                     continue
-                label = f"{pl.p}x{pl.cb}" + (f" ({t})" if t in ("default", "before") else "")
+                label = (f"{pl.p}x{pl.cb}{'' if pl.loop_vectorize else ' noLV'}"
+                         + (f" ({t})" if t in ("default", "before") else ""))
                 cands[(name, label)] = tune.build(spec, pl)
                 if args.loop_vectorize:
                     lv = dataclasses.replace(pl, loop_vectorize=True)

@@ -36,6 +36,11 @@ NO_LOOP_VECTORIZE_DOC = (
     "reduction loop across iterations, one vector per tile element, and spills the tile")
 
 VIEW_OPS = {"flatten", "reshape", "identity", "dropout"}
+#: a parallel kernel call with less work than this (multiply-adds count 2, other kernels a
+#: few operations per element) runs on one thread: waking the team costs more than it saves,
+#: and a team member that waits for a core a busy neighbour holds delays the call by a
+#: scheduler time slice (ms), where one thread finishes in microseconds
+SERIAL_WORK = 1 << 20
 #: every activation of the registry: one scalar definition each (scalar.py)
 ACTIVATION_OPS = frozenset(ACTIVATIONS)
 
@@ -44,6 +49,8 @@ import math
 
 import numpy as np
 from numba import njit, prange
+
+from cnnc.backends.numba_cpu.threads import get_threads, set_threads
 
 # reassociation and contraction vectorise the reductions; NaN and Inf keep their meaning
 FASTMATH = {{"contract", "reassoc", "arcp", "nsz", "afn"}}
@@ -87,6 +94,7 @@ class _Lowerer:
         self.signatures: dict[str, tuple] = {}
         self.scratch_needs: list = []
         self.ndim["scratch"] = 1
+        self.threads_line = "set_threads(nt)"   # the state forward starts in
         self.cpu = target.for_plans()
 
     # ---- names ---------------------------------------------------------------------------
@@ -135,7 +143,35 @@ class _Lowerer:
                                       for a in args)
         self.kernel_names.append(name)
         self.kernel_nodes.append(node)
+        if "prange(" in source:
+            self.set_threads(node)
         self.body.append(f"{name}({', '.join(args)})  # {node.op} -> %{node.output.name}")
+
+    def set_threads(self, node) -> None:
+        """Before a parallel kernel: one thread when its work is below :data:`SERIAL_WORK`
+        (decided here for static shapes, at run time for a symbolic batch), else all."""
+        work = self.work_src(node)
+        if work.isdigit():
+            line = "set_threads(1)" if int(work) < SERIAL_WORK else "set_threads(nt)"
+        else:
+            line = f"set_threads(1 if {work} < {SERIAL_WORK} else nt)"
+        if line != self.threads_line:
+            self.body.append(line)
+        self.threads_line = line if work.isdigit() else None
+
+    def work_src(self, node) -> str:
+        """The operations of ``node``'s kernel: an integer, or an expression of the batch."""
+        op, out = node.op, node.output
+        if op in ("conv2d", "conv2d_fused"):
+            return self.size_src((*node.inputs[0].shape[:1], conv_spec(node).flops_per_image))
+        if op in ("dense", "dense_fused", "matmul"):
+            return self.size_src((*out.shape, 2 * node.inputs[0].shape[-1]))
+        if op in ("max_pool2d", "avg_pool2d"):
+            kh, kw = dict(node.attrs)["pool_size"]
+            return self.size_src((*out.shape, kh * kw))
+        biggest = max((out, *node.inputs), key=lambda v: np.prod([d for d in v.shape
+                                                                  if isinstance(d, int)]))
+        return self.size_src((*biggest.shape, 4))
 
     # ---- the schedule ----------------------------------------------------------------------
     def run(self) -> Lowered:
@@ -171,7 +207,10 @@ class _Lowerer:
         tiled = sorted(self.register_tiled, key=lambda k: int(k[1:]))
         src.append(f"\n# {NO_LOOP_VECTORIZE_DOC}\nNO_LOOP_VECTORIZE = {tuple(tiled)!r}\n")
         src.append(f"\n@njit(cache=True)\ndef forward({sig}):\n")
+        src.append("    nt = get_threads()\n")
         src.extend(f"    {line}\n" for line in self.body)
+        if any(line.startswith("set_threads(1") for line in self.body):
+            src.append("    set_threads(nt)\n")
         src.append(f"    return ({', '.join(outs)},)\n")
         return Lowered("".join(src), self.weights, self.kernel_names, self.kernel_nodes,
                        self.signatures, self.scratch_needs, self.cpu)

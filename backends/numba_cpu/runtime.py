@@ -176,12 +176,15 @@ class NumbaCpuModel(CompiledModel):
         return arenas[key]
 
     def run(self, arrays, bindings):
+        from cnnc.backends.numba_cpu.threads import get_threads, set_threads
         args = (*arrays, *self._arena(bindings), *self._weights)
+        threads = get_threads()
         try:
             outs = self._forward(*args)
         except CnncError:
             raise
         except Exception as e:  # noqa: BLE001 - nothing raw escapes from generated code
+            set_threads(threads)   # forward runs small kernels on one thread
             raise self._kernel_error(args, bindings, e) from e
         return [np.array(y, dtype=np.float32, copy=True) for y in outs]
 
