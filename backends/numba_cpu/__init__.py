@@ -37,6 +37,8 @@ def compile_graph(graph, report=None):
     from cnnc.passes.memory_plan import plan_memory
     plan = getattr(report, "plan", None) or plan_memory(graph)
     lowered = lower(graph, plan)
+    if report is not None:
+        report.remarks.extend(("cpu plan", node.describe(), msg) for node, msg in lowered.remarks)
     module = load_module(lowered.source)
     model = NumbaCpuModel(graph, report, plan, lowered, module)
     tty = sys.stderr.isatty()

@@ -68,6 +68,7 @@ class Lowered:
     # conv that takes scratch; the arena's scratch holds the largest product
     scratch_needs: list = field(default_factory=list)
     cpu: object = None                               # the target.Target the plans were made for
+    remarks: list = field(default_factory=list)      # (node, the plan its conv took and why)
 
     def scratch_elements(self, bindings: dict[str, int]) -> int:
         """Scratch (float32 elements) one call needs for the symbol ``bindings``."""
@@ -93,6 +94,7 @@ class _Lowerer:
         self.ndim: dict[str, int] = {}         # local name -> rank of the array it holds
         self.signatures: dict[str, tuple] = {}
         self.scratch_needs: list = []
+        self.remarks: list = []
         self.ndim["scratch"] = 1
         self.threads_line = "set_threads(nt)"   # the state forward starts in
         self.cpu = target.for_plans()
@@ -213,7 +215,7 @@ class _Lowerer:
             src.append("    set_threads(nt)\n")
         src.append(f"    return ({', '.join(outs)},)\n")
         return Lowered("".join(src), self.weights, self.kernel_names, self.kernel_nodes,
-                       self.signatures, self.scratch_needs, self.cpu)
+                       self.signatures, self.scratch_needs, self.cpu, self.remarks)
 
     def out_buffer(self, v) -> str:
         name = f"v{v.name}"
@@ -344,6 +346,7 @@ class _Lowerer:
             raise UnsupportedError(f"{node.describe()}: the Numba CPU backend needs constant "
                                    f"conv weights")
         pl = convgen.plan(spec, self.cpu)
+        self.remarks.append((node, plan_remark(spec, pl, self.cpu)))
         wp = self.weight(convgen.pack_weights(spec, wdata, pl))
         b = ins[2] if len(ins) > 2 else self.weight(np.zeros(cout, np.float32))
         scratch = convgen.scratch_elements(spec, pl)
@@ -372,6 +375,20 @@ class _Lowerer:
         self.add_kernel(node, kernels.elementwise("__KERNEL__", node.output.shape,
                                                   [x.shape, scale.shape, shift.shape],
                                                   ["v = x0 * x1 + x2"]), [ins[0], s, t, o])
+
+
+def plan_remark(spec, pl, cpu) -> str:
+    """What ``cnnc compile --remarks`` says of a conv's plan: its shape, whether ``cnnc tune``
+    chose it, and why a 3x3 conv did not take Winograd."""
+    import dataclasses
+
+    from cnnc.backends.numba_cpu import tune, winograd
+    tuned = tune.lookup(dataclasses.replace(spec, epilogue=()), cpu) == pl
+    msg = f"{tune.describe(pl)} ({'tuned on this machine' if tuned else 'default plan'})"
+    if pl.strategy != "winograd" and winograd.applies(spec):
+        why = winograd.why_not(spec) or "the direct plan timed faster here (cnnc tune)"
+        msg += f"; not Winograd: {why}"
+    return msg
 
 
 def _single_node_graph(node):

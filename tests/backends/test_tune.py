@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import cnnc
-from cnnc.backends.numba_cpu import convgen, target, tune
+from cnnc.backends.numba_cpu import convgen, target, tune, winograd
 from cnnc.backends.numba_cpu.convgen import ConvSpec, Plan
 from cnnc.backends.lowering import conv_spec
 from cnnc.backends.reference import run_reference
@@ -88,6 +88,9 @@ def test_a_stored_plan_is_used_by_compile_and_stays_correct(cache):
     node = next(n for n in m.graph.nodes if n.op.startswith("conv2d"))
     src = convgen.generate(conv_spec(node), "__KERNEL__", other)
     assert src.split("\n", 1)[1] in m.source(), "the model was lowered with the stored plan"
+    remarks = [msg for kind, _, msg in m.report.remarks if kind == "cpu plan"]
+    assert remarks == [f"{tune.describe(other)} (tuned on this machine); not Winograd: "
+                       f"{winograd.why_not(conv_spec(node))}"]
     xs = rng.standard_normal((3, 7, 9, 16)).astype(np.float32)
     ref = run_reference(g, xs)
     got = m(xs)
