@@ -11,7 +11,8 @@ specification (onnx.reference):
   when the resized length is 1; ``half_pixel_symmetric`` (opset 19): half_pixel re-centred when
   the resized length was rounded; ``align_corners``: ``x * (in - 1) / (out - 1)`` (0 when
   ``out`` is 1); ``asymmetric``: ``x / scale``;
-* nearest rounds the coordinate by ``nearest_mode`` (``round_prefer_floor``,
+* nearest rounds the coordinate (computed in float32, in ONNX Runtime's order of operations, so
+  that float32 ties round alike) by ``nearest_mode`` (``round_prefer_floor``,
   ``round_prefer_ceil``, ``floor``, ``ceil``; ``simple``, ONNX Runtime's rule for opset-10
   Resize and Upsample: truncate when upsampling, ceil when downsampling); linear interpolates
   between ``floor(x)`` and ``floor(x) + 1``; source indices are clamped to the axis (edge
@@ -19,7 +20,9 @@ specification (onnx.reference):
 
 ``scales`` are the scales of the coordinate transformation (given, or ``out / in`` when a
 model gives sizes); the resized length in the formulas is ``scale * in`` (the output length
-when they agree), as in the specification.
+when they agree), as in the specification and its node tests. (ONNX Runtime 1.2x puts the
+integer output length in align_corners' formula: the two differ only for scales whose
+``scale * in`` is not an integer.)
 """
 
 from __future__ import annotations
@@ -73,6 +76,32 @@ def source_coordinate(x: int, n_in: int, n_out: int, scale: float, coord: str) -
                       f"{list(COORDINATE_MODES)}")
 
 
+def source_coordinate_f32(x: int, n_in: int, n_out: int, scale: float, coord: str) -> float:
+    """:func:`source_coordinate` in float32 arithmetic, in ONNX Runtime's order of operations:
+    nearest sampling rounds this value, so that a coordinate that is a tie (k + 0.5) in
+    float32 rounds the way ONNX Runtime (and PyTorch) round it."""
+    f = np.float32
+    xs, sc, half = f(x), f(scale), f(0.5)
+    length = f(scale) * f(n_in)
+    if math.isclose(float(length), n_out, rel_tol=1e-6, abs_tol=1e-6):
+        length = f(n_out)
+    if coord == "half_pixel":
+        return float((xs + half) / sc - half)
+    if coord == "pytorch_half_pixel":
+        return float((xs + half) / sc - half) if length > 1 else -0.5
+    if coord == "half_pixel_symmetric":
+        adjustment = f(n_out) / length
+        offset = f(n_in) / f(2) * (f(1) - adjustment)
+        return float(offset + (xs + half) / sc - half)
+    if coord == "align_corners":
+        return 0.0 if length == 1 else float(xs * f(n_in - 1) / (length - f(1)))
+    if coord == "asymmetric":
+        return float(xs / sc)
+    if coord == "tf_half_pixel_for_nn":
+        return float((xs + half) / sc)
+    return source_coordinate(x, n_in, n_out, scale, coord)
+
+
 def _nearest(c: float, mode: str, scale: float) -> int:
     f = math.floor(c)
     if c == f:
@@ -98,10 +127,11 @@ def axis_table(n_in: int, n_out: int, scale: float, mode: str, coord: str,
     i1 = np.zeros(n_out, np.int64)
     w1 = np.zeros(n_out, np.float64)
     for x in range(n_out):
-        c = source_coordinate(x, n_in, n_out, scale, coord)
         if mode == "nearest":
+            c = source_coordinate_f32(x, n_in, n_out, scale, coord)
             i0[x] = i1[x] = min(max(_nearest(c, nearest_mode, scale), 0), n_in - 1)
         else:
+            c = source_coordinate(x, n_in, n_out, scale, coord)
             f = math.floor(c)
             i0[x], i1[x] = min(max(f, 0), n_in - 1), min(max(f + 1, 0), n_in - 1)
             w1[x] = c - f

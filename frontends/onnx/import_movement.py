@@ -272,9 +272,11 @@ def _emit_resize(ctx, t, scales, sizes, mode, coord, nearest):
     if not all(isinstance(d, int) for d in shape[1:]):
         ctx.unsupported(f"{ctx.node.op_type} of symbolic dims {list(shape)}")
     if sizes is not None:
-        out = [int(s) for s in sizes]
-        scales = [o / d if isinstance(d, int) and d else 1.0 for o, d in zip(out, shape)]
-        if out[0] != shape[0] and not isinstance(shape[0], str) or out[1] != shape[1]:
+        out = [s if isinstance(s, str) else int(s) for s in sizes]
+        scales = [o / d if isinstance(d, int) and isinstance(o, int) and d else 1.0
+                  for o, d in zip(out, shape)]
+        # a dynamic batch cannot be checked against the batch entry of sizes
+        if (out[0] != shape[0] and not isinstance(shape[0], str)) or out[1] != shape[1]:
             ctx.unsupported(f"resizing the batch or channel axis (sizes {out} for shape "
                             f"{list(shape)}); only H and W")
         out = out[2:]
