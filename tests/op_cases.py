@@ -101,7 +101,34 @@ def build(op: str, rng) -> Graph:
         y = g.add(op, [x], {"pads": ((0, 0), (1, 2), (0, 1), (0, 0)), "value": -1.5})
     elif op == "transpose":
         y = g.add(op, [x], {"perm": (0, 3, 1, 2)})
+    elif op in DATA_OPS:
+        y = _data_case(op, g, x)
     else:
         raise KeyError(op)
     g.set_outputs(y)
     return g
+
+
+# ---- issue #14: slicing, gathering, tiling, broadcasting, resampling --------------------------
+DATA_OPS = ("slice", "take", "tile", "broadcast_to", "resize")
+
+
+def _data_case(op: str, g, x):
+    if op == "slice":  # channels reversed, rows 1..5 by 2, columns from the end
+        return g.add(op, [x], {"starts": (-1, 1, -2), "ends": (-(2 ** 62), 6, 0),
+                               "axes": (3, 1, 2), "steps": (-1, 2, -1)})
+    if op == "take":
+        y = g.add(op, [x], {"axis": 3, "indices": (2, -1, 0, 0, 1, 3), "indices_shape": (3, 2)})
+        return g.add(op, [y], {"axis": 1, "indices": (4,), "indices_shape": ()})
+    if op == "tile":
+        return g.add(op, [x], {"repeats": (1, 2, 1, 3)})
+    if op == "broadcast_to":
+        y = g.add("global_avg_pool", [x], {"keepdims": True})
+        y = g.add(op, [y], {"shape": (1, 5, 1, 4)})
+        return g.add(op, [y], {"shape": (1, 1, 3, 1)})
+    if op == "resize":
+        y = g.add(op, [x], {"size": (14, 9), "scales": (2.0, 1.5), "mode": "linear",
+                            "coordinate_mode": "half_pixel"})
+        return g.add(op, [y], {"size": (5, 4), "scales": (5 / 14, 4 / 9), "mode": "nearest",
+                               "coordinate_mode": "asymmetric", "nearest_mode": "ceil"})
+    raise KeyError(op)

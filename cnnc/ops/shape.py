@@ -164,3 +164,143 @@ def _(x, *, perm):
 
 
 transpose.reference(lambda x, perm: np.transpose(x, perm))
+
+
+# ---- slicing, gathering, tiling, broadcasting (issue #14) ---------------------------------------
+#: an ``end`` at least this large means "to the end of the axis" (ONNX writes INT64_MAX)
+BIG = 2 ** 62
+
+
+def _axis_slice(d, start: int, end: int, step: int, where: str):
+    """(first index, step, length) of ``x[start:end:step]`` along a dim of size ``d`` (Python
+    and ONNX slicing: negative indices count from the end, out-of-range bounds clamp). A
+    symbolic ``d`` may only be taken whole."""
+    if step == 0:
+        raise ShapeError(f"{where}: slice step must not be 0")
+    if not isinstance(d, int):
+        if start == 0 and step == 1 and end >= BIG:
+            return 0, 1, d
+        raise ShapeError(f"{where}: cannot slice the symbolic dim {d!r} "
+                         f"(start {start}, end {end}, step {step}); only a whole symbolic dim")
+    first, stop, st = slice(start, end, step).indices(d)
+    return first, st, len(range(first, stop, st))
+
+
+def slice_geometry(shape, starts, ends, axes, steps):
+    """Per dim of ``shape``: (first index, step, output length) of a slice node."""
+    rank = len(shape)
+    if not (len(starts) == len(ends) == len(axes) == len(steps)):
+        raise ShapeError(f"slice starts {starts}, ends {ends}, axes {axes} and steps {steps} "
+                         f"must have the same length")
+    geo = [(0, 1, d) for d in shape]
+    seen = set()
+    for s, e, ax, st in zip(starts, ends, axes, steps):
+        k = normalize_axis(ax, rank, "slice axis")
+        if k in seen:
+            raise ShapeError(f"slice axes {axes} repeat axis {ax}")
+        seen.add(k)
+        geo[k] = _axis_slice(shape[k], s, e, st, f"slice of axis {ax}")
+    return geo
+
+
+slice_ = def_op("slice", attrs={"starts": Attr("ints"), "ends": Attr("ints"),
+                                "axes": Attr("ints"), "steps": Attr("ints")},
+                doc="x[starts:ends:steps] along axes (Python/ONNX semantics: negative indices, "
+                    "clamped bounds, negative steps); a strided copy")
+
+
+@slice_.shape
+def _(x, *, starts, ends, axes, steps):
+    geo = slice_geometry(x.shape, starts, ends, axes, steps)
+    return TensorType(tuple(n for _, _, n in geo), x.dtype)
+
+
+@slice_.reference
+def _(x, *, starts, ends, axes, steps):
+    index = [slice(None)] * x.ndim
+    for s, e, ax, st in zip(starts, ends, axes, steps):
+        index[ax % x.ndim] = slice(s, e, st)
+    return x[tuple(index)]
+
+
+take = def_op("take", attrs={"axis": Attr("int"), "indices": Attr("ints"),
+                             "indices_shape": Attr("ints", ())},
+              doc="np.take(x, indices.reshape(indices_shape), axis): a gather with constant "
+                  "indices (negative ones count from the end); a scalar index (indices_shape "
+                  "()) drops the axis")
+
+
+@take.shape
+def _(x, *, axis, indices, indices_shape):
+    ax = normalize_axis(axis, x.rank, "take axis")
+    d = x.shape[ax]
+    if not isinstance(d, int):
+        raise ShapeError(f"take along the symbolic dim {d!r} of {x}")
+    if int(np.prod(indices_shape, dtype=np.int64)) != len(indices):
+        raise ShapeError(f"take: {len(indices)} indices do not fill indices_shape "
+                         f"{tuple(indices_shape)}")
+    bad = [i for i in indices if not -d <= i < d]
+    if bad:
+        raise ShapeError(f"take: indices {bad} are out of range for axis {axis} of {x} "
+                         f"(size {d}: expected -{d}..{d - 1})")
+    return TensorType((*x.shape[:ax], *indices_shape, *x.shape[ax + 1:]), x.dtype)
+
+
+@take.reference
+def _(x, *, axis, indices, indices_shape):
+    idx = np.asarray(indices, np.int64).reshape(indices_shape)
+    return np.take(x, idx, axis=axis % x.ndim)
+
+
+tile = def_op("tile", attrs={"repeats": Attr("ints")}, doc="np.tile with one repeat per dim")
+
+
+@tile.shape
+def _(x, *, repeats):
+    if len(repeats) != x.rank or any(r < 0 for r in repeats):
+        raise ShapeError(f"tile repeats {tuple(repeats)} must be {x.rank} non-negative ints "
+                         f"for {x}")
+    out = []
+    for d, r in zip(x.shape, repeats):
+        if not isinstance(d, int) and r != 1:
+            raise ShapeError(f"cannot tile the symbolic dim {d!r} of {x} {r} times")
+        out.append(d * r if isinstance(d, int) else d)
+    return TensorType(tuple(out), x.dtype)
+
+
+tile.reference(lambda x, repeats: np.tile(x, repeats))
+
+
+def _dims_attr(v, name, where):
+    """A shape: ints >= 0 and symbols."""
+    if not isinstance(v, (list, tuple)) or any(
+            isinstance(d, bool) or not isinstance(d, (int, np.integer, str)) for d in v):
+        raise ConfigError(f"{where}: {name} must be a list of ints and symbols, got {v!r}")
+    return tuple(d if isinstance(d, str) else int(d) for d in v)
+
+
+KINDS["dims"] = _dims_attr
+
+broadcast_to = def_op("broadcast_to", attrs={"shape": Attr("dims")},
+                      doc="x broadcast NumPy-style against ``shape`` (both ways: ONNX Expand)")
+
+
+@broadcast_to.shape
+def _(x, *, shape):
+    from cnnc.ops.common import broadcast_shapes
+    off = len(shape) - x.rank
+    for k, d in enumerate(shape):
+        if isinstance(d, str) and (k < off or x.shape[k - off] != d):
+            raise ShapeError(f"broadcast_to {tuple(shape)}: the symbol {d!r} must stand where "
+                             f"{x} has it")
+    return TensorType(broadcast_shapes(x.shape, tuple(shape)), x.dtype)
+
+
+@broadcast_to.reference
+def _(x, *, shape):
+    out = []
+    for i in range(max(x.ndim, len(shape))):
+        a = x.shape[-1 - i] if i < x.ndim else 1
+        b = shape[-1 - i] if i < len(shape) else 1
+        out.append(a if isinstance(b, str) or b == 1 else b)
+    return np.broadcast_to(x, tuple(reversed(out))).copy()

@@ -7,9 +7,10 @@ from cnnc.frontends.keras.conv import (AveragePooling2D, AvgPool2D, Conv2D, Dept
                                        GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPool2D,
                                        MaxPooling2D, ZeroPadding2D)
 from cnnc.frontends.keras.core import Input, InputLayer, KerasTensor, Layer
+from cnnc.frontends.keras.resample import Cropping2D, UpSampling2D
 
 __all__ = ["Layer", "Input", "InputLayer", "KerasTensor", "Conv2D", "DepthwiseConv2D",
            "MaxPooling2D", "MaxPool2D", "AveragePooling2D", "AvgPool2D",
            "GlobalAveragePooling2D", "GlobalMaxPooling2D", "ZeroPadding2D", "BatchNormalization",
            "Dense", "Flatten", "Reshape", "Add", "Multiply", "Concatenate", "ReLU", "LeakyReLU",
-           "Activation", "Softmax", "Dropout"]
+           "Activation", "Softmax", "Dropout", "UpSampling2D", "Cropping2D"]

@@ -1,7 +1,7 @@
 """ONNX -> IR converters for data movement and constants: Constant, ConstantOfShape, Shape,
-Gather, Slice,
 Unsqueeze, Squeeze, Concat, Flatten, Reshape, Transpose, Pad, Cast, CastLike, Identity,
-Dropout.
+Dropout (Gather, Slice, Split, Expand, Tile, DepthToSpace, SpaceToDepth, Resize and Upsample
+live in :mod:`import_movement`).
 
 Shape arithmetic folds at import time: ``Shape`` of a tensor is a constant vector whose batch
 entry is the symbol ``"N"`` when the batch is dynamic, so the ``Shape -> Gather -> Unsqueeze ->
@@ -86,33 +86,6 @@ def constant_of_shape(ctx, a):
 def shape(ctx, a):
     dims = ctx.onnx_shape(ctx.input(0))
     ctx.define(_out(ctx), const=shape_vector(dims[a.get("start", 0):a.get("end", None)]))
-
-
-@converter("Gather", attrs=("axis",))
-def gather(ctx, a):
-    data = ctx.const_input(0, "the data (Gather is supported on constants and shapes only)")
-    idx = ctx.const_input(1, "the indices")
-    axis = _axis(ctx, a.get("axis", 0), data.ndim)
-    idx = np.asarray(idx, np.int64)
-    idx = np.where(idx < 0, idx + data.shape[axis], idx)
-    ctx.define(_out(ctx), const=_settle(np.take(data, idx, axis=axis)))
-
-
-@converter("Slice", attrs=("starts", "ends", "axes"))
-def slice_(ctx, a):
-    data = ctx.const_input(0, "the data (Slice is supported on constants and shapes only)")
-    if ctx.opset < 10:
-        starts, ends, axes, steps = a["starts"], a["ends"], a.get("axes"), None
-    else:
-        starts, ends = ctx.int_vector(1, "starts"), ctx.int_vector(2, "ends")
-        axes = ctx.int_vector(3, "axes", required=False)
-        steps = ctx.int_vector(4, "steps", required=False)
-    axes = list(range(len(starts))) if axes is None else axes
-    steps = [1] * len(starts) if steps is None else steps
-    index = [slice(None)] * data.ndim
-    for s, e, ax, st in zip(starts, ends, axes, steps):
-        index[_axis(ctx, ax, data.ndim)] = slice(s, e, st)
-    ctx.define(_out(ctx), const=_settle(data[tuple(index)]))
 
 
 def _raw_axes(ctx, a, required: bool):

@@ -70,6 +70,20 @@ CASES = {
     "pad": [((X4,), {"pads": ((0, 0), (1, 2), (0, 1), (0, 0)), "value": -1.5})],
     "transpose": [((X4,), {"perm": (0, 3, 1, 2)}), (((2, 3, 4),), {"perm": (2, 0, 1)})],
 }
+CASES.update({  # issue #14: slicing, gathering, tiling, broadcasting, resampling
+    "slice": [((X4,), {"starts": (-1, 1), "ends": (-(2 ** 62), 5), "axes": (3, 1),
+                       "steps": (-2, 3)}),
+              (((2, 7),), {"starts": (9,), "ends": (-9,), "axes": (1,), "steps": (-1,)})],
+    "take": [((X4,), {"axis": 3, "indices": (3, -1, 0), "indices_shape": (3,)}),
+             ((X4,), {"axis": 1, "indices": (2,), "indices_shape": ()}),
+             (((2, 5),), {"axis": 1, "indices": (0, 4, 1, 1), "indices_shape": (2, 2)})],
+    "tile": [((X4,), {"repeats": (1, 2, 1, 3)})],
+    "broadcast_to": [((("N", 1, 5, 1),), {"shape": (1, 6, 5, 4)}),
+                     (((3, 1),), {"shape": (2, 3, 4)})],
+    "resize": [((X4,), {"size": (12, 7), "scales": (2.0, 1.4), "mode": "linear"}),
+               ((X4,), {"size": (3, 2), "scales": (0.5, 0.4), "coordinate_mode": "asymmetric",
+                        "nearest_mode": "ceil"})],
+})
 
 
 def _cases():
