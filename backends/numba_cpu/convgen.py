@@ -153,13 +153,19 @@ def plan(spec: ConvSpec, cpu: Target | None = None, tuned: bool = True,
     # merging (kw, cin) into one loop pays for long rows only (3x3 64->64: 181 vs 111
     # GFLOP/s); with a few input channels the separate loops are 2x faster (7x7 3->64)
     merged = g == 1 and spec.dilation[1] == 1 and spec.cin >= 16
-    wide_isa = cpu.lanes >= 16
-    cb, p = (_tile_avx512 if wide_isa else _tile_narrow)(spec, merged, cpu)
+    # two vectors of channels and P pixels filling the register file, compiled without the
+    # loop vectorizer, on every ISA: AVX-512 (Zen 5) 8 px x 32 ch 420-470 GFLOP/s on
+    # ResNet-18's 3x3 and 7x7 layers against 210-240 for the 4 px x 16 ch tile it had,
+    # whose loop-vectorized hot loop spilled (benchmarks/RESULTS.md).  Grouped convs and
+    # AVX-512 layers of at most 16 channels keep that smaller tile (ResNet-20's 16-channel
+    # layers: 4 x 16 195 GFLOP/s, 8 x 16 130).
+    small = cpu.lanes >= 16 and (g > 1 or spec.cout <= cpu.lanes)
+    cb, p = (_tile_avx512 if small else _tile_narrow)(spec, merged, cpu)
     # weights larger than the input image (deep layers): a thread keeps one channel block's
     # weights in its cache over all rows instead of streaming every block for every row
     weights = spec.kh * spec.kw * (spec.cin // g) * spec.cout
     return Plan("blocked", cb=cb, p=p, merged=merged,
-                cb_outer=weights > spec.h * spec.w * spec.cin, loop_vectorize=wide_isa)
+                cb_outer=weights > spec.h * spec.w * spec.cin, loop_vectorize=small)
 
 
 def _tile_avx512(spec: ConvSpec, merged: bool, cpu: Target) -> tuple[int, int]:

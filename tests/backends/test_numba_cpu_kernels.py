@@ -144,14 +144,19 @@ def test_im2col_strategy(monkeypatch, h, w, cin, cout, k, s, d, pad, epi):
 
 
 @pytest.mark.parametrize("cpu, h, w, cin, cout, k, s, pad, epi, expect", [
-    # AVX-512: few input channels: separate kw and cin loops, 2 px x 32 ch tiles
-    (target.AVX512, 15, 13, 3, 64, 7, 2, "same", ["relu"], dict(merged=False, cb=32, p=2)),
+    # AVX-512: two zmm of channels, 4-8 px picked to pad the row least, loop vectorizer off;
+    # few input channels: separate kw and cin loops
+    (target.AVX512, 15, 13, 3, 64, 7, 2, "same", ["relu"],
+     dict(merged=False, cb=32, p=7, loop_vectorize=False)),
     (target.AVX512, 9, 8, 6, 32, 5, 1, "valid", ["add", "tanh"],
-     dict(merged=False, cb=32, p=2)),
+     dict(merged=False, cb=32, p=4, loop_vectorize=False)),
     # weights larger than the image: the parallel loop runs over channel blocks first
     (target.AVX512, 3, 5, 16, 48, 3, 1, "same", ["add", "relu"],
-     dict(merged=True, cb_outer=True, cb=16, p=4)),
+     dict(merged=True, cb_outer=True, cb=32, p=5)),
     (target.AVX512, 4, 4, 20, 36, 3, 2, "same", ["relu"], dict(merged=True, cb_outer=True)),
+    # AVX-512 with at most 16 output channels: one zmm, 4 px, loop vectorized
+    (target.AVX512, 8, 8, 16, 16, 3, 1, "same", ["relu"],
+     dict(cb=16, p=4, loop_vectorize=True)),
     # AVX2: two ymm of channels, 4-6 px (8-12 accumulators) picked to pad the row least
     (target.AVX2, 15, 13, 3, 64, 7, 2, "same", ["relu"], dict(merged=False, cb=16, p=4)),
     (target.AVX2, 9, 8, 6, 32, 5, 1, "valid", ["add", "tanh"], dict(merged=False, cb=16, p=4)),
