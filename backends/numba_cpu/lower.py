@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cnnc.backends.numba_cpu import convgen, kernels, target
+from cnnc.backends.numba_cpu import convgen, kernels, norm_kernels, target
 from cnnc.backends.numba_cpu.scalar import BINARY_BODY, unary_body
 from cnnc.ops.elementwise import ACTIVATIONS
 from cnnc.backends.reference import evaluate
@@ -266,6 +266,8 @@ class _Lowerer:
         elif op == "matmul":
             self.add_kernel(node, kernels.matmul(K, in_shapes[0], in_shapes[1], out.shape),
                             ins + [o])
+        elif op in norm_kernels.NORM_OPS:  # issue #14: norms, hardmax, Lp pools, deconv
+            norm_kernels.lower(self, node, ins, o)
         else:
             raise UnsupportedError(f"{node.describe()}: op {op!r} has no Numba CPU kernel")
 
