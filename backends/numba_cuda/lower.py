@@ -17,7 +17,7 @@ import numpy as np
 
 from cnnc.backends.numba_cpu.convgen import ConvSpec
 from cnnc.backends.numba_cpu.lower import _single_node_graph
-from cnnc.backends.numba_cuda import convgen, kernels
+from cnnc.backends.numba_cuda import convgen, kernels, norm_kernels
 from cnnc.backends.numba_cpu.scalar import BINARY_BODY, unary_body
 from cnnc.ops.elementwise import ACTIVATIONS
 from cnnc.backends.reference import evaluate
@@ -218,6 +218,8 @@ class _Lowerer:
                 raise UnsupportedError(f"{node.describe()}: symbolic batch dims in both "
                                        f"matmul operands must match")
             self.launch(node, kernels.matmul(K, shapes[0], shapes[1], out.shape), ins, out)
+        elif op in norm_kernels.NORM_OPS:  # issue #14: norms, hardmax, Lp pools, deconv
+            norm_kernels.lower(self, node, ins)
         else:
             raise UnsupportedError(f"{node.describe()}: op {op!r} has no Numba CUDA kernel")
 
