@@ -121,7 +121,7 @@ def test_bind_inputs_moves_inputs_to_initializers():
 
 
 def test_an_unsupported_case_is_classified_with_its_reason():
-    case = next(c for c in C.cases() if c.op == "ConvTranspose")
+    case = next(c for c in C.cases() if c.name == "test_convtranspose_3d")  # 2-D only
     with pytest.raises(UnsupportedError, match="ConvTranspose"):
         CnncBackend.prepare(case.model)
     out = C.run_case(case)
