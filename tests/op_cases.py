@@ -103,13 +103,15 @@ def build(op: str, rng) -> Graph:
         y = g.add(op, [x], {"perm": (0, 3, 1, 2)})
     elif op in DATA_OPS:
         y = _data_case(op, g, x)
+    elif op in NORM_CASES:
+        y = NORM_CASES[op](g, x, rng)
     else:
         raise KeyError(op)
     g.set_outputs(y)
     return g
 
 
-# ---- issue #14: slicing, gathering, tiling, broadcasting, resampling --------------------------
+# ---- slicing, gathering, tiling, broadcasting, resampling --------------------------
 DATA_OPS = ("slice", "take", "tile", "broadcast_to", "resize")
 
 
@@ -132,3 +134,36 @@ def _data_case(op: str, g, x):
         return g.add(op, [y], {"size": (5, 4), "scales": (5 / 14, 4 / 9), "mode": "nearest",
                                "coordinate_mode": "asymmetric", "nearest_mode": "ceil"})
     raise KeyError(op)
+
+
+# ---- normalisation, hardmax, Lp pooling, transposed convolution ----------------------
+def _layer_norm(g, x, rng):
+    y = g.add("layer_norm", [x, _c(g, rng, 4), _c(g, rng, 4)], {"axes": (-1,), "epsilon": 1e-3})
+    return g.add("layer_norm", [y, _c(g, rng, 6, 1), _c(g, rng, 7, 1, 4)],
+                 {"axes": (1, 2), "epsilon": 1e-5})
+
+
+def _deconv(g, x, rng, fused=False):
+    attrs = {"strides": (2, 3), "padding": ((1, 0), (0, 2)), "output_padding": (1, 0),
+             "dilation": (1, 2), "groups": 2}
+    if not fused:
+        return g.add("conv2d_transpose", [x, _c(g, rng, 3, 2, 4, 3), _c(g, rng, 6)], attrs)
+    y = g.add("conv2d_transpose", [x, _c(g, rng, 2, 2, 4, 4)], {"strides": 2})
+    return g.add("conv2d_transpose_fused", [x, _c(g, rng, 2, 2, 4, 4), _c(g, rng, 4),
+                                            _c(g, rng, 4), _c(g, rng, 4), y],
+                 {"strides": 2, "epilogue": ["scale_shift", "add", ("leaky_relu", 0.1)]})
+
+
+NORM_CASES = {
+    "layer_norm": _layer_norm,
+    "group_norm": lambda g, x, rng: g.add("group_norm", [x, _c(g, rng, 4), _c(g, rng, 4)],
+                                          {"groups": 2, "epsilon": 1e-4}),
+    "hardmax": lambda g, x, rng: g.add("hardmax", [x], {"axis": 2}),
+    "lp_pool2d": lambda g, x, rng: g.add("lp_pool2d", [g.add("lp_pool2d", [x], {
+        "pool_size": 3, "strides": 2, "padding": "same", "p": 2.0})], {
+        "pool_size": 2, "strides": 1, "padding": "valid", "p": 1.0}),
+    "global_lp_pool": lambda g, x, rng: g.add("global_lp_pool", [x], {"p": 3.0,
+                                                                      "keepdims": True}),
+    "conv2d_transpose": _deconv,
+    "conv2d_transpose_fused": lambda g, x, rng: _deconv(g, x, rng, fused=True),
+}

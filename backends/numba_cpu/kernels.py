@@ -286,6 +286,10 @@ def copy_into(name: str, in_shape, out_shape, offsets, fill: float | None) -> st
 def matmul(name: str, a_shape, b_shape, out_shape) -> str:
     if len(a_shape) == 2 and len(b_shape) == 2:
         return Src()(0, f"def {name}(a, b, out):", "    np.dot(a, b, out)").text()
+    if len(b_shape) == 2:  # (..., k) @ (k, m): one GEMM over the flattened rows (ConvNeXt)
+        return Src()(0, f"def {name}(a, b, out):",
+                     f"    np.dot(a.reshape(-1, {a_shape[-1]}), b, "
+                     f"out.reshape(-1, {b_shape[-1]}))").text()
     if tuple(a_shape[:-2]) != tuple(b_shape[:-2]):
         raise UnsupportedError(f"matmul with broadcast batch dims {a_shape} @ {b_shape} has no "
                                f"Numba CPU kernel; use equal batch dims")

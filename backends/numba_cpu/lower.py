@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cnnc.backends.numba_cpu import convgen, kernels, movement, target
+from cnnc.backends.numba_cpu import convgen, kernels, movement, norm_kernels, target
 from cnnc.backends.numba_cpu.scalar import BINARY_BODY, unary_body
 from cnnc.ops.elementwise import ACTIVATIONS
 from cnnc.backends.reference import evaluate
@@ -315,8 +315,10 @@ class _Lowerer:
         elif op == "matmul":
             self.add_kernel(node, kernels.matmul(K, in_shapes[0], in_shapes[1], out.shape),
                             ins + [o])
-        elif op in movement.OPS:  # slice, take, tile, broadcast_to, resize (issue #14)
+        elif op in movement.OPS:  # slice, take, tile, broadcast_to, resize
             movement.lower(self, node, ins, o)
+        elif op in norm_kernels.NORM_OPS:  # norms, hardmax, Lp pools, transposed conv
+            norm_kernels.lower(self, node, ins, o)
         else:
             raise UnsupportedError(f"{node.describe()}: op {op!r} has no Numba CPU kernel")
 

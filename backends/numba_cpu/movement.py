@@ -1,4 +1,4 @@
-"""Numba CPU kernels of the data-movement ops of issue #14: slice (a strided copy), take (a
+"""Numba CPU kernels of the data-movement ops: slice (a strided copy), take (a
 gather with constant indices), tile, broadcast_to and resize (nearest / bilinear over H, W).
 
 ``lower(lowerer, node, ins, out)`` adds a node's kernel to a :class:`lower._Lowerer`; every

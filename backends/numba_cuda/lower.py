@@ -17,7 +17,7 @@ import numpy as np
 
 from cnnc.backends.numba_cpu.convgen import ConvSpec
 from cnnc.backends.numba_cpu.lower import _single_node_graph
-from cnnc.backends.numba_cuda import convgen, kernels, movement
+from cnnc.backends.numba_cuda import convgen, kernels, movement, norm_kernels
 from cnnc.backends.numba_cpu.scalar import BINARY_BODY, unary_body
 from cnnc.ops.elementwise import ACTIVATIONS
 from cnnc.backends.reference import evaluate
@@ -218,8 +218,10 @@ class _Lowerer:
                 raise UnsupportedError(f"{node.describe()}: symbolic batch dims in both "
                                        f"matmul operands must match")
             self.launch(node, kernels.matmul(K, shapes[0], shapes[1], out.shape), ins, out)
-        elif op in movement.OPS:  # slice, take, tile, broadcast_to, resize (issue #14)
+        elif op in movement.OPS:  # slice, take, tile, broadcast_to, resize
             movement.lower(self, node, ins)
+        elif op in norm_kernels.NORM_OPS:  # norms, hardmax, Lp pools, transposed conv
+            norm_kernels.lower(self, node, ins)
         else:
             raise UnsupportedError(f"{node.describe()}: op {op!r} has no Numba CUDA kernel")
 

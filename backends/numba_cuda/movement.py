@@ -1,4 +1,4 @@
-"""Numba CUDA kernels of the data-movement ops of issue #14 (slice, take, tile, broadcast_to,
+"""Numba CUDA kernels of the data-movement ops (slice, take, tile, broadcast_to,
 resize): one thread per output element over flat float32 arrays, grid-stride like every
 kernel of :mod:`kernels`; index tables are float32 weights computed at compile time (the same
 tables as the CPU backend and the reference)."""

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from cnnc.errors import ConfigError
 from cnnc.models.classic import alexnet, lenet5, vgg11, vgg16
+from cnnc.models.modern import mobilenet_v2, unet
 from cnnc.models.resnet import resnet18, resnet20, resnet34, resnet50
 
 _BUILDERS = {f.__name__: f for f in (lenet5, alexnet, vgg11, vgg16, resnet18, resnet34,
-                                     resnet50, resnet20)}
+                                     resnet50, resnet20, mobilenet_v2, unet)}
 
 __all__ = ["get", "names", *_BUILDERS]
 

@@ -79,3 +79,17 @@ def _(x, *, axis):
                                              for k in range(x.ndim)]) == first
     rest = np.where(mask, 0, np.exp(z)).sum(axis=axis, keepdims=True)
     return z - np.log1p(rest)
+
+
+# ---- hardmax -----------------------------------------------------------------------
+hardmax = def_op("hardmax", attrs={"axis": Attr("int", -1)},
+                 doc="1 at the first maximum along axis, 0 elsewhere (ONNX Hardmax-13)")
+hardmax.shape(softmax.shape_fn)
+
+
+@hardmax.reference
+def _(x, *, axis):
+    axis = normalize_axis(axis, x.ndim)
+    first = np.expand_dims(np.argmax(x, axis=axis), axis)
+    idx = np.arange(x.shape[axis]).reshape([-1 if k == axis else 1 for k in range(x.ndim)])
+    return (idx == first).astype(x.dtype)

@@ -108,3 +108,53 @@ global_avg_pool.shape(_global_type)
 global_max_pool.shape(_global_type)
 global_avg_pool.reference(lambda x, keepdims: x.mean(axis=(1, 2), keepdims=keepdims))
 global_max_pool.reference(lambda x, keepdims: x.max(axis=(1, 2), keepdims=keepdims))
+
+
+# ---- Lp pooling --------------------------------------------------------------------
+#: lp_pool2d: (sum over the window of |x|^p)^(1/p); padded cells are zeros (they add nothing).
+#: global_lp_pool: the same over all of H x W.
+lp_pool2d = def_op("lp_pool2d", attrs={**POOL_ATTRS, "p": Attr("float", 2.0, "the norm's p")},
+                   doc="(sum |x|^p over the window)^(1/p); padding counts as 0")
+global_lp_pool = def_op("global_lp_pool", attrs={"p": Attr("float", 2.0),
+                                                 "keepdims": Attr("bool", False)})
+
+
+def _check_p(p):
+    from cnnc.errors import ConfigError
+    if not p >= 1 or p == float("inf"):
+        raise ConfigError(f"Lp pooling needs a finite p >= 1, got p={p}")
+
+
+@lp_pool2d.shape
+def _(x, *, p, **attrs):
+    _check_p(p)
+    return _pool_type(x, **attrs)
+
+
+def lp_norm(total, p):
+    """(sum of |x|^p) -> its p-th root (p = 1, 2 exactly)."""
+    return total if p == 1 else np.sqrt(total) if p == 2 else total ** (1.0 / p)
+
+
+def lp_power(a, p):
+    return np.abs(a) if p == 1 else a * a if p == 2 else np.abs(a) ** p
+
+
+@lp_pool2d.reference
+def _(x, *, pool_size, strides, padding, dilation, ceil_mode, p):
+    pads, out_hw = window_geometry(x.shape[1:3], pool_size, strides, dilation, padding, ceil_mode)
+    total = np.zeros((x.shape[0], *out_hw, x.shape[3]), dtype=x.dtype)
+    for tap in _windows(lp_power(x, p), pads, out_hw, pool_size, strides, dilation, 0):
+        total += tap
+    return lp_norm(total, p)
+
+
+@global_lp_pool.shape
+def _(x, *, p, keepdims):
+    _check_p(p)
+    return _global_type(x, keepdims=keepdims)
+
+
+@global_lp_pool.reference
+def _(x, *, p, keepdims):
+    return lp_norm(lp_power(x, p).sum(axis=(1, 2), keepdims=keepdims), p)

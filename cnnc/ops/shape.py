@@ -166,7 +166,7 @@ def _(x, *, perm):
 transpose.reference(lambda x, perm: np.transpose(x, perm))
 
 
-# ---- slicing, gathering, tiling, broadcasting (issue #14) ---------------------------------------
+# ---- slicing, gathering, tiling, broadcasting ---------------------------------------
 #: an ``end`` at least this large means "to the end of the axis" (ONNX writes INT64_MAX)
 BIG = 2 ** 62
 

@@ -33,7 +33,10 @@ from cnnc.passes.manager import Pass
 from cnnc.passes.rewrite import Rule, apply_rules, as_f64
 
 ROOTS = {"conv2d": "conv2d_fused", "dense": "dense_fused",
-         "conv2d_fused": "conv2d_fused", "dense_fused": "dense_fused"}
+         "conv2d_fused": "conv2d_fused", "dense_fused": "dense_fused",
+         # a transposed conv takes the same epilogues
+         "conv2d_transpose": "conv2d_transpose_fused",
+         "conv2d_transpose_fused": "conv2d_transpose_fused"}
 
 
 class _Chain:

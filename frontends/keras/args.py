@@ -22,6 +22,24 @@ ACTIVATIONS = {
     "hard_swish": [("hard_swish", {})],
 }
 ACTIVATIONS["hard_silu"] = ACTIVATIONS["hard_swish"]
+# every Keras 3 activation that is a chain of existing ops, with Keras's defaults
+ACTIVATIONS.update({
+    "gelu": [("gelu", {})],                                   # approximate=False
+    "silu": [("swish", {"alpha": 1.0})],                      # x * sigmoid(x)
+    "elu": [("elu", {"alpha": 1.0})],
+    "selu": [("selu", {})],
+    "celu": [("celu", {"alpha": 1.0})],
+    "softplus": [("softplus", {})],
+    "softsign": [("softsign", {})],
+    "mish": [("mish", {})],
+    "exponential": [("exp", {})],
+    "log_softmax": [("log_softmax", {"axis": -1})],
+    "hard_tanh": [("clip", {"min": -1.0, "max": 1.0})],
+    "soft_shrink": [("shrink", {"bias": 0.5, "lambd": 0.5})],  # threshold 0.5
+    "hard_shrink": [("shrink", {"bias": 0.0, "lambd": 0.5})],
+    "log_sigmoid": [("neg", {}), ("softplus", {}), ("neg", {})],  # -softplus(-x)
+})
+ACTIVATIONS["swish"] = ACTIVATIONS["silu"]
 
 
 def is_int(v) -> bool:

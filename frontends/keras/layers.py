@@ -14,3 +14,13 @@ __all__ = ["Layer", "Input", "InputLayer", "KerasTensor", "Conv2D", "DepthwiseCo
            "GlobalAveragePooling2D", "GlobalMaxPooling2D", "ZeroPadding2D", "BatchNormalization",
            "Dense", "Flatten", "Reshape", "Add", "Multiply", "Concatenate", "ReLU", "LeakyReLU",
            "Activation", "Softmax", "Dropout", "UpSampling2D", "Cropping2D"]
+
+from cnnc.frontends.keras.extended import (ELU, Average, Conv2DTranspose,  # noqa: E402
+                                           GroupNormalization, LayerNormalization, Maximum,
+                                           Minimum, PReLU, Rescaling, SeparableConv2D, Subtract)
+
+__all__ += ["Conv2DTranspose", "SeparableConv2D", "LayerNormalization", "GroupNormalization",
+            "PReLU", "ELU", "Subtract", "Maximum", "Minimum", "Average", "Rescaling",
+            "Convolution2DTranspose", "SeparableConvolution2D"]
+Convolution2DTranspose = Conv2DTranspose
+SeparableConvolution2D = SeparableConv2D

@@ -1,4 +1,4 @@
-"""Keras's UpSampling2D and Cropping2D (issue #14), channels-last like every cnnc layer."""
+"""Keras's UpSampling2D and Cropping2D, channels-last like every cnnc layer."""
 
 from __future__ import annotations
 

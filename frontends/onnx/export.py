@@ -30,6 +30,7 @@ import numpy as np
 from cnnc.errors import ConfigError, UnsupportedError
 from cnnc.frontends.onnx import require_onnx
 from cnnc.frontends.onnx.export_movement import MovementExport
+from cnnc.frontends.onnx.export_norm import NormExport
 from cnnc.frontends.onnx.layout import NCHW, NCHW_AXIS, PLAIN, TO_NCHW, TO_NHWC, NchwTranslator
 from cnnc.ir.graph import Graph
 from cnnc.ops.fused import STEPS
@@ -116,7 +117,7 @@ def window_counts(in_hw, attrs) -> np.ndarray:
     return counts
 
 
-class _Exporter(MovementExport, NchwTranslator):
+class _Exporter(MovementExport, NormExport, NchwTranslator):
     """Walks the graph in schedule order, emitting ONNX nodes and initializers."""
 
     def __init__(self, graph: Graph, onnx, opset: int):

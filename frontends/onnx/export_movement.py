@@ -1,4 +1,4 @@
-"""ONNX lowerings of the data-movement ops of issue #14 (slice, take, tile, broadcast_to,
+"""ONNX lowerings of the data-movement ops (slice, take, tile, broadcast_to,
 resize), mixed into the exporter (:class:`cnnc.frontends.onnx.export._Exporter`). A rank-4
 operand held NCHW stays NCHW (axes, repeats and shapes are permuted instead)."""
 

@@ -1,4 +1,4 @@
-"""ONNX -> IR converters for slicing, gathering and resampling (issue #14): Slice, Split,
+"""ONNX -> IR converters for slicing, gathering and resampling: Slice, Split,
 Gather, Expand, Tile, DepthToSpace, SpaceToDepth, Resize and Upsample.
 
 On constants (shape arithmetic) they fold at import time. On activations they follow the

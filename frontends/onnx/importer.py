@@ -27,6 +27,7 @@ import numpy as np
 from cnnc.errors import CnncError, ConfigError, UnsupportedError
 from cnnc.frontends.onnx import import_ops, import_shape  # noqa: F401  (registers converters)
 from cnnc.frontends.onnx import import_movement  # noqa: F401  (Slice, Split, Resize, ...)
+from cnnc.frontends.onnx import import_norm  # noqa: F401  (LayerNormalization, ConvTranspose, ...)
 from cnnc.frontends.onnx import require_onnx
 from cnnc.frontends.onnx.import_context import CONVERTERS, Importer
 from cnnc.ir.graph import Graph

@@ -1,4 +1,4 @@
-"""Hypothesis property tests of the data-movement kernels of issue #14 (slice, take, tile,
+"""Hypothesis property tests of the data-movement kernels (slice, take, tile,
 broadcast_to, resize) against the float64 reference, on the cpu target and, on the CUDA
 simulator, by tests/cuda/test_sim_movement.py (the graphs are built here)."""
 

@@ -1,4 +1,4 @@
-"""The data-movement kernels of issue #14 (slice, take, tile, broadcast_to, resize) on CUDA
+"""The data-movement kernels (slice, take, tile, broadcast_to, resize) on CUDA
 (the simulator on tiny shapes) against the float64 reference, on the graphs of
 tests/backends/test_numba_cpu_movement.py."""
 

@@ -23,6 +23,8 @@ COUNTS = {
     "resnet34": (21_797_672, 21_814_696),
     "resnet50": (25_557_032, 25_610_152),
     "resnet20": (272_474, 274_042),            # option B: 1x1 conv + BN projections
+    "mobilenet_v2": (3_504_872, 3_538_984),    # Keras Applications MobileNetV2
+    "unet": (482_754, 484_162),                # 64x64x3, 2 classes, 16 base filters, depth 3
 }
 
 

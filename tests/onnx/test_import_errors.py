@@ -36,7 +36,7 @@ def _unsupported(proto, *words):
 
 
 def test_unknown_operator():
-    msg = _unsupported(conv_then("Hardmax"), "Hardmax", "'the_node'", "unsupported")
+    msg = _unsupported(conv_then("Det"), "Det", "'the_node'", "unsupported")  # Hardmax is supported now
     assert "Conv" in msg  # the supported list
 
 
@@ -120,7 +120,7 @@ def test_training_mode_batch_norm_and_dropout():
 
 
 def test_gather_with_computed_indices_and_cast_to_int():
-    # Gather of computed data takes constant indices (issue #14); computed indices are refused
+    # Gather of computed data takes constant indices; computed indices are refused
     _unsupported(conv_then("Gather", "c", out=("N", 3, 4, 4)), "Gather", "indices", "computed")
     _unsupported(conv_then("Cast", to=TensorProto.INT64, out=("N", 3, 4, 4)), "Cast",
                  "only to float")

@@ -1,5 +1,5 @@
 """ONNX import of Slice, Split, Gather, Expand, Tile, DepthToSpace, SpaceToDepth, Resize and
-Upsample on activations (issue #14): small models behind a Conv (so the tensor is held NHWC and
+Upsample on activations: small models behind a Conv (so the tensor is held NHWC and
 the ONNX channel axis is IR axis 3) run in ONNX Runtime and through cnnc (numpy target and the
 float64 reference); a few also on the cpu target; refusals are UnsupportedError naming the
 node; the exported graphs run in ONNX Runtime too."""

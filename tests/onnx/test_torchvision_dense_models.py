@@ -1,4 +1,4 @@
-"""Real models with data movement (issue #14): ShuffleNetV2 (channel split and shuffle),
+"""Real models with data movement: ShuffleNetV2 (channel split and shuffle),
 FCN-ResNet50 and DeepLabV3-MobileNetV3 (bilinear upsampling to the input size, hardswish,
 hardsigmoid) and a small YOLO-style detector written here in plain torch (conv-bn-silu, a
 C2f-like block with ``torch.split``/``chunk`` + concat, nearest ``Upsample`` x2 in an FPN, a

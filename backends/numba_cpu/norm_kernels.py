@@ -1,0 +1,236 @@
+"""Numba CPU kernels of the normalisation, hardmax, Lp-pool and transposed-conv ops: layer_norm / group_norm (one generator for any set of
+normalised axes), hardmax, lp_pool2d, global_lp_pool and conv2d_transpose(_fused).
+
+Same conventions as :mod:`kernels`: each generator returns the source of one function
+``name(<operands...>, out)``, static sizes are literals, only the batch is read at run time.
+
+conv2d_transpose is computed in gather form: every output pixel sums, for each kernel tap
+``(a, b)`` whose source row ``(oy + top - a*dh) / sh`` and column are whole and inside the
+input, that input pixel times the tap's (cin, cout) matrix, so no multiply touches a zero that
+a zero-insertion (upsample, then convolve) formulation would have inserted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnc.backends.numba_cpu.kernels import Src, _strides
+from cnnc.backends.numba_cpu.scalar import epilogue_lines
+
+#: the ops this module lowers (lower.py dispatches them here)
+NORM_OPS = frozenset({"layer_norm", "group_norm", "hardmax", "lp_pool2d", "global_lp_pool",
+                      "conv2d_transpose", "conv2d_transpose_fused"})
+
+
+def unravel(s: Src, depth: int, flat: str, dims, prefix: str) -> list[str]:
+    """``{prefix}0..`` = the multi-index of ``flat`` in ``dims`` (quotients named after the
+    prefix, so two unravellings in one kernel never share a variable)."""
+    names = [f"{prefix}{k}" for k in range(len(dims))]
+    if not dims:
+        return names
+    rest = flat
+    for k in range(len(dims) - 1, 0, -1):
+        s(depth, f"{names[k]} = {rest} % {dims[k]}", f"{prefix}q{k} = {rest} // {dims[k]}")
+        rest = f"{prefix}q{k}"
+    s(depth, f"{names[0]} = {rest}")
+    return names
+
+
+def bcast_terms(axes, names, x_shape, t_shape) -> str:
+    """The part of the flat index into ``t`` (broadcast NumPy-style against ``x_shape``) that
+    the axes ``axes`` of ``x`` contribute, their indices being ``names``."""
+    off = len(x_shape) - len(t_shape)
+    strides = _strides(t_shape)
+    terms = []
+    for k, name in zip(axes, names):
+        j = k - off
+        if j < 0 or t_shape[j] == 1:
+            continue
+        terms.append(name if strides[j] == 1 else f"{name} * {strides[j]}")
+    return " + ".join(terms) or "0"
+
+
+def layer_norm(name: str, shape, axes, s_shape, b_shape, eps: float) -> str:
+    """Per slice of the kept axes (in parallel): mean, then variance of the slice (float64, two
+    passes), then ``(x - mean) * rstd * scale + bias``. The offsets of the normalised elements
+    and their scale/bias indices are tabulated once per call."""
+    red = [k for k in range(len(shape)) if k in axes]
+    kept = [k for k in range(len(shape)) if k not in axes]
+    xst = _strides(shape)
+    r_total = int(np.prod([shape[k] for k in red], dtype=np.int64))
+    s = Src()(0, f"def {name}(x, s, b, out):")
+    s(1, f'"""layer_norm over axes {list(axes)} of {list(shape)}, eps {eps!r}"""')
+    s(1, "xf = x.reshape(-1)", "of = out.reshape(-1)", "sf = s.reshape(-1)", "bf = b.reshape(-1)")
+    s(1, f"roff = np.empty({r_total}, np.int64)", f"rs = np.empty({r_total}, np.int64)",
+      f"rb = np.empty({r_total}, np.int64)")
+    s(1, f"for r in range({r_total}):")
+    jn = unravel(s, 2, "r", [shape[k] for k in red], "j")
+    s(2, "roff[r] = " + (" + ".join(f"{j} * {xst[k]}" for j, k in zip(jn, red)) or "0"),
+      f"rs[r] = {bcast_terms(red, jn, shape, s_shape)}",
+      f"rb[r] = {bcast_terms(red, jn, shape, b_shape)}")
+    s(1, f"for i in prange(xf.size // {r_total}):")
+    dims = [shape[k] if isinstance(shape[k], int) else "x.shape[0]" for k in kept]
+    iname = unravel(s, 2, "i", dims, "i")
+    s(2, "base = " + (" + ".join(f"{ix} * {xst[k]}" for ix, k in zip(iname, kept)) or "0"),
+      f"ks = {bcast_terms(kept, iname, shape, s_shape)}",
+      f"kb = {bcast_terms(kept, iname, shape, b_shape)}")
+    s(2, "acc = 0.0")
+    s(2, f"for r in range({r_total}):", "    acc += np.float64(xf[base + roff[r]])")
+    s(2, f"mean = acc / {float(r_total)!r}", "acc = 0.0")
+    s(2, f"for r in range({r_total}):", "    d = np.float64(xf[base + roff[r]]) - mean",
+      "    acc += d * d")
+    s(2, f"rstd = 1.0 / math.sqrt(acc / {float(r_total)!r} + {float(eps)!r})")
+    s(2, f"for r in range({r_total}):")
+    s(3, "p = base + roff[r]",
+      "of[p] = np.float32((np.float64(xf[p]) - mean) * rstd) * sf[ks + rs[r]] + bf[kb + rb[r]]")
+    return s.text()
+
+
+def hardmax(name: str, shape, axis: int) -> str:
+    """1 at the first maximum along ``axis`` (a NaN counts as the maximum, like np.argmax)."""
+    length = shape[axis]
+    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    s = Src()(0, f"def {name}(x, out):")
+    s(1, "xf = x.reshape(-1)", "of = out.reshape(-1)")
+    s(1, f"for t in prange(xf.size // {length}):")
+    s(2, f"base = (t // {inner}) * {length * inner} + t % {inner}")
+    s(2, "m = xf[base]", "am = 0")
+    s(2, f"for l in range(1, {length}):")
+    s(3, f"v = xf[base + l * {inner}]")
+    s(3, "if (v > m or v != v) and m == m:", "    m = v", "    am = l")
+    s(2, f"for l in range({length}):",
+      f"    of[base + l * {inner}] = np.float32(1.0) if l == am else np.float32(0.0)")
+    return s.text()
+
+
+def _lp_lines(p: float, v: str) -> tuple[str, str]:
+    """(the power of the float64 ``v`` that is summed, the root of the sum ``acc``)."""
+    if p == 1:
+        return f"abs({v})", "{}"
+    if p == 2:
+        return f"{v} * {v}", "math.sqrt({})"
+    return f"abs({v}) ** {float(p)!r}", "{} ** " + repr(1.0 / p)
+
+
+def lp_pool(name: str, in_shape, out_shape, pool_size, strides, pads, dilation, p) -> str:
+    """(sum |x|^p)^(1/p) over each window; taps in the padding add nothing. Parallel over
+    (batch, output row); float64 sums per channel."""
+    _, h, w, c = in_shape
+    _, oh, ow, _ = out_shape
+    (kh, kw), (sh, sw), (dh, dw) = pool_size, strides, dilation
+    (pt, _), (pl, _) = pads
+    power, root = _lp_lines(p, "v")
+    s = Src()(0, f"def {name}(x, out):")
+    s(1, f'"""lp pool p={p} {kh}x{kw} /{sh},{sw} pads {pads} on {h}x{w}x{c} -> {oh}x{ow}"""')
+    s(1, "n_batch = x.shape[0]")
+    s(1, f"for t in prange(n_batch * {oh}):")
+    s(2, f"n = t // {oh}", f"oi = t % {oh}", f"h0 = oi * {sh} - {pt}",
+      f"acc = np.empty({c}, np.float64)")
+    s(2, f"for oj in range({ow}):")
+    s(3, f"w0 = oj * {sw} - {pl}")
+    s(3, f"for c in range({c}):", "    acc[c] = 0.0")
+    s(3, f"for ki in range({kh}):")
+    s(4, f"hi = h0 + ki * {dh}")
+    s(4, f"if hi < 0 or hi >= {h}:", "    continue")
+    s(4, f"for kj in range({kw}):")
+    s(5, f"wi = w0 + kj * {dw}")
+    s(5, f"if wi < 0 or wi >= {w}:", "    continue")
+    s(5, f"for c in range({c}):", "    v = np.float64(x[n, hi, wi, c])", f"    acc[c] += {power}")
+    s(3, f"for c in range({c}):", f"    out[n, oi, oj, c] = np.float32({root.format('acc[c]')})")
+    return s.text()
+
+
+def global_lp_pool(name: str, in_shape, p) -> str:
+    _, h, w, c = in_shape
+    power, root = _lp_lines(p, "v")
+    s = Src()(0, f"def {name}(x, out):")
+    s(1, "n_batch = x.shape[0]", f"x3 = x.reshape(n_batch, {h * w}, {c})",
+      f"o2 = out.reshape(n_batch, {c})")
+    s(1, f"for t in prange(n_batch * {c}):")
+    s(2, f"n = t // {c}", f"c = t % {c}", "acc = 0.0")
+    s(2, f"for q in range({h * w}):", "    v = np.float64(x3[n, q, c])", f"    acc += {power}")
+    s(2, f"o2[n, c] = np.float32({root.format('acc')})")
+    return s.text()
+
+
+def conv_transpose(name: str, in_shape, w_shape, out_shape, strides, pads, dilation, groups,
+                   epilogue, n_extras: int) -> str:
+    """Gather-form transposed convolution, parallel over (batch, output row): per output
+    pixel a float32 accumulator row over the output channels (vectorised over them, the
+    kernel being (kh, kw, cin, cout/groups)) receives only the taps that hit it."""
+    _, h, w, cin = in_shape
+    kh, kw, _, cog = w_shape
+    _, oh, ow, cout = out_shape
+    (sh, sw), (dh, dw) = strides, dilation
+    (pt, _), (pl, _) = pads
+    cig = cin // groups
+    extras = [f"e{k}" for k in range(n_extras)]
+    s = Src()(0, f"def {name}({', '.join(['x', 'w', 'b', *extras, 'out'])}):")
+    s(1, f'"""conv_transpose {kh}x{kw} x{sh},{sw} d{dh},{dw} pads {pads} groups {groups}: '
+         f'{h}x{w}x{cin} -> {oh}x{ow}x{cout}, epilogue {list(epilogue)}"""')
+    s(1, "n_batch = x.shape[0]")
+    s(1, f"for t in prange(n_batch * {oh}):")
+    s(2, f"n = t // {oh}", f"oy = t % {oh}", f"acc = np.empty({cout}, np.float32)")
+    s(2, f"for ox in range({ow}):")
+    s(3, f"for co in range({cout}):", "    acc[co] = b[co]")
+    s(3, f"for ky in range({kh}):")
+    s(4, f"ny = oy + {pt - 0} - ky * {dh}")
+    s(4, "if ny < 0:" if sh == 1 else f"if ny < 0 or ny % {sh} != 0:", "    continue")
+    s(4, "iy = ny" if sh == 1 else f"iy = ny // {sh}")
+    s(4, f"if iy >= {h}:", "    continue")
+    s(4, f"for kx in range({kw}):")
+    s(5, f"nx = ox + {pl} - kx * {dw}")
+    s(5, "if nx < 0:" if sw == 1 else f"if nx < 0 or nx % {sw} != 0:", "    continue")
+    s(5, "ix = nx" if sw == 1 else f"ix = nx // {sw}")
+    s(5, f"if ix >= {w}:", "    continue")
+    if groups == 1:
+        s(5, f"for ci in range({cin}):", "    xv = x[n, iy, ix, ci]",
+          f"    for co in range({cout}):", "        acc[co] += xv * w[ky, kx, ci, co]")
+    else:
+        s(5, f"for g in range({groups}):")
+        s(6, f"for ci in range({cig}):", f"    xv = x[n, iy, ix, g * {cig} + ci]",
+          f"    for co in range({cog}):",
+          f"        acc[g * {cog} + co] += xv * w[ky, kx, g * {cig} + ci, co]")
+    s(3, f"for co in range({cout}):")
+    s(4, "v = acc[co]", *epilogue_lines(epilogue, "v", extras, "co", "n, oy, ox, co"),
+      "out[n, oy, ox, co] = v")
+    return s.text()
+
+
+def lower(lw, node, ins: list[str], o: str) -> None:
+    """Add ``node``'s kernel to the CPU lowerer ``lw`` (its operands ``ins``, output ``o``)."""
+    from cnnc.backends.lowering import check_residuals
+    from cnnc.ops.conv_transpose import deconv_geometry
+    from cnnc.ops.fused import num_extras
+    from cnnc.ops.norm import group_view, norm_axes
+    from cnnc.ops.padding import resolve_pads
+    op, a, out = node.op, dict(node.attrs), node.output
+    shapes = [v.shape for v in node.inputs]
+    K = "__KERNEL__"
+    if op == "layer_norm":
+        axes = norm_axes(len(shapes[0]), a["axes"])
+        lw.add_kernel(node, layer_norm(K, shapes[0], axes, shapes[1], shapes[2], a["epsilon"]),
+                      ins + [o])
+    elif op == "group_norm":
+        view, axes = group_view(shapes[0], a["groups"])
+        per = view[-2:]  # the (C,) scale and bias seen as (groups, C / groups)
+        lw.add_kernel(node, layer_norm(K, view, axes, per, per, a["epsilon"]), ins + [o])
+    elif op == "hardmax":
+        lw.add_kernel(node, hardmax(K, out.shape, a["axis"] % len(out.shape)), ins + [o])
+    elif op == "lp_pool2d":
+        pads = resolve_pads(a["padding"], shapes[0][1:3], a["pool_size"], a["strides"],
+                            a["dilation"])
+        lw.add_kernel(node, lp_pool(K, shapes[0], out.shape, a["pool_size"], a["strides"], pads,
+                                    a["dilation"], a["p"]), ins + [o])
+    elif op == "global_lp_pool":
+        lw.add_kernel(node, global_lp_pool(K, shapes[0], a["p"]), ins + [o])
+    else:  # conv2d_transpose(_fused)
+        check_residuals(node, "Numba CPU")
+        pads, _, _ = deconv_geometry(shapes[0][1:3], shapes[1][:2], a["strides"], a["padding"],
+                                     a["output_padding"], a["dilation"])
+        epi = a.get("epilogue", ())
+        cog = shapes[1][3]
+        b = ins[2] if len(ins) > 2 else lw.weight(np.zeros(cog * a["groups"], np.float32))
+        src = conv_transpose(K, shapes[0], shapes[1], out.shape, a["strides"], pads,
+                             a["dilation"], a["groups"], epi, num_extras(epi))
+        lw.add_kernel(node, src, [ins[0], ins[1], b, *ins[3:], o])
