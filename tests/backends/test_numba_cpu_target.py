@@ -68,12 +68,15 @@ def test_narrow_plans_fit_the_register_file(cpu):
                                       convgen.pixel_range(pl.cb, cpu)[1] * vecs), (spec, pl)
 
 
-def test_avx512_plans_unchanged():
-    """The Zen 4 measured tiles: 4 px x 16 ch, 2 x 32 for few input channels."""
+def test_avx512_plans():
+    """The Zen 5 measured tiles: two zmm of channels by 4-8 px without the loop vectorizer;
+    one zmm by 4 px, loop-vectorized, for layers of at most 16 channels."""
     pl = convgen.plan(convgen.ConvSpec(56, 56, 64, 3, 3, 64, (1, 1), (1,) * 4), target.AVX512)
-    assert (pl.p, pl.cb) == (4, 16)
+    assert (pl.p, pl.cb, pl.loop_vectorize) == (8, 32, False)
     pl = convgen.plan(convgen.ConvSpec(224, 224, 3, 7, 7, 64, (2, 2), (3,) * 4), target.AVX512)
-    assert (pl.p, pl.cb) == (2, 32)
+    assert (pl.p, pl.cb, pl.loop_vectorize) == (8, 32, False)
+    pl = convgen.plan(convgen.ConvSpec(32, 32, 16, 3, 3, 16, (1, 1), (1,) * 4), target.AVX512)
+    assert (pl.p, pl.cb, pl.loop_vectorize) == (4, 16, True)
 
 
 @pytest.mark.numba

@@ -52,7 +52,7 @@ def _conv_graph(rng, h, w, cin, cout, padding, epilogue):
     return g, out_shape
 
 
-@settings(deadline=None, max_examples=10)
+@settings(deadline=None, max_examples=6)
 @given(hw=st.sampled_from([(5, 7), (8, 6), (3, 4)]),
        ch=st.sampled_from([(33, 40), (32, 37)]),
        padding=st.sampled_from(["same", "valid"]),

@@ -70,6 +70,22 @@ CASES = {
     "pad": [((X4,), {"pads": ((0, 0), (1, 2), (0, 1), (0, 0)), "value": -1.5})],
     "transpose": [((X4,), {"perm": (0, 3, 1, 2)}), (((2, 3, 4),), {"perm": (2, 0, 1)})],
 }
+CASES.update({  # normalisation, hardmax, Lp pooling, transposed convolution
+    "layer_norm": [((X4, (4,), (4,)), {"axes": (-1,), "epsilon": 1e-3}),
+                   ((X4, (5, 4), (5, 4)), {"axes": (2, 3)})],
+    "group_norm": [((X4, (4,), (4,)), {"groups": 2, "epsilon": 1e-4})],
+    "hardmax": [((X4,), {"axis": 2}), (((2, 3),), {})],
+    "lp_pool2d": [((X4,), {"pool_size": 3, "strides": 2, "padding": "same", "p": 2.0}),
+                  ((X4,), {"pool_size": 2, "padding": "valid", "p": 1.0})],
+    "global_lp_pool": [((X4,), {"p": 3.0, "keepdims": True})],
+    "conv2d_transpose": [((X4, (3, 2, 4, 3), (6,)),
+                          {"strides": (2, 3), "padding": ((1, 0), (0, 2)),
+                           "output_padding": (1, 0), "dilation": (1, 2), "groups": 2}),
+                         ((X4, (2, 2, 4, 5)), {"strides": 2})],
+    "conv2d_transpose_fused": [((X4, (2, 2, 4, 4), (4,), (4,), (4,), ("N", 12, 10, 4)),
+                                {"strides": 2,
+                                 "epilogue": ["scale_shift", "add", ("leaky_relu", 0.1)]})],
+})
 CASES.update({  # slicing, gathering, tiling, broadcasting, resampling
     "slice": [((X4,), {"starts": (-1, 1), "ends": (-(2 ** 62), 5), "axes": (3, 1),
                        "steps": (-2, 3)}),
