@@ -13,7 +13,7 @@ import numpy as np
 
 from cnnc.errors import ShapeError
 from cnnc.frontends.onnx.import_context import NHWC, NHWC_AXIS, PLAIN, converter
-from cnnc.frontends.onnx.import_ops import _hw, _pair, window_pads
+from cnnc.frontends.onnx.import_ops import _hw, _pair, axis_op, window_pads
 
 
 # ---- LayerNormalization ---------------------------------------------------------------------
@@ -130,26 +130,7 @@ def instance_norm(ctx, a):
 # ---- Hardmax --------------------------------------------------------------------------------
 @converter("Hardmax", attrs=("axis",))
 def hardmax(ctx, a):
-    x = ctx.input(0)
-    shape = ctx.onnx_shape(x)
-    rank = len(shape)
-    axis = a.get("axis", -1 if ctx.opset >= 13 else 1)
-    if not -rank <= axis < rank:
-        raise ShapeError(f"{ctx.where}: axis {axis} is out of range for shape {shape}")
-    axis %= rank
-    out = ctx.node.output[0]
-    if ctx.opset >= 13 or axis == rank - 1:
-        if ctx.is_nhwc(x):
-            ctx.define(out, ctx.add("hardmax", [x.value], {"axis": NHWC_AXIS[axis]}), NHWC)
-        else:
-            ctx.define(out, ctx.add("hardmax", [ctx.plain(x)], {"axis": axis}), PLAIN)
-        return
-    if any(isinstance(d, str) for d in shape[1:]):  # before 13: over the flattened tail
-        ctx.unsupported(f"opset-{ctx.opset} Hardmax over symbolic dims {shape}")
-    flat = ctx.add("flatten", [ctx.plain(x)], {"axis": axis})
-    y = ctx.add("hardmax", [flat], {"axis": -1})
-    target = [-1 if isinstance(shape[0], str) else shape[0], *shape[1:]]
-    ctx.define(out, ctx.add("reshape", [y], {"shape": target}), PLAIN)
+    axis_op(ctx, a, "hardmax")
 
 
 # ---- LpPool, GlobalLpPool ---------------------------------------------------------------------

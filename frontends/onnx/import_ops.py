@@ -307,7 +307,12 @@ def clip(ctx, a):
 
 @converter("Softmax", "LogSoftmax", attrs=("axis",))
 def softmax(ctx, a):
-    op = "softmax" if ctx.node.op_type == "Softmax" else "log_softmax"
+    axis_op(ctx, a, "softmax" if ctx.node.op_type == "Softmax" else "log_softmax")
+
+
+def axis_op(ctx, a, op: str) -> None:
+    """Softmax, LogSoftmax and Hardmax: ``op`` along ``axis`` from opset 13, before that
+    over the trailing dims flattened from ``axis`` on."""
     x = ctx.input(0)
     shape = ctx.onnx_shape(x)
     rank = len(shape)
@@ -322,9 +327,8 @@ def softmax(ctx, a):
         else:
             ctx.define(out, ctx.add(op, [ctx.plain(x)], {"axis": axis}), PLAIN)
         return
-    # before opset 13: one softmax over the trailing dims flattened from ``axis`` on
     if any(isinstance(d, str) for d in shape[1:]):
-        ctx.unsupported(f"opset-{ctx.opset} Softmax over symbolic dims {shape}")
+        ctx.unsupported(f"opset-{ctx.opset} {ctx.node.op_type} over symbolic dims {shape}")
     flat = ctx.add("flatten", [ctx.plain(x)], {"axis": axis})
     s = ctx.add(op, [flat], {"axis": -1})
     target = [-1 if isinstance(shape[0], str) else shape[0], *shape[1:]]
