@@ -10,7 +10,6 @@ Where a model's cpu compile runs past ~40 s its cpu check is at batch 1 only (``
 
 from __future__ import annotations
 
-import io
 import sys
 import types
 
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 
 from onnx_build import run_ort
+from torch_export import onnx_bytes, rel
 
 import cnnc
 
@@ -82,21 +82,7 @@ CPU_BATCHES = {"convnext_tiny": (1,), "torch_unet": (1,), "ghostnet_100": (1,),
 
 
 def export(name: str, batch: int) -> bytes:
-    torch.manual_seed(0)
-    net = MODELS[name]().eval()
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-    buf = io.BytesIO()
-    torch.onnx.export(net, torch.zeros(batch, 3, SIZE, SIZE), buf, dynamo=False,
-                      opset_version=17, input_names=["x"], output_names=["y"])
-    return buf.getvalue()
-
-
-def rel(y, want) -> float:
-    return float(np.abs(np.asarray(y, np.float64) - want).max() / np.abs(want).max())
+    return onnx_bytes(MODELS[name], batch, SIZE)
 
 
 @pytest.mark.parametrize("batch", [1, 2])

@@ -13,7 +13,6 @@ numpy runs at both batches.
 
 from __future__ import annotations
 
-import io
 import sys
 import types
 
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 
 from onnx_build import run_ort
+from torch_export import onnx_bytes, rel
 
 import cnnc
 
@@ -108,22 +108,7 @@ class _Out(nn.Module):
 
 
 def export(name: str, batch: int) -> bytes:
-    torch.manual_seed(0)
-    net = _Out(MODELS[name][0]()).eval()
-    with torch.no_grad():   # non-trivial BatchNorm statistics
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-    size = MODELS[name][1]
-    buf = io.BytesIO()
-    torch.onnx.export(net, torch.zeros(batch, 3, size, size), buf, dynamo=False,
-                      opset_version=17, input_names=["x"], output_names=["y"])
-    return buf.getvalue()
-
-
-def rel(y, want) -> float:
-    return float(np.abs(np.asarray(y, np.float64) - want).max() / np.abs(want).max())
+    return onnx_bytes(lambda: _Out(MODELS[name][0]()), batch, MODELS[name][1])
 
 
 @pytest.mark.parametrize("batch", [1, 2])

@@ -10,7 +10,6 @@ against the CPU torch wheel, but its model definitions are plain Python: a stand
 
 from __future__ import annotations
 
-import io
 import sys
 import types
 
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 
 from onnx_build import run_ort
+from torch_export import onnx_bytes, rel
 
 import cnnc
 
@@ -45,21 +45,7 @@ CPU_CASES = {("resnet18", 1), ("resnet18", 2), ("squeezenet1_1", 1)}
 
 
 def export(name: str, batch: int) -> bytes:
-    torch.manual_seed(0)
-    net = MODELS[name]().eval()
-    with torch.no_grad():   # non-trivial BatchNorm statistics
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-    buf = io.BytesIO()
-    torch.onnx.export(net, torch.zeros(batch, 3, SIZE, SIZE), buf, dynamo=False,
-                      opset_version=17, input_names=["x"], output_names=["y"])
-    return buf.getvalue()
-
-
-def rel(y, want) -> float:
-    return float(np.abs(np.asarray(y, np.float64) - want).max() / np.abs(want).max())
+    return onnx_bytes(MODELS[name], batch, SIZE)
 
 
 @pytest.mark.parametrize("batch", [1, 2])
