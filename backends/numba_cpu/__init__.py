@@ -11,6 +11,10 @@ Process settings, applied before Numba starts its threads (setdefault: a user's 
   and still go to sleep a few microseconds after a call, so they do not starve the BLAS
   threads of the GEMM kernels or the rest of the program (an unbounded spin did: an
   im2col + np.dot conv ran 8 ms instead of 1.6). Measured side by side in benchmarks/RESULTS.md.
+* ``NUMBA_CPU_FEATURES`` = the host's features with ``-prefer-256-bit`` on an AVX-512 host
+  (:func:`target.wide_vectors`): LLVM would otherwise compile the 16-lane tiles as pairs of
+  8-lane halves on Intel CPUs, at half the speed. Set only when neither ``NUMBA_CPU_NAME``
+  nor ``NUMBA_CPU_FEATURES`` is; Numba reads it when it first compiles.
 """
 
 from __future__ import annotations
@@ -21,9 +25,25 @@ os.environ.setdefault("NUMBA_SLP_VECTORIZE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "active")
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
+
+def _prefer_wide_vectors() -> None:
+    # before Numba is imported: a NUMBA_ variable set later makes Numba re-read its whole
+    # configuration at the next compile, undoing settings made in numba.config meanwhile
+    from cnnc.backends.numba_cpu.target import host_features, wide_vectors
+    if os.environ.get("NUMBA_CPU_NAME") or os.environ.get("NUMBA_CPU_FEATURES"):
+        return
+    host = host_features()
+    if host and (wide := wide_vectors(host)) != host:
+        os.environ["NUMBA_CPU_FEATURES"] = wide
+
+
+_prefer_wide_vectors()
+
 import numba  # noqa: E402
 
 numba.config.SLP_VECTORIZE = int(os.environ["NUMBA_SLP_VECTORIZE"])
+if "NUMBA_CPU_FEATURES" in os.environ:   # Numba was imported before this module
+    numba.config.CPU_FEATURES = os.environ["NUMBA_CPU_FEATURES"]
 
 
 def compile_graph(graph, report=None):

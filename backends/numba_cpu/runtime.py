@@ -228,6 +228,7 @@ def loop_vectorizer(enabled: bool):
     """Numba reads ``config.LOOP_VECTORIZE`` whenever it builds a pass pipeline, so this
     applies to the kernels compiled inside the block (the parallel loop bodies included)."""
     import numba
+    numba.core.config.reload_config()   # else a changed NUMBA_ variable undoes this mid-compile
     old = numba.config.LOOP_VECTORIZE
     numba.config.LOOP_VECTORIZE = int(enabled)
     try:

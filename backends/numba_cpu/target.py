@@ -47,11 +47,6 @@ class Target:
         return f"{self.name}|{self.features}"
 
 
-#: the plan shapes of the two x86 ISAs, for tests and for forcing a plan choice
-AVX512 = Target("avx512", 16, 32, True, "skylake-avx512", "+avx512f,+avx2,+fma")
-AVX2 = Target("avx2", 8, 16, True, "znver3", "+avx2,+fma,-avx512f")
-
-
 def _flags(features: str) -> dict[str, bool]:
     out = {}
     for f in features.split(","):
@@ -59,6 +54,26 @@ def _flags(features: str) -> dict[str, bool]:
         if len(f) > 1 and f[0] in "+-":
             out[f[1:]] = f[0] == "+"
     return out
+
+
+def wide_vectors(features: str) -> str:
+    """``features`` with LLVM's preference for 256-bit vectors switched off when AVX-512F is on.
+
+    LLVM tunes its Intel AVX-512 CPUs (skylake-avx512 through sapphirerapids, rocketlake
+    included) to prefer 256-bit vectors, so the SLP vectoriser splits a 32-channel register
+    tile into ymm halves: 3x3 64->64 on 56x56 ran at 201 instead of 416 GFLOP/s on a
+    Sapphire Rapids host (benchmarks/RESULTS.md). AMD's znver4/znver5 have no such preference,
+    so this changes nothing there."""
+    flags = _flags(features)
+    if flags.get("avx512f") and "prefer-256-bit" not in flags:
+        return f"{features},-prefer-256-bit" if features else "-prefer-256-bit"
+    return features
+
+
+#: the plan shapes of the two x86 ISAs, for tests and for forcing a plan choice
+AVX512 = Target("avx512", 16, 32, True, "skylake-avx512",
+                wide_vectors("+avx512f,+avx2,+fma"))
+AVX2 = Target("avx2", 8, 16, True, "znver3", "+avx2,+fma,-avx512f")
 
 
 def describe_cpu(name: str, features: str, machine: str | None = None) -> Target:
@@ -92,6 +107,15 @@ _cache: dict[tuple, Target] = {}
 _forced: list[Target] = []
 
 
+def host_features() -> str:
+    """The host's LLVM feature string ("" where llvmlite cannot read it)."""
+    import llvmlite.binding as ll
+    try:
+        return ll.get_host_cpu_features().flatten()
+    except RuntimeError:   # llvmlite cannot read them on some hosts
+        return ""
+
+
 def effective() -> Target:
     """The target Numba compiles for in this process."""
     import numba
@@ -99,13 +123,7 @@ def effective() -> Target:
     if key not in _cache:
         import llvmlite.binding as ll
         name = key[0] or ll.get_host_cpu_name()
-        if key[1] is not None:
-            features = key[1]
-        else:
-            try:
-                features = ll.get_host_cpu_features().flatten()
-            except RuntimeError:   # llvmlite cannot read them on some hosts
-                features = ""
+        features = key[1] if key[1] is not None else host_features()
         _cache[key] = describe_cpu(name, features)
     return _cache[key]
 
