@@ -35,6 +35,11 @@ FORMAT = 1
 #: drift on a shared machine hits them alike
 SECONDS = 0.05
 ROUNDS = 3
+#: seconds of untimed calls before a spec's candidates are timed (see :func:`warm`)
+WARM = 0.3
+#: seconds to wait after a candidate that calls BLAS: OpenBLAS's workers spin ~0.1 s after a
+#: call and slowed the next candidate's parallel loops 2.7x (1741 instead of 645 us)
+BLAS_SETTLE = 0.15
 
 
 class TuningWarning(UserWarning):
@@ -223,6 +228,21 @@ def build(spec: ConvSpec, pl: Plan, batch: int = 1, seed: int = 0):
     return run
 
 
+def uses_blas(pl: Plan) -> bool:
+    """Whether the kernel of plan ``pl`` calls BLAS (np.dot)."""
+    return pl.strategy in ("gemm", "im2col") or (pl.strategy == "winograd"
+                                                 and winograd.GEMM == "blas")
+
+
+def warm(run, seconds: float = WARM) -> None:
+    """Call ``run`` for about ``seconds``: after a compile (one busy core) the first ~0.25 s
+    of a parallel kernel ran 1.7x slower (measured: 1060 then 630 us), enough to make the
+    candidate timed first look worst."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        run()
+
+
 def median_seconds(run, seconds: float) -> float:
     """Median of repeated calls filling about ``seconds``."""
     t0 = time.perf_counter()
@@ -299,9 +319,12 @@ def tune(specs, batch: int = 1, budget: float = 120.0, force: bool = False,
             continue
         runs = [build(s, pl, batch) for pl in cands]
         times: list[list[float]] = [[] for _ in cands]
+        warm(runs[0])
         for _ in range(ROUNDS):
-            for r, ts in zip(runs, times):
+            for pl, r, ts in zip(cands, runs, times):
                 ts.append(median_seconds(r, SECONDS))
+                if uses_blas(pl):
+                    time.sleep(BLAS_SETTLE)
         med = [statistics.median(ts) for ts in times]
         best = min(range(len(cands)), key=med.__getitem__)
         out.results[key] = {"plan": dataclasses.asdict(cands[best]), "us": med[best] * 1e6,
