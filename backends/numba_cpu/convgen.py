@@ -183,14 +183,25 @@ def _tile_avx512(spec: ConvSpec, merged: bool, cpu: Target) -> tuple[int, int]:
 MIN_ACCUMULATORS = 8
 #: most pixels per tile (the tile is unrolled into straight-line code)
 MAX_PIXELS = 8
+#: most pixels per tile of a spatial (kh x kw > 1) conv on AVX-512: 14 px x 32 ch (28 zmm
+#: accumulators) against 8 x 32 on a Sapphire Rapids-class host: 430 vs 360 GFLOP/s on
+#: ResNet-18's 56x56 layers, 384 vs 311 on 28x28, 405 vs 332 on 14x14, compiling as fast;
+#: 1x1 convs lost (330 vs 380), so they keep MAX_PIXELS (benchmarks/RESULTS.md)
+MAX_PIXELS_AVX512 = 14
 
 
-def pixel_range(cb: int, cpu: Target) -> tuple[int, int]:
+def max_pixels(cpu: Target, spec: ConvSpec | None = None) -> int:
+    spatial = spec is None or spec.kh * spec.kw > 1
+    return MAX_PIXELS_AVX512 if cpu.isa == "avx512" and spatial else MAX_PIXELS
+
+
+def pixel_range(cb: int, cpu: Target, spec: ConvSpec | None = None) -> tuple[int, int]:
     """[lo, hi] output pixels per tile of CB channels on ``cpu``: hi is the most whose
     accumulators (P * CB / lanes vectors), CB / lanes weight vectors and two broadcast inputs
-    fit the vector registers; lo the fewest that give :data:`MIN_ACCUMULATORS` chains."""
+    fit the vector registers (at most :func:`max_pixels`); lo the fewest that give
+    :data:`MIN_ACCUMULATORS` chains."""
     vecs = -(-cb // cpu.lanes)
-    hi = max(1, min((cpu.registers - vecs - 2) // vecs, MAX_PIXELS))
+    hi = max(1, min((cpu.registers - vecs - 2) // vecs, max_pixels(cpu, spec)))
     return min(-(-MIN_ACCUMULATORS // vecs), hi), hi
 
 
@@ -206,7 +217,7 @@ def _tile_narrow(spec: ConvSpec, merged: bool, cpu: Target) -> tuple[int, int]:
         cb = cpu.lanes if cout_g <= cpu.lanes else two
     else:
         cb = next(c for c in (two, cpu.lanes, 4, 2, 1) if cout_g % c == 0)
-    lo, hi = pixel_range(cb, cpu)
+    lo, hi = pixel_range(cb, cpu, spec)
     ow = spec.out_hw[1]
     p = min(range(lo, hi + 1), key=lambda q: (-(-ow // q) * q, -q))
     return cb, max(1, min(p, ow))   # a row narrower than the tile: no idle pixels

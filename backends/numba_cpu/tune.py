@@ -164,10 +164,11 @@ def candidates(spec: ConvSpec, cpu=None) -> list[Plan]:
     cout_g = spec.cout // spec.groups
     lanes = cpu.lanes
     tiles = [(blocked.cb, blocked.p - 1), (blocked.cb, blocked.p + 1),
-             (lanes, convgen.pixel_range(lanes, cpu)[1]),
-             (2 * lanes, convgen.pixel_range(2 * lanes, cpu)[0])]
+             (lanes, convgen.pixel_range(lanes, cpu, spec)[1]),
+             (2 * lanes, convgen.pixel_range(2 * lanes, cpu, spec)[0])]
     for cb, p in tiles:
-        fits = 1 <= p <= spec.out_hw[1] and cb * p <= 64 and cb <= max(cout_g, lanes)
+        fits = (1 <= p <= min(spec.out_hw[1], convgen.pixel_range(cb, cpu, spec)[1])
+                and cb <= max(cout_g, lanes))
         if fits and (spec.groups == 1 or cout_g % cb == 0):
             add(dataclasses.replace(blocked, cb=cb, p=p))
     add(dataclasses.replace(blocked, cb_outer=not blocked.cb_outer))

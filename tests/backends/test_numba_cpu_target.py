@@ -65,16 +65,21 @@ def test_narrow_plans_fit_the_register_file(cpu):
         assert pl.p * vecs + vecs + 2 <= cpu.registers, (spec, pl)
         if spec.out_hw[1] >= 8:
             assert pl.p * vecs >= min(convgen.MIN_ACCUMULATORS,
-                                      convgen.pixel_range(pl.cb, cpu)[1] * vecs), (spec, pl)
+                                      convgen.pixel_range(pl.cb, cpu, spec)[1] * vecs), (spec, pl)
 
 
 def test_avx512_plans():
-    """The Zen 5 measured tiles: two zmm of channels by 4-8 px without the loop vectorizer;
-    one zmm by 4 px, loop-vectorized, for layers of at most 16 channels."""
+    """The measured tiles: two zmm of channels by up to 14 px (8 for 1x1) without the loop
+    vectorizer, the pixels dividing the row; one zmm by 4 px, loop-vectorized, for layers of
+    at most 16 channels."""
     pl = convgen.plan(convgen.ConvSpec(56, 56, 64, 3, 3, 64, (1, 1), (1,) * 4), target.AVX512)
-    assert (pl.p, pl.cb, pl.loop_vectorize) == (8, 32, False)
+    assert (pl.p, pl.cb, pl.loop_vectorize) == (14, 32, False)
     pl = convgen.plan(convgen.ConvSpec(224, 224, 3, 7, 7, 64, (2, 2), (3,) * 4), target.AVX512)
-    assert (pl.p, pl.cb, pl.loop_vectorize) == (8, 32, False)
+    assert (pl.p, pl.cb, pl.loop_vectorize) == (14, 32, False)
+    pl = convgen.plan(convgen.ConvSpec(7, 7, 512, 3, 3, 512, (1, 1), (1,) * 4), target.AVX512)
+    assert (pl.p, pl.cb) == (7, 32)
+    pl = convgen.plan(convgen.ConvSpec(56, 56, 64, 1, 1, 128, (2, 2), (0,) * 4), target.AVX512)
+    assert (pl.p, pl.cb) == (7, 32)
     pl = convgen.plan(convgen.ConvSpec(32, 32, 16, 3, 3, 16, (1, 1), (1,) * 4), target.AVX512)
     assert (pl.p, pl.cb, pl.loop_vectorize) == (4, 16, True)
 
