@@ -142,7 +142,7 @@ def plan(spec: ConvSpec, cpu: Target | None = None, tuned: bool = True,
         from cnnc.backends.numba_cpu import tune
         if (pl := tune.lookup(dataclasses.replace(spec, epilogue=()), cpu)) is not None:
             return pl
-    if winograd_ok and winograd.chosen(spec):   # winograd.py: when it pays
+    if winograd_ok and winograd.chosen(spec, cpu):   # winograd.py: when it pays
         return Plan("winograd", cb=0, p=1, merged=False)
     pointwise = (spec.kh == spec.kw == 1 and spec.stride == (1, 1)
                  and spec.pads == (0, 0, 0, 0) and g == 1)

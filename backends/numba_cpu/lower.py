@@ -390,7 +390,7 @@ def plan_remark(spec, pl, cpu) -> str:
     tuned = tune.lookup(dataclasses.replace(spec, epilogue=()), cpu) == pl
     msg = f"{tune.describe(pl)} ({'tuned on this machine' if tuned else 'default plan'})"
     if pl.strategy != "winograd" and winograd.applies(spec):
-        why = winograd.why_not(spec) or "the direct plan timed faster here (cnnc tune)"
+        why = winograd.why_not(spec, cpu) or "the direct plan timed faster here (cnnc tune)"
         msg += f"; not Winograd: {why}"
     return msg
 

@@ -27,6 +27,7 @@ import os
 
 import numpy as np
 
+from cnnc.backends.numba_cpu import target
 from cnnc.backends.numba_cpu.kernels import Src
 from cnnc.backends.numba_cpu.scalar import epilogue_lines
 
@@ -41,6 +42,11 @@ P, CB = 8, 8
 # GFLOP/s) and loses on ResNet's (56x56 64->64: 82, 14x14 256->256: 65, 7x7 512->512: 35)
 MIN_CIN = 256
 MIN_PIXELS = 28 * 28
+#: the ISAs whose default plan takes it.  On AVX-512 the 14 px x 32 ch direct kernel runs
+#: 3x3 layers at 350-430 GFLOP/s, faster than BLAS-backed Winograd even on VGG's widest:
+#: 56x56 256->256 9.4 vs 22.2 ms, 28x28 256->512 4.9 vs 10.0 ms (Zen 5, `cnnc tune vgg11`;
+#: benchmarks/RESULTS.md).  `cnnc tune` still times it there.
+DEFAULT_ISAS = ("avx2",)
 
 # F(2x2, 3x3) transforms (Lavin & Gray 2015)
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
@@ -54,12 +60,17 @@ def applies(spec) -> bool:
             and spec.groups == 1 and min(spec.out_hw) >= 1)
 
 
-def why_not(spec) -> str | None:
-    """None when the plan takes Winograd for ``spec``, else the reason it does not."""
+def why_not(spec, cpu=None) -> str | None:
+    """None when the default plan for ``cpu`` (default: the target plans are chosen for)
+    takes Winograd for ``spec``, else the reason it does not."""
     if not ENABLED:
         return "Winograd is turned off (CNNC_WINOGRAD=0)"
     if not applies(spec):
         return "Winograd F(2x2, 3x3) needs a 3x3 kernel, stride 1, dilation 1 and groups 1"
+    cpu = cpu or target.for_plans()
+    if cpu.isa not in DEFAULT_ISAS:
+        return (f"on {cpu.isa} the direct kernel is faster (Winograd is the default on "
+                f"{', '.join(DEFAULT_ISAS)} only; cnnc tune times both)")
     oh, ow = spec.out_hw
     if spec.cin < MIN_CIN or spec.cout < MIN_CIN or oh * ow < MIN_PIXELS:
         return (f"{spec.cin} -> {spec.cout} channels on {oh}x{ow}: the direct kernel is "
@@ -68,8 +79,8 @@ def why_not(spec) -> str | None:
     return None
 
 
-def chosen(spec) -> bool:
-    return why_not(spec) is None
+def chosen(spec, cpu=None) -> bool:
+    return why_not(spec, cpu) is None
 
 
 def tiles(spec) -> tuple[int, int]:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cnnc
-from cnnc.backends.numba_cpu import convgen, winograd
+from cnnc.backends.numba_cpu import convgen, target, winograd
 from cnnc.backends.numba_cpu.convgen import ConvSpec
 from cnnc.backends.reference import run_reference
 from cnnc.ir import Graph
@@ -23,12 +23,13 @@ EPILOGUES = [(), (("relu",),), (("scale_shift",), ("relu",)), (("add",),),
 def setup_module():
     # the tests exercise Winograd on small shapes: take it wherever it applies
     global _SAVED
-    _SAVED = winograd.MIN_CIN, winograd.MIN_PIXELS
+    _SAVED = winograd.MIN_CIN, winograd.MIN_PIXELS, winograd.DEFAULT_ISAS
     winograd.MIN_CIN, winograd.MIN_PIXELS = 32, 1
+    winograd.DEFAULT_ISAS = ("avx2", "avx512", "neon", "sse", "avx", "generic")
 
 
 def teardown_module():
-    winograd.MIN_CIN, winograd.MIN_PIXELS = _SAVED
+    winograd.MIN_CIN, winograd.MIN_PIXELS, winograd.DEFAULT_ISAS = _SAVED
 
 
 def _rel_err(y, ref):
@@ -94,15 +95,21 @@ def test_plan_picks_winograd_only_where_it_applies(monkeypatch):
                   ConvSpec(28, 28, 3, 3, 3, 64, pads=(1, 1, 1, 1))):
         assert convgen.plan(other).strategy != "winograd", other
         assert winograd.why_not(other)
-    # the measured defaults: VGG's wide layers take it, ResNet's do not
+    # the measured defaults: on AVX2 VGG's wide layers take it, ResNet's do not; on
+    # AVX-512 none does (the direct kernel is faster there)
     monkeypatch.setattr(winograd, "MIN_CIN", _SAVED[0])
     monkeypatch.setattr(winograd, "MIN_PIXELS", _SAVED[1])
-    assert convgen.plan(ConvSpec(28, 28, 512, 3, 3, 512, pads=(1, 1, 1, 1))).strategy \
-        == "winograd"
+    monkeypatch.setattr(winograd, "DEFAULT_ISAS", _SAVED[2])
+    vgg_layer = ConvSpec(28, 28, 512, 3, 3, 512, pads=(1, 1, 1, 1))
+    avx2, avx512 = target.AVX2, target.AVX512
+    assert convgen.plan(vgg_layer, avx2, tuned=False).strategy == "winograd"
+    assert convgen.plan(vgg_layer, avx512, tuned=False).strategy == "blocked"
+    assert "on avx512 the direct kernel is faster" in winograd.why_not(vgg_layer, avx512)
     for resnet_layer in (big, ConvSpec(14, 14, 256, 3, 3, 256, pads=(1, 1, 1, 1)),
                          ConvSpec(56, 56, 64, 3, 3, 64, pads=(1, 1, 1, 1))):
-        assert convgen.plan(resnet_layer).strategy == "blocked"
-        assert "direct kernel is faster" in winograd.why_not(resnet_layer)
+        for cpu in (avx2, avx512):
+            assert convgen.plan(resnet_layer, cpu, tuned=False).strategy == "blocked"
+        assert "direct kernel is faster" in winograd.why_not(resnet_layer, avx2)
     monkeypatch.setattr(winograd, "ENABLED", False)
     assert convgen.plan(big).strategy == "blocked"
     assert "CNNC_WINOGRAD=0" in winograd.why_not(big)
