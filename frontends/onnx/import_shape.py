@@ -1,5 +1,5 @@
 """ONNX -> IR converters for data movement and constants: Constant, ConstantOfShape, Shape,
-Unsqueeze, Squeeze, Concat, Flatten, Reshape, Transpose, Pad, Cast, CastLike, Identity,
+Size, Unsqueeze, Squeeze, Concat, Flatten, Reshape, Transpose, Pad, Cast, CastLike, Identity,
 Dropout (Gather, Slice, Split, Expand, Tile, DepthToSpace, SpaceToDepth, Resize and Upsample
 live in :mod:`import_movement`).
 
@@ -86,6 +86,15 @@ def constant_of_shape(ctx, a):
 def shape(ctx, a):
     dims = ctx.onnx_shape(ctx.input(0))
     ctx.define(_out(ctx), const=shape_vector(dims[a.get("start", 0):a.get("end", None)]))
+
+
+@converter("Size")
+def size(ctx, a):
+    dims = ctx.onnx_shape(ctx.input(0))
+    if any(isinstance(d, str) for d in dims):
+        ctx.unsupported(f"Size of a tensor with the symbolic dims {list(dims)} (its element "
+                        f"count is known only at run time)")
+    ctx.define(_out(ctx), const=np.int64(np.prod(dims, dtype=np.int64)))
 
 
 def _raw_axes(ctx, a, required: bool):

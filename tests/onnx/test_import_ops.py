@@ -313,6 +313,15 @@ def test_cast_constant_and_slice_shape():
                 {"st": np.array([2], np.int64), "en": np.array([3], np.int64)}), _x(2, 3, 4, 4))
 
 
+def test_size_folds_to_a_constant_and_refuses_a_dynamic_batch():
+    """LayerNormalization's expanded form divides by ``Size`` of a shape slice."""
+    nodes = [node("Size", ["x"], "n"), node("Cast", ["n"], "nf", to=TensorProto.FLOAT),
+             node("Div", ["x", "nf"], "y")]
+    check(model(nodes, [("x", (2, 3, 4, 5))], ["y"]), _x(2, 3, 4, 5))
+    with pytest.raises(cnnc.CnncError, match=r"Size.*symbolic dims \['N', 3, 4, 5\]"):
+        load_onnx(model(nodes, [("x", ("N", 3, 4, 5))], ["y"]))
+
+
 def test_batch_norm_rank2():
     nodes = [node("BatchNormalization", ["x", "g", "b", "m", "v"], "y")]
     check(model(nodes, [("x", ("N", 6))], ["y"],
