@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cnnc.backends.numba_cpu import convgen, kernels, movement, norm_kernels, target
+from cnnc.backends.numba_cpu import convgen, extern, kernels, movement, norm_kernels, target
 from cnnc.backends.numba_cpu.scalar import BINARY_BODY, unary_body
 from cnnc.ops.elementwise import ACTIVATIONS
 from cnnc.backends.reference import evaluate
@@ -50,6 +50,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from cnnc.backends.numba_cpu.extern import jit_forward
 from cnnc.backends.numba_cpu.threads import get_threads, set_threads
 
 # reassociation and contraction vectorise the reductions; NaN and Inf keep their meaning
@@ -208,12 +209,16 @@ class _Lowerer:
             src.append(f"\n@njit({par}fastmath=FASTMATH, error_model=\"numpy\", cache=True)\n" + k)
         tiled = sorted(self.register_tiled, key=lambda k: int(k[1:]))
         src.append(f"\n# {NO_LOOP_VECTORIZE_DOC}\nNO_LOOP_VECTORIZE = {tuple(tiled)!r}\n")
-        src.append(f"\n@njit(cache=True)\ndef forward({sig}):\n")
+        src.append(f"\n\ndef forward({sig}):\n")
         src.append("    nt = get_threads()\n")
         src.extend(f"    {line}\n" for line in self.body)
         if any(line.startswith("set_threads(1") for line in self.body):
             src.append("    set_threads(nt)\n")
         src.append(f"    return ({', '.join(outs)},)\n")
+        names = sorted(set(self.kernel_names), key=lambda k: int(k[1:]))
+        src.append(f"\n\n# forward calls the compiled kernels by symbol (extern.py, ABI "
+                   f"{extern.ABI})\nforward = jit_forward(forward, globals(), "
+                   f"{tuple(names)!r})\n")
         return Lowered("".join(src), self.weights, self.kernel_names, self.kernel_nodes,
                        self.signatures, self.scratch_needs, self.cpu, self.remarks)
 

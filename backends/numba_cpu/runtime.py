@@ -266,8 +266,8 @@ def compile_kernels(lowered, module, workers: int | None = None, progress=None) 
     """Compile every distinct kernel, spreading a cold build over worker processes.
 
     Each worker compiles its share into the disk cache; this process compiles its own share
-    meanwhile, then ``forward`` finds the rest in the cache. Kernels are independent, so
-    the speed-up is close to the number of cores."""
+    meanwhile, then loads the rest from the cache (``forward`` calls the loaded kernels:
+    extern.py). Kernels are independent, so the speed-up is close to the number of cores."""
     import subprocess
     names = sorted(set(lowered.kernel_names), key=lambda k: int(k[1:]))
     workers = min(workers or os.cpu_count() or 1, len(names))
@@ -292,6 +292,8 @@ def compile_kernels(lowered, module, workers: int | None = None, progress=None) 
         if p.returncode:  # not fatal: this process compiles whatever the worker did not
             print(f"cnnc: a compile worker failed; compiling here instead: "
                   f"{err.decode(errors='replace')[-500:]}", file=sys.stderr)
+    for k in sorted(set(names) - set(mine), key=lambda k: int(k[1:])):
+        compile_kernel(module, k, lowered.signatures[k])   # the workers' share, from the cache
 
 
 def _worker(path: str, spec: str) -> None:

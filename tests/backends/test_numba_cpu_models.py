@@ -82,3 +82,42 @@ def test_second_process_hits_the_disk_cache_and_corrupt_entries_rebuild(tmp_path
                 fh.write(b"\x00garbage")
     third = _child(tmp_path)
     assert float(third["OUT"]) == pytest.approx(float(first["OUT"]), rel=1e-6)
+
+
+def test_forward_calls_the_kernels_without_a_copy_of_them(tmp_path, monkeypatch):
+    """forward's machine code declares the kernels and calls them by name (compiling it does
+    not re-optimise and re-emit every kernel), and it refuses to run before they exist."""
+    from cnnc.backends.numba_cpu import extern
+    from cnnc.backends.numba_cpu.runtime import load_module
+    from cnnc.errors import CnncError
+    monkeypatch.setenv("CNNC_CACHE_DIR", str(tmp_path))   # compiled here, so inspectable
+    compiled = _check(cnnc.models.lenet5(), batches=(2,))
+    fwd = compiled.module.forward
+    (cres,) = fwd.dispatcher.overloads.values()
+    ir = cres.library.get_llvm_str()
+    for name in compiled.lowered.kernel_names:
+        kernel = getattr(compiled.module, name)
+        (kres,) = kernel.overloads.values()
+        assert "define" not in [line.split(" ")[0] for line in ir.splitlines()
+                                if kres.fndesc.mangled_name in line], name
+        assert extern.symbol(kernel, next(iter(kernel.overloads))) in ir, name
+    fresh = load_module(compiled.source(), fresh=True)
+    with pytest.raises(CnncError, match=r"kernels \['k0'.* are not compiled"):
+        fresh.forward()
+
+
+def test_two_processes_compiling_at_once_leave_a_cache_a_third_can_run(tmp_path):
+    """Kernels and forward written by different processes (each with its own Numba symbol
+    names) still fit together when a later process loads them all from the cache."""
+    env = dict(os.environ, CNNC_CACHE_DIR=str(tmp_path))
+    procs = [subprocess.Popen([sys.executable, "-c", CHILD], env=env, cwd="/", text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+        outs.append(dict(line.split(" ", 1) for line in out.splitlines() if " " in line))
+    third = _child(tmp_path)
+    assert int(third["HITS"]) >= 1
+    for o in outs:
+        assert float(third["OUT"]) == pytest.approx(float(o["OUT"]), rel=1e-6)
