@@ -195,6 +195,12 @@ class ProfileRow:
     pct_peak: float = 0.0
     share: float = 0.0
 
+    @property
+    def gbps(self) -> float:
+        """Bytes moved (inputs, weights and output, each once) per second, in GB/s: the
+        rate of the memory-bound kernels (pools, elementwise ops, norms, data movement)."""
+        return self.bytes / (self.ms * 1e-3) / 1e9 if self.ms > 0 else 0.0
+
 
 @dataclass
 class Profile:
@@ -218,18 +224,18 @@ class Profile:
 
     def table(self, top: int | None = None) -> str:
         rows = sorted(self.rows, key=lambda r: -r.ms)[:top] if top else self.rows
-        head = ("node", "op", "output shape", "MFLOP", "KiB moved", "ms", "GFLOP/s",
+        head = ("node", "op", "output shape", "MFLOP", "KiB moved", "ms", "GFLOP/s", "GB/s",
                 "% peak", "share")
         body = [(r.node, r.op, r.shape, f"{r.flops / 1e6:.2f}", f"{r.bytes / 1024:.0f}",
-                 f"{r.ms:.3f}", f"{r.gflops:.1f}", f"{r.pct_peak:.1f}", f"{100 * r.share:.1f}%")
-                for r in rows]
+                 f"{r.ms:.3f}", f"{r.gflops:.1f}", f"{r.gbps:.1f}", f"{r.pct_peak:.1f}",
+                 f"{100 * r.share:.1f}%") for r in rows]
         flops = sum(r.flops for r in self.rows)
         lines = [f"profile of {self.model!r} on {self.target}, batch {self.batch}, median of "
                  f"{self.repeats} warm calls per node; float32 peak {self.peak_gflops:.1f} "
                  f"GFLOP/s (NumPy matmul 2048²)"]
         if self.cpu:
             lines.append(f"cpu target: {self.cpu}")
-        lines += _table(head, body, right=(3, 4, 5, 6, 7, 8))
+        lines += _table(head, body, right=(3, 4, 5, 6, 7, 8, 9))
         gf = flops / (self.total_ms * 1e-3) / 1e9 if self.total_ms > 0 else 0.0
         lines.append(f"sum of nodes: {self.total_ms:.3f} ms, {flops / 1e6:.2f} MFLOP, "
                      f"{gf:.1f} GFLOP/s ({100 * gf / self.peak_gflops:.1f}% of peak)")
@@ -241,10 +247,11 @@ class Profile:
         with open(path, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["node", "op", "output_shape", "flops", "bytes", "ms", "gflops",
-                        "pct_peak", "share"])
+                        "gbps", "pct_peak", "share"])
             for r in self.rows:
                 w.writerow([r.node, r.op, r.shape, r.flops, r.bytes, f"{r.ms:.6f}",
-                            f"{r.gflops:.3f}", f"{r.pct_peak:.3f}", f"{r.share:.5f}"])
+                            f"{r.gflops:.3f}", f"{r.gbps:.3f}", f"{r.pct_peak:.3f}",
+                            f"{r.share:.5f}"])
 
     def plot(self, path: str) -> None:
         """A horizontal bar chart of time per node (matplotlib)."""

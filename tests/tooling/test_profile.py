@@ -22,8 +22,12 @@ def test_cpu_profile_times_every_kernel(lenet5_cpu, rng):
     assert first.bytes == 4 * (4 * 32 * 32 + 25 * 6 + 6 + 4 * 28 * 28 * 6)
     assert first.gflops == pytest.approx(first.flops / first.ms / 1e6)
     assert first.pct_peak == pytest.approx(first.gflops)  # peak fixed at 100 GFLOP/s
+    assert first.gbps == pytest.approx(first.bytes / first.ms / 1e6)
+    pool = p.rows[1]   # memory-bound: its rate is the bytes it moves
+    assert pool.op.startswith("avg_pool2d") and pool.gbps > pool.gflops
     text = str(p)
     assert "% peak" in text and "dense_fused 400→120 [tanh]" in text and "share" in text
+    assert "GB/s" in text.splitlines()[2]
 
 
 def test_numpy_profile_times_every_node(rng):
@@ -68,6 +72,8 @@ def test_cli_profile_csv_and_png(tmp_path, capsys):
     rows = list(csv.DictReader(out_csv.open(encoding="utf-8")))
     assert len(rows) == 7 and rows[0]["op"] == "conv2d_fused 5x5/1 1→6 [tanh]"
     assert float(rows[0]["ms"]) > 0 and int(rows[0]["flops"]) == 2 * 28 * 28 * 6 * 52
+    assert float(rows[0]["gbps"]) == pytest.approx(
+        int(rows[0]["bytes"]) / float(rows[0]["ms"]) / 1e6, rel=1e-3)
     if out_png is not None:
         assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
