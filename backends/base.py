@@ -128,7 +128,9 @@ def prepare_inputs(graph, xs, dtype=np.float32, check=None
         arrays.append(x)
     if check is not None:
         check(bindings)
-    return [np.ascontiguousarray(x, dtype=dtype) for x in arrays], bindings
+    # C-contiguous, aligned and writeable: compiled code is specialised on those (a read-only
+    # input would otherwise need kernels of its own)
+    return [np.require(x, dtype, ["C", "A", "W"]) for x in arrays], bindings
 
 
 class CompiledModel:

@@ -10,9 +10,11 @@ a symbol named for the kernel (:func:`symbol`), which :class:`Forward` points at
 kernel's code before the JIT loads ``forward`` (as ``threads.py`` does for Numba's thread
 functions).
 
-So the kernels must be compiled or loaded from the disk cache before ``forward`` is, which
-:func:`~cnnc.backends.numba_cpu.runtime.compile_kernels` does.  Called from Python (the
-debugger steps through ``forward`` in the interpreter) a stand-in calls its dispatcher.
+So the kernels must be compiled or loaded from the disk cache before ``forward`` is, for
+every signature ``forward`` calls them with: the generated module declares those, and
+:func:`~cnnc.backends.numba_cpu.runtime.compile_kernels` compiles them (in parallel), or
+:class:`Forward` before its first run.  Called from Python (the debugger steps through
+``forward`` in the interpreter) a stand-in calls its dispatcher.
 """
 
 from __future__ import annotations
@@ -23,38 +25,41 @@ import types as pytypes
 import llvmlite.binding as ll
 from numba import njit
 from numba.core import cgutils, types
+from numba.core.errors import TypingError
 from numba.core.typing.templates import AbstractTemplate, infer_global
 from numba.extending import lower_builtin
 
-from cnnc.errors import CnncError
 
 #: written into every generated module (so into its disk-cache key): a change to how
 #: ``forward`` names its kernels must not meet a ``forward`` cached under the old scheme
-ABI = 1
+ABI = 2
 
 
 class KernelCall:
-    """Stands in for kernel dispatcher ``dispatcher`` in ``forward``'s globals."""
+    """Stands in for kernel dispatcher ``dispatcher`` in ``forward``'s globals; ``forward``
+    may call it only with the argument ranks in ``signatures`` (what the module declares)."""
 
-    def __init__(self, dispatcher):
+    def __init__(self, name: str, dispatcher, signatures, register_tiled: bool):
+        from cnnc.backends.numba_cpu.runtime import kernel_signature
+        self.name = name
         self.dispatcher = dispatcher
+        self.ranks = tuple(tuple(r) for r in signatures)
+        self.signatures = tuple(kernel_signature(r) for r in self.ranks)
+        self.register_tiled = register_tiled
 
     def __call__(self, *args):
         return self.dispatcher(*args)
 
     def __repr__(self) -> str:
-        return f"KernelCall({self.dispatcher.py_func.__name__})"
+        return f"KernelCall({self.name})"
 
-
-def _compiled(dispatcher, args):
-    """The compile result of ``dispatcher`` for argument types ``args`` (compiling it if
-    needed, which only a caller that skipped :func:`compile_kernels` makes happen)."""
-    args = tuple(args)
-    cres = dispatcher.overloads.get(args)
-    if cres is None:
-        dispatcher.compile(args)
-        cres = dispatcher.overloads.get(args)
-    return cres
+    def ensure(self) -> None:
+        """Compile (or load from the disk cache) every declared signature, and name each by
+        its :func:`symbol`: ``forward``, compiled or loaded after this, finds them all."""
+        from cnnc.backends.numba_cpu.runtime import compile_signature
+        for ranks in self.ranks:
+            compile_signature(self.dispatcher, ranks, self.register_tiled)
+        publish(self.dispatcher)
 
 
 def symbol(dispatcher, args) -> str:
@@ -74,26 +79,28 @@ def publish(dispatcher) -> None:
 
 
 def _register(call: KernelCall) -> None:
-    dispatcher = call.dispatcher
-
     class Template(AbstractTemplate):
         key = call
 
         def generic(self, args, kws):
-            if kws:
-                return None
-            cres = _compiled(dispatcher, args)
-            return None if cres is None else cres.signature
+            args = tuple(args)
+            if kws or args not in call.signatures:
+                # a forward loaded from the disk cache is not typed again: a call the module
+                # did not declare would find no compiled kernel behind its symbol
+                got = ", ".join([*map(str, args), *kws])
+                raise TypingError(f"forward calls kernel {call.name} with ({got}); its module "
+                                  f"declares only {[tuple(map(str, s)) for s in call.signatures]}")
+            call.ensure()
+            return call.dispatcher.overloads[args].signature
 
     infer_global(call, types.Function(Template))
 
     @lower_builtin(call, types.VarArg(types.Any))
     def lower(context, builder, sig, args):
         restype, argtypes = sig.return_type, sig.args
-        _compiled(dispatcher, argtypes)
-        publish(dispatcher)   # a kernel typing compiled just now: named before forward loads
         fnty = context.call_conv.get_function_type(restype, argtypes)
-        fn = cgutils.get_or_insert_function(builder.module, fnty, symbol(dispatcher, argtypes))
+        fn = cgutils.get_or_insert_function(builder.module, fnty,
+                                            symbol(call.dispatcher, argtypes))
         status, res = context.call_conv.call_function(builder, fn, restype, argtypes, args)
         with cgutils.if_unlikely(builder, status.is_error):
             context.call_conv.return_status_propagate(builder, status)
@@ -101,24 +108,21 @@ def _register(call: KernelCall) -> None:
 
 
 class Forward:
-    """The jitted ``forward`` of a generated module, run only once every kernel it calls is
-    compiled or loaded (a ``forward`` loaded from the disk cache before its kernels would
-    call unresolved symbols)."""
+    """The jitted ``forward`` of a generated module.  Before its first run every kernel it
+    calls is compiled or loaded for every signature the module declares and named by its
+    symbol (a ``forward`` loaded from the disk cache would otherwise call unresolved
+    symbols); :func:`~cnnc.backends.numba_cpu.runtime.compile_kernels` has usually done the
+    compiling, in parallel."""
 
-    def __init__(self, dispatcher, kernels: dict):
+    def __init__(self, dispatcher, calls: dict):
         self.dispatcher = dispatcher
-        self.kernels = kernels
+        self.calls = calls
         self.ready = False
 
     def __call__(self, *args):
         if not self.ready:
-            missing = sorted(n for n, k in self.kernels.items() if not k.overloads)
-            if missing:
-                raise CnncError(f"kernels {missing} are not compiled: compile (or load) the "
-                                f"kernels of a generated module before its forward "
-                                f"(runtime.compile_kernels)")
-            for k in self.kernels.values():
-                publish(k)
+            for call in self.calls.values():
+                call.ensure()
             self.ready = True
         return self.dispatcher(*args)
 
@@ -126,16 +130,18 @@ class Forward:
         return getattr(self.dispatcher, name)
 
 
-def jit_forward(func: pytypes.FunctionType, module_globals: dict, kernel_names) -> Forward:
-    """``forward`` jitted (disk-cached) with globals in which each kernel dispatcher is
-    replaced by its :class:`KernelCall`."""
+def jit_forward(func: pytypes.FunctionType, module_globals: dict, signatures: dict) -> Forward:
+    """``forward`` jitted (disk-cached) with globals in which each kernel dispatcher named in
+    ``signatures`` (kernel name -> the argument ranks of each of its calls) is replaced by
+    its :class:`KernelCall`."""
     env = dict(module_globals)
-    kernels = {name: env[name] for name in kernel_names}
-    for name, dispatcher in kernels.items():
-        call = KernelCall(dispatcher)
+    tiled = set(module_globals.get("NO_LOOP_VECTORIZE", ()))
+    calls = {}
+    for name, sigs in signatures.items():
+        call = calls[name] = KernelCall(name, env[name], sigs, name in tiled)
         _register(call)
         env[name] = call
     rebound = pytypes.FunctionType(func.__code__, env, func.__name__, func.__defaults__,
                                    func.__closure__)
     rebound.__qualname__, rebound.__module__ = func.__qualname__, func.__module__
-    return Forward(njit(cache=True)(rebound), kernels)
+    return Forward(njit(cache=True)(rebound), calls)

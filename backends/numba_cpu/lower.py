@@ -64,7 +64,7 @@ class Lowered:
     weights: list[np.ndarray] = field(default_factory=list)
     kernel_names: list[str] = field(default_factory=list)
     kernel_nodes: list = field(default_factory=list)  # node lowered to each kernel (for profiling)
-    signatures: dict = field(default_factory=dict)    # kernel name -> ndim of each argument
+    signatures: dict = field(default_factory=dict)    # kernel name -> [ranks of its args]
     # (leading dim of the conv input: an int or a symbol, float32 elements per item) for each
     # conv that takes scratch; the arena's scratch holds the largest product
     scratch_needs: list = field(default_factory=list)
@@ -93,7 +93,7 @@ class _Lowerer:
         self.by_source: dict[str, str] = {}   # kernel source -> its function name
         self.register_tiled: set[str] = set()  # kernels compiled without the loop vectorizer
         self.ndim: dict[str, int] = {}         # local name -> rank of the array it holds
-        self.signatures: dict[str, tuple] = {}
+        self.signatures: dict[str, list[tuple]] = {}
         self.scratch_needs: list = []
         self.remarks: list = []
         self.ndim["scratch"] = 1
@@ -142,8 +142,10 @@ class _Lowerer:
             if register_tiled:
                 self.register_tiled.add(name)
         # an integer (np.int64(...)) is a scalar argument, marked -1 (0 is a 0-d array)
-        self.signatures[name] = tuple(-1 if a.startswith("np.int64(") else self.ndim[a]
-                                      for a in args)
+        ranks = tuple(-1 if a.startswith("np.int64(") else self.ndim[a] for a in args)
+        sigs = self.signatures.setdefault(name, [])
+        if ranks not in sigs:   # one kernel may serve values of several ranks
+            sigs.append(ranks)
         self.kernel_names.append(name)
         self.kernel_nodes.append(node)
         if "prange(" in source:
@@ -216,9 +218,10 @@ class _Lowerer:
             src.append("    set_threads(nt)\n")
         src.append(f"    return ({', '.join(outs)},)\n")
         names = sorted(set(self.kernel_names), key=lambda k: int(k[1:]))
+        sigs = "{" + ", ".join(f"{k!r}: {tuple(self.signatures[k])!r}" for k in names) + "}"
         src.append(f"\n\n# forward calls the compiled kernels by symbol (extern.py, ABI "
-                   f"{extern.ABI})\nforward = jit_forward(forward, globals(), "
-                   f"{tuple(names)!r})\n")
+                   f"{extern.ABI}), each with the argument ranks listed (-1: an integer)\n"
+                   f"forward = jit_forward(forward, globals(), {sigs})\n")
         return Lowered("".join(src), self.weights, self.kernel_names, self.kernel_nodes,
                        self.signatures, self.scratch_needs, self.cpu, self.remarks)
 

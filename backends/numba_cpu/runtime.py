@@ -237,13 +237,23 @@ def loop_vectorizer(enabled: bool):
         numba.config.LOOP_VECTORIZE = old
 
 
-def compile_kernel(module, name: str, ndims) -> None:
-    """Compile one kernel of a generated module for arrays of ranks ``ndims``; those the
-    module lists in ``NO_LOOP_VECTORIZE`` (register-tiled convs) without the loop
-    vectorizer."""
+def compile_kernel(module, name: str, signatures) -> None:
+    """Compile one kernel of a generated module for each of its ``signatures`` (the ranks of
+    its arguments, -1 for an integer); those the module lists in ``NO_LOOP_VECTORIZE``
+    (register-tiled convs) without the loop vectorizer."""
     off = name in getattr(module, "NO_LOOP_VECTORIZE", ())
-    with loop_vectorizer(False) if off else contextlib.nullcontext():
-        getattr(module, name).compile(kernel_signature(ndims))
+    for ndims in signatures:
+        compile_signature(getattr(module, name), ndims, off)
+
+
+def compile_signature(dispatcher, ndims, register_tiled: bool = False):
+    """The compile result of kernel ``dispatcher`` for argument ranks ``ndims`` (loaded from
+    the disk cache when it is there; a ``register_tiled`` one without the loop vectorizer)."""
+    sig = kernel_signature(ndims)
+    if sig not in dispatcher.overloads:
+        with loop_vectorizer(False) if register_tiled else contextlib.nullcontext():
+            dispatcher.compile(sig)
+    return dispatcher.overloads[sig]
 
 
 def kernel_signature(ndims):
@@ -276,7 +286,9 @@ def compile_kernels(lowered, module, workers: int | None = None, progress=None) 
     if workers > 1 and not is_cached(lowered.source):
         path = module_path(lowered.source)
         for share in shares[1:]:
-            spec = ";".join(f"{k}:{','.join(map(str, lowered.signatures[k]))}" for k in share)
+            spec = ";".join(f"{k}:" + "|".join(",".join(map(str, nd))
+                                                for nd in lowered.signatures[k])
+                            for k in share)
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "cnnc.backends.numba_cpu.runtime", path, spec],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
@@ -300,8 +312,9 @@ def _worker(path: str, spec: str) -> None:
     with open(path, encoding="utf-8") as f:
         module = load_module(f.read())
     for item in spec.split(";"):
-        name, dims = item.split(":")
-        compile_kernel(module, name, [int(d) for d in dims.split(",")])
+        name, sigs = item.split(":")
+        compile_kernel(module, name, [[int(d) for d in dims.split(",") if d]
+                                      for dims in sigs.split("|")])
 
 
 if __name__ == "__main__":

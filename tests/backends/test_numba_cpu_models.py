@@ -86,10 +86,9 @@ def test_second_process_hits_the_disk_cache_and_corrupt_entries_rebuild(tmp_path
 
 def test_forward_calls_the_kernels_without_a_copy_of_them(tmp_path, monkeypatch):
     """forward's machine code declares the kernels and calls them by name (compiling it does
-    not re-optimise and re-emit every kernel), and it refuses to run before they exist."""
+    not re-optimise and re-emit every kernel), and it compiles them first if nobody did."""
     from cnnc.backends.numba_cpu import extern
     from cnnc.backends.numba_cpu.runtime import load_module
-    from cnnc.errors import CnncError
     monkeypatch.setenv("CNNC_CACHE_DIR", str(tmp_path))   # compiled here, so inspectable
     L = cnnc.layers   # a model no other test compiles (this process would reuse its module)
     model = cnnc.Sequential([cnnc.Input((9, 7, 3)),
@@ -106,9 +105,45 @@ def test_forward_calls_the_kernels_without_a_copy_of_them(tmp_path, monkeypatch)
         assert "define" not in [line.split(" ")[0] for line in ir.splitlines()
                                 if kres.fndesc.mangled_name in line], name
         assert extern.symbol(kernel, next(iter(kernel.overloads))) in ir, name
+    # a module whose kernels nobody compiled: its forward compiles them before it runs
     fresh = load_module(compiled.source(), fresh=True)
-    with pytest.raises(CnncError, match=r"kernels \['k0'.* are not compiled"):
-        fresh.forward()
+    assert not any(getattr(fresh, k).overloads for k in compiled.lowered.kernel_names)
+    x = np.random.default_rng(5).standard_normal((2, 9, 7, 3)).astype(np.float32)
+    args = (x, *compiled._arena({"N": 2}), *compiled.lowered.weights)
+    np.testing.assert_array_equal(fresh.forward(*args)[0], compiled(x))
+    # and a call the module does not declare is a typing error, never a call into nothing
+    with pytest.raises(Exception, match=r"forward calls kernel k\d+ with .*declares only"):
+        fresh.forward(x.astype(np.float64), *args[1:])
+
+
+CHILD_RANKS = textwrap.dedent("""
+    import numpy as np, cnnc
+    from cnnc.ir import Graph
+    g = Graph("pads_of_two_ranks")
+    x = g.add_input((2, 5, 3, 4), name="x")
+    r3 = g.add("reshape", [x], {"shape": (-1, 15, 4)})
+    g.set_outputs(g.add("pad", [x], {"pads": ((0, 0), (2, 0), (1, 3), (0, 2)), "value": 0.5}),
+                  g.add("pad", [r3], {"pads": ((1, 1), (0, 2), (3, 0)), "value": -2.0}))
+    c = cnnc.compile(g, target="cpu", opt_level=0)
+    print("RANKS", max(len(s) for s in c.lowered.signatures.values()))
+    x = np.random.default_rng(0).standard_normal((2, 5, 3, 4)).astype(np.float32)
+    print("OUT", repr(float(sum(np.abs(y).sum() for y in c(x)))))
+""")
+
+
+def test_a_kernel_called_with_two_ranks_runs_from_the_cache(tmp_path):
+    """One fill kernel serves a rank-3 and a rank-4 pad: a later process, whose forward comes
+    from the disk cache untyped, must have both versions compiled (one was missing, and the
+    call through its symbol crashed the process)."""
+    env = dict(os.environ, CNNC_CACHE_DIR=str(tmp_path))
+    outs = []
+    for _ in range(2):
+        r = subprocess.run([sys.executable, "-c", CHILD_RANKS], capture_output=True, text=True,
+                           env=env, cwd="/")
+        assert r.returncode == 0, r.stderr[-3000:]
+        outs.append(dict(line.split(" ", 1) for line in r.stdout.splitlines() if " " in line))
+    assert int(outs[0]["RANKS"]) == 2
+    assert float(outs[1]["OUT"]) == float(outs[0]["OUT"])
 
 
 def test_two_processes_compiling_at_once_leave_a_cache_a_third_can_run(tmp_path):

@@ -64,7 +64,7 @@ def test_a_reduction_to_a_scalar_compiles_for_a_0d_array_in_this_process(compile
     be compiled on its first call, or to fail outright when it fell to this process."""
     from cnnc.backends.numba_cpu.runtime import compile_kernel
     model = compiled[3]
-    zero_d = {k: s for k, s in model.lowered.signatures.items() if 0 in s}
+    zero_d = {k: s for k, s in model.lowered.signatures.items() if any(0 in r for r in s)}
     assert zero_d, "the graph has reductions over every axis"
-    for k, sig in zero_d.items():
-        compile_kernel(model.module, k, sig)
+    for k, sigs in zero_d.items():
+        compile_kernel(model.module, k, sigs)

@@ -56,6 +56,25 @@ def test_strided_fortran_and_list_inputs(model, compiled, target):
     _close(c(big[:2, :6, :6, :2].tolist()), run_reference(graph, big[:2, :6, :6, :2]))
 
 
+@pytest.mark.parametrize("target", TARGETS)
+def test_read_only_and_unaligned_inputs(model, compiled, target):
+    """Compiled code is specialised on writeable, aligned arrays: other inputs are copied
+    at the boundary (a read-only one used to need a forward and kernels of its own)."""
+    c, graph = compiled[target], model.to_graph()
+    x = _rand((3, 6, 6, 2), 4)
+    ro = x.copy()
+    ro.setflags(write=False)
+    raw = np.zeros(x.nbytes + 1, np.uint8)[1:].view(np.float32).reshape(x.shape)
+    raw[...] = x
+    assert not raw.flags.aligned
+    want = run_reference(graph, x)
+    for v in (ro, np.broadcast_to(x[:1], x.shape), raw):
+        _close(c(v), run_reference(graph, np.ascontiguousarray(v)))
+    _close(c(ro), want)
+    if target == "cpu":
+        assert len(c.module.forward.overloads) == 1
+
+
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
