@@ -121,7 +121,10 @@ def prepare_inputs(graph, xs, dtype=np.float32, check=None
                 x = np.asarray(x)
             except (ValueError, TypeError) as e:
                 raise DTypeError(f"{what} cannot be converted to an array: {e}") from None
-        if x.dtype.kind not in "fiu":
+        if v.type.dtype == "bool":
+            if x.dtype.kind != "b":
+                raise DTypeError(f"{what} must be a bool array, got dtype {x.dtype}")
+        elif x.dtype.kind not in "fiu":
             raise DTypeError(f"{what} must have a numeric dtype, got "
                              f"{x.dtype}")
         bind_shape(what, v.type, tuple(x.shape), bindings)
@@ -147,6 +150,8 @@ class CompiledModel:
     def __call__(self, *xs):
         arrays, bindings = prepare_inputs(self.graph, xs, check=self._check_memory)
         outs = self.run(arrays, bindings)
+        # bool values are computed as float 0/1
+        outs = [y != 0 if v.type.dtype == "bool" else y for y, v in zip(outs, self.graph.outputs)]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def run(self, arrays: list[np.ndarray], bindings: dict[str, int]) -> list[np.ndarray]:

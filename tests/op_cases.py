@@ -101,6 +101,17 @@ def build(op: str, rng) -> Graph:
         y = g.add(op, [x], {"pads": ((0, 0), (1, 2), (0, 1), (0, 0)), "value": -1.5})
     elif op == "transpose":
         y = g.add(op, [x], {"perm": (0, 3, 1, 2)})
+    elif op in ("less", "greater", "less_equal", "greater_equal"):
+        y = g.add("where", [g.add(op, [x, _c(g, rng, 6, 1)]), x, g.add("neg", [x])])
+    elif op == "equal":   # true where x >= 0: random floats are rarely equal otherwise
+        cond = g.add(op, [x, g.add("maximum", [x, g.constant(np.float32(0))])])
+        y = g.add("where", [cond, _c(g, rng, 4), x])
+    elif op in ("logical_and", "logical_or", "logical_xor", "logical_not", "where"):
+        a = g.add("less", [x, _c(g, rng, 6, 1)])
+        b = g.add("greater", [x, _c(g, rng, 4)])
+        cond = {"logical_not": lambda: g.add(op, [a]),
+                "where": lambda: a}.get(op, lambda: g.add(op, [a, b]))()
+        y = g.add("where", [cond, x, _c(g, rng, 7, 1, 1)])
     elif op in DATA_OPS:
         y = _data_case(op, g, x)
     elif op in NORM_CASES:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cnnc.backends.numba_cpu import convgen, extern, kernels, movement, norm_kernels, target
-from cnnc.backends.numba_cpu.scalar import BINARY_BODY, unary_body
+from cnnc.backends.numba_cpu.scalar import ELEMENTWISE_BODY, unary_body
 from cnnc.ops.elementwise import ACTIVATIONS
 from cnnc.backends.reference import evaluate
 from cnnc.errors import UnsupportedError
@@ -263,8 +263,8 @@ class _Lowerer:
         elif op in ACTIVATION_OPS:
             body = unary_body(op, a)
             self.add_kernel(node, kernels.elementwise(K, out.shape, in_shapes, body), ins + [o])
-        elif op in BINARY_BODY:
-            body = [BINARY_BODY[op]]
+        elif op in ELEMENTWISE_BODY:
+            body = [ELEMENTWISE_BODY[op]]
             self.add_kernel(node, kernels.elementwise(K, out.shape, in_shapes, body), ins + [o])
         elif op == "bias_add":
             self.add_kernel(node, kernels.elementwise(K, out.shape, in_shapes, ["v = x0 + x1"]),

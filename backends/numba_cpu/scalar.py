@@ -188,8 +188,9 @@ _LINES = {
     "pow_scalar": _pow_lines,
 }
 
-#: binary op -> the statement computing ``v`` from the scalars ``x0``, ``x1``
-BINARY_BODY = {
+#: ops computed by one line from operands ``x0, x1, ...`` (arithmetic, comparisons, logic,
+#: where)
+ELEMENTWISE_BODY = {
     "add": "v = x0 + x1", "sub": "v = x0 - x1", "mul": "v = x0 * x1", "div": "v = x0 / x1",
     # float64 pow: nan for a negative base and a non-integer exponent, inf past float32's range
     "pow": "v = np.float32(np.float64(x0) ** np.float64(x1))",
@@ -197,7 +198,14 @@ BINARY_BODY = {
     "maximum": "v = x0 if (x0 != x0 or x0 > x1) else x1",
     "minimum": "v = x0 if (x0 != x0 or x0 < x1) else x1",
     "prelu": "v = x0 if x0 >= 0 else x0 * x1",
+    "where": "v = x1 if x0 != 0 else x2",
 }
+# bool values are float 0/1 in every buffer; NaN compares false (unequal, unordered)
+ELEMENTWISE_BODY.update({op: f"v = np.float32(1) if ({c}) else np.float32(0)" for op, c in {
+    "less": "x0 < x1", "greater": "x0 > x1", "equal": "x0 == x1", "less_equal": "x0 <= x1",
+    "greater_equal": "x0 >= x1", "logical_and": "x0 != 0 and x1 != 0",
+    "logical_or": "x0 != 0 or x1 != 0", "logical_xor": "(x0 != 0) != (x1 != 0)",
+    "logical_not": "x0 == 0"}.items()})
 
 
 # tanh(x) ~ x * P(x^2) / Q(x^2) on |x| <= 9 (past 9.0109 tanh rounds to +-1 in float32): a

@@ -18,7 +18,7 @@ import numpy as np
 from cnnc.backends.numba_cpu.convgen import ConvSpec
 from cnnc.backends.numba_cpu.lower import _single_node_graph
 from cnnc.backends.numba_cuda import convgen, kernels, movement, norm_kernels
-from cnnc.backends.numba_cpu.scalar import BINARY_BODY, unary_body
+from cnnc.backends.numba_cpu.scalar import ELEMENTWISE_BODY, unary_body
 from cnnc.ops.elementwise import ACTIVATIONS
 from cnnc.backends.reference import evaluate
 from cnnc.errors import UnsupportedError
@@ -168,8 +168,8 @@ class _Lowerer:
         elif op in ACTIVATION_OPS:
             self.launch(node, kernels.elementwise(K, out.shape, shapes,
                                                   unary_body(op, a)), ins, out)
-        elif op in BINARY_BODY:
-            body = [BINARY_BODY[op]]
+        elif op in ELEMENTWISE_BODY:
+            body = [ELEMENTWISE_BODY[op]]
             self.launch(node, kernels.elementwise(K, out.shape, shapes, body), ins, out)
         elif op == "bias_add":
             self.launch(node, kernels.elementwise(K, out.shape, shapes, ["v = x0 + x1"]), ins,

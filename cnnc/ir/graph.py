@@ -52,8 +52,10 @@ class Graph:
             dtype = "float32"
         elif arr.dtype.kind in "iu":
             arr, dtype = arr.astype(np.int64), "int64"
+        elif arr.dtype.kind == "b":
+            dtype = "bool"
         else:
-            raise DTypeError(f"constant {name or ''} must be numeric, got dtype {arr.dtype}")
+            raise DTypeError(f"constant {name or ''} must be numeric or bool, got dtype {arr.dtype}")
         arr.setflags(write=False)
         v = Value(name or f"w{next(self._const_ids)}", TensorType(arr.shape, dtype))
         node = Node("constant", (), v, data=arr, layer=layer)

@@ -10,7 +10,8 @@ from cnnc.errors import DTypeError, ShapeError
 
 Dim = int | str
 
-_SHORT = {"float32": "f32", "float64": "f64", "float16": "f16", "int64": "i64", "int32": "i32"}
+_SHORT = {"float32": "f32", "float64": "f64", "float16": "f16", "int64": "i64", "int32": "i32",
+          "bool": "b8"}
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Elementwise ops: activations and unary math, binary arithmetic with NumPy broadcasting
-(add, sub, mul, div, max, min, prelu), bias_add, identity.
+(add, sub, mul, div, max, min, prelu), comparisons and logic giving bool values, where,
+bias_add, identity.
 
 :data:`ACTIVATIONS` maps each activation op to ``fn(y, **attrs)``: the single definition of its
 meaning, reused by the fused epilogues.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnc.errors import DTypeError
 from cnnc.ir.types import TensorType
 from cnnc.ops.common import broadcast_shapes, expect_vector, same_dtype
 from cnnc.ops.registry import Attr, def_op
@@ -128,6 +130,68 @@ for _name, _ufunc in BINARY.items():
     _op = def_op(_name, arity=(2, 2), traits=("pure", "elementwise"))
     _op.shape(_binary_type)
     _op.reference(lambda a, b, _u=_ufunc: _quiet(_u, a, b))
+
+
+# ---- comparisons, logic and where (bool values) -----------------------------------------------
+#: comparisons of two operands of one dtype (NumPy broadcasting) giving bool; NaN compares
+#: unequal and unordered, as in NumPy and ONNX
+COMPARE = {"less": np.less, "greater": np.greater, "equal": np.equal,
+           "less_equal": np.less_equal, "greater_equal": np.greater_equal}
+#: logic on bool operands
+LOGICAL = {"logical_and": np.logical_and, "logical_or": np.logical_or,
+           "logical_xor": np.logical_xor}
+
+
+def _compare_type(a: TensorType, b: TensorType) -> TensorType:
+    same_dtype(a, b)
+    return TensorType(broadcast_shapes(a.shape, b.shape), "bool")
+
+
+def _expect_bool(*ts: TensorType) -> None:
+    for t in ts:
+        if t.dtype != "bool":
+            raise DTypeError(f"logical operands must be bool, got {t}")
+
+
+def _logical_type(a: TensorType, b: TensorType) -> TensorType:
+    _expect_bool(a, b)
+    return TensorType(broadcast_shapes(a.shape, b.shape), "bool")
+
+
+for _name, _ufunc in COMPARE.items():
+    _op = def_op(_name, arity=(2, 2), traits=("pure", "elementwise"))
+    _op.shape(_compare_type)
+    _op.reference(lambda a, b, _u=_ufunc: _u(a, b))
+
+for _name, _ufunc in LOGICAL.items():
+    _op = def_op(_name, arity=(2, 2), traits=("pure", "elementwise"))
+    _op.shape(_logical_type)
+    _op.reference(lambda a, b, _u=_ufunc: _u(a, b))
+
+logical_not = def_op("logical_not", arity=(1, 1), traits=("pure", "elementwise"))
+
+
+@logical_not.shape
+def _(x):
+    _expect_bool(x)
+    return x
+
+
+logical_not.reference(np.logical_not)
+
+where = def_op("where", arity=(3, 3), traits=("pure", "elementwise"),
+               doc="a where cond else b (cond bool; the three broadcast like NumPy's)")
+
+
+@where.shape
+def _(cond, a, b):
+    _expect_bool(cond)
+    shape = broadcast_shapes(broadcast_shapes(cond.shape, a.shape), b.shape)
+    return TensorType(shape, same_dtype(a, b))
+
+
+# the reference may hold a bool input as float 0/1 (every input is cast to its float dtype)
+where.reference(lambda cond, a, b: np.where(np.asarray(cond) != 0, a, b))
 
 
 # ---- bias_add, identity, dropout --------------------------------------------------------------

@@ -86,6 +86,20 @@ CASES.update({  # normalisation, hardmax, Lp pooling, transposed convolution
                                 {"strides": 2,
                                  "epilogue": ["scale_shift", "add", ("leaky_relu", 0.1)]})],
 })
+
+
+class B(tuple):
+    """The shape of a bool operand."""
+
+
+XB = B(X4)
+CASES.update({  # comparisons (bool results), logic on bool operands, where
+    **{op: [((X4, (5, 4)), {}), (((4, 1), (1, 6)), {})]
+       for op in ("less", "greater", "equal", "less_equal", "greater_equal")},
+    **{op: [((XB, B((5, 4))), {})] for op in ("logical_and", "logical_or", "logical_xor")},
+    "logical_not": [((XB,), {})],
+    "where": [((XB, X4, (5, 1)), {}), ((B((2, 1)), (1, 3), (2, 3)), {})],
+})
 CASES.update({  # slicing, gathering, tiling, broadcasting, resampling
     "slice": [((X4,), {"starts": (-1, 1), "ends": (-(2 ** 62), 5), "axes": (3, 1),
                        "steps": (-2, 3)}),
@@ -120,14 +134,15 @@ def _arrays(shapes, positive, batch, seed):
     out = []
     for i, s in enumerate(shapes):
         a = rng_array(seed + i, tuple(batch if d == "N" else d for d in s))
-        out.append(np.abs(a) + 0.5 if i in positive else a)
+        out.append(a > 0 if isinstance(s, B) else np.abs(a) + 0.5 if i in positive else a)
     return out
 
 
 @pytest.mark.parametrize("op,shapes,attrs,positive", list(_cases()))
 def test_inferred_type_is_the_reference_shape(op, shapes, attrs, positive):
     g = Graph(op)
-    ins = [g.add_input(s, name=f"in{i}") for i, s in enumerate(shapes)]
+    ins = [g.add_input(s, "bool" if isinstance(s, B) else "float32", name=f"in{i}")
+           for i, s in enumerate(shapes)]
     y = g.add(op, ins, attrs)
     g.set_outputs(y)
     verify(g)
@@ -135,8 +150,14 @@ def test_inferred_type_is_the_reference_shape(op, shapes, attrs, positive):
         xs = _arrays(shapes, positive, batch, seed)
         y64 = evaluate(g, xs, np.float64)[0]
         assert y64.shape == y.type.concrete({"N": batch}), (op, attrs)
-        assert y64.dtype == np.float64
         y32 = evaluate(g, xs, np.float32)[0]
+        if y.type.dtype == "bool":
+            assert y64.dtype == y32.dtype == np.bool_
+            np.testing.assert_array_equal(y32, y64)
+            if op != "equal":   # random floats are (almost) never equal
+                assert 0 < y64.sum() < y64.size, "a case whose result is all one value"
+            continue
+        assert y64.dtype == np.float64
         assert y32.dtype == np.float32 and y32.shape == y64.shape
         scale = max(1.0, float(np.abs(y64).max()))
         np.testing.assert_allclose(y32, y64, rtol=1e-5, atol=1e-5 * scale)
