@@ -24,7 +24,8 @@ DEVICES = {"CPU": ("numpy", "cpu"), "CUDA": ("cuda",)}
 
 def bind_inputs(model, arrays: dict):
     """A copy of ``model`` in which each graph input named in ``arrays`` is an initializer
-    holding that array (and no longer a graph input)."""
+    holding that array (and no longer a graph input, from IR version 4 on: before it, every
+    initializer must also be listed as an input)."""
     onnx = require_onnx("the ONNX backend")
     names = [vi.name for vi in model.graph.input]
     unknown = sorted(set(arrays) - set(names))
@@ -32,9 +33,10 @@ def bind_inputs(model, arrays: dict):
         raise ConfigError(f"bind_inputs: {unknown} are not graph inputs (inputs: {names})")
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    keep = [vi for vi in out.graph.input if vi.name not in arrays]
-    del out.graph.input[:]
-    out.graph.input.extend(keep)
+    if out.ir_version >= 4:
+        keep = [vi for vi in out.graph.input if vi.name not in arrays]
+        del out.graph.input[:]
+        out.graph.input.extend(keep)
     for name, arr in arrays.items():
         out.graph.initializer.append(onnx.numpy_helper.from_array(np.asarray(arr), name))
     return out

@@ -46,7 +46,10 @@ _UNARY = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "hard_swish": "H
 _UNARY_ATTRS = {"elu": "Elu", "selu": "Selu", "celu": "Celu",
                 "thresholded_relu": "ThresholdedRelu", "shrink": "Shrink"}
 _BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "pow": "Pow",
-           "maximum": "Max", "minimum": "Min", "prelu": "PRelu"}
+           "maximum": "Max", "minimum": "Min", "prelu": "PRelu",
+           "less": "Less", "greater": "Greater", "equal": "Equal", "less_equal": "LessOrEqual",
+           "greater_equal": "GreaterOrEqual", "logical_and": "And", "logical_or": "Or",
+           "logical_xor": "Xor", "where": "Where"}
 
 
 def _graph_of(model_or_graph) -> Graph:
@@ -84,7 +87,8 @@ def export_onnx(model_or_graph, path=None, opset: int = OPSET):
 
 def _elem_type(onnx, dtype: str) -> int:
     return {"float32": onnx.TensorProto.FLOAT, "float64": onnx.TensorProto.FLOAT,
-            "int64": onnx.TensorProto.INT64, "int32": onnx.TensorProto.INT32}[dtype]
+            "int64": onnx.TensorProto.INT64, "int32": onnx.TensorProto.INT32,
+            "bool": onnx.TensorProto.BOOL}[dtype]
 
 
 def pool_plan(in_hw, attrs):
@@ -139,7 +143,8 @@ class _Exporter(MovementExport, NormExport, NchwTranslator):
 
     def const(self, array, hint: str = "c") -> str:
         arr = np.asarray(array)
-        arr = arr.astype(np.float32) if arr.dtype.kind == "f" else arr.astype(np.int64)
+        arr = arr.astype(np.float32 if arr.dtype.kind == "f" else
+                         bool if arr.dtype.kind == "b" else np.int64)
         name = self.fresh(hint)
         self.inits.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(arr), name))
         return name
@@ -246,13 +251,20 @@ class _Exporter(MovementExport, NormExport, NchwTranslator):
     op_shrink = op_sqrt = op_exp = op_log = op_neg = op_abs = _unary_node
     op_reciprocal = op_pow_scalar = _unary_node
 
-    def _binary_node(self, node):
+    def _binary_node(self, node):   # and where, of three operands
         layout = self.result_layout(node)
-        a, b = (self.operand(v, layout) for v in node.inputs)
-        self.define(node.output, self.emit(_BINARY[node.op], [a, b]), layout)
+        operands = [self.operand(v, layout) for v in node.inputs]
+        self.define(node.output, self.emit(_BINARY[node.op], operands), layout)
 
     op_add = op_sub = op_mul = op_div = op_pow = _binary_node
     op_maximum = op_minimum = op_prelu = _binary_node
+    op_less = op_greater = op_equal = op_less_equal = op_greater_equal = _binary_node
+    op_logical_and = op_logical_or = op_logical_xor = op_where = _binary_node
+
+    def op_logical_not(self, node):
+        x = node.inputs[0]
+        layout = self.layout_of(x)
+        self.define(node.output, self.emit("Not", [self.tensor(x, layout)]), layout)
 
     def op_bias_add(self, node):
         layout = self.result_layout(node)

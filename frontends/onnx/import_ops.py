@@ -12,7 +12,8 @@ import numpy as np
 from cnnc.errors import ShapeError
 from cnnc.frontends.onnx.import_context import (FLAT, NHWC, NHWC_AXIS, PLAIN, TO_NHWC,
                                                 converter, flat_rows, nhwc_constant)
-from cnnc.ops.elementwise import SELU_ALPHA, SELU_GAMMA
+from cnnc.ops.elementwise import COMPARE as COMPARE_FNS
+from cnnc.ops.elementwise import LOGICAL, SELU_ALPHA, SELU_GAMMA
 from cnnc.ops.padding import same_pads
 
 #: the largest float32: stands for an infinite Clip bound (generated kernels need finite literals)
@@ -224,6 +225,18 @@ UNARY_ATTRS = {
 
 def _unary(ctx, op, attrs=None):
     x = ctx.input(0)
+    if x.is_const:   # a shape computation (Neg of an axis) or a constant subgraph: folded
+        from cnnc.ops.registry import get_op
+        arr = np.asarray(x.const)
+        if arr.dtype.kind in "iu" and op in ("neg", "abs"):
+            _fold(ctx, np.negative if op == "neg" else np.abs, [x])
+        elif arr.dtype.kind in "fb":
+            opdef = get_op(op)
+            y = opdef.evaluate([arr], opdef.check_attrs(dict(attrs or {}), ctx.where))
+            ctx.define(ctx.node.output[0], const=np.asarray(y))
+        else:
+            ctx.unsupported(f"{ctx.node.op_type} of the integer constant {arr.tolist()}")
+        return
     if ctx.is_nhwc(x):
         v, layout = x.value, NHWC
     else:
@@ -355,9 +368,14 @@ def fold_binary(ctx, op, a, b):
 def emit_binary(ctx, op, ta, tb, out=None):
     """``op(ta, tb)`` with NumPy broadcasting, kept NHWC when a 4-D operand is; defined as
     ``out`` (the node's first output by default) and returned."""
+    return emit_elementwise(ctx, op, (ta, tb), out)
+
+
+def emit_elementwise(ctx, op, operands, out=None):
+    """``op(*operands)`` with NumPy broadcasting, kept NHWC when a 4-D operand is and every
+    other one is a constant or 4-D; defined as ``out`` (the node's first output by default)."""
     out = ctx.node.output[0] if out is None else out
-    rank = max(ctx.rank(ta), ctx.rank(tb))
-    operands = (ta, tb)
+    rank = max(ctx.rank(t) for t in operands)
     if rank == 4 and any(ctx.is_nhwc(t) for t in operands) and all(
             t.is_const or ctx.rank(t) == 4 for t in operands):
         vals = [ctx.constant(nhwc_constant(np.asarray(t.const), 4)) if t.is_const
@@ -374,6 +392,49 @@ def binary(ctx, a):
         ctx.define(ctx.node.output[0], const=fold_binary(ctx, op, ta.const, tb.const))
         return
     emit_binary(ctx, op, ta, tb)
+
+
+#: comparisons (float or bool operands) and logic (bool operands), each giving bool
+COMPARE = {"Less": "less", "Greater": "greater", "Equal": "equal", "LessOrEqual": "less_equal",
+           "GreaterOrEqual": "greater_equal", "And": "logical_and", "Or": "logical_or",
+           "Xor": "logical_xor"}
+
+
+def _fold(ctx, fn, ts):
+    """``fn`` of constant operands (a shape computation); a symbolic batch size is refused."""
+    from cnnc.frontends.onnx.import_shape import _symbolic
+    if any(_symbolic(t.const) for t in ts):
+        ctx.unsupported(f"{ctx.node.op_type} on a shape that depends on the dynamic batch "
+                        f"size ({', '.join(str(t.const.tolist()) for t in ts)})")
+    ctx.define(ctx.node.output[0], const=np.asarray(fn(*(np.asarray(t.const) for t in ts))))
+
+
+@converter(*COMPARE)
+def compare(ctx, a):
+    op = COMPARE[ctx.node.op_type]
+    ts = [ctx.input(0), ctx.input(1)]
+    if all(t.is_const for t in ts):
+        _fold(ctx, {**COMPARE_FNS, **LOGICAL}[op], ts)
+    else:
+        emit_elementwise(ctx, op, ts)
+
+
+@converter("Not")
+def logical_not(ctx, a):
+    t = ctx.input(0)
+    if t.is_const:
+        _fold(ctx, np.logical_not, [t])
+    else:
+        _unary(ctx, "logical_not")
+
+
+@converter("Where")
+def where(ctx, a):
+    ts = [ctx.input(0), ctx.input(1), ctx.input(2)]
+    if all(t.is_const for t in ts):
+        _fold(ctx, np.where, ts)
+    else:
+        emit_elementwise(ctx, "where", ts)
 
 
 @converter("PRelu")

@@ -17,6 +17,7 @@ from cnnc.frontends.onnx.import_context import (FLAT, NHWC, NHWC_AXIS, PLAIN, TO
                                                 converter)
 
 # ONNX TensorProto element types
+BOOL = 9   # the ONNX element type
 FLOAT_TYPES = {1: np.float32, 10: np.float16, 11: np.float64, 16: np.float32}
 INT_TYPES = {2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32, 7: np.int64,
              12: np.uint32, 13: np.uint64}
@@ -300,30 +301,52 @@ def cast(ctx, a):
             arr = t.const.astype(FLOAT_TYPES[to] if to != 10 else np.float32)
         elif to in INT_TYPES:
             arr = t.const if _symbolic(t.const) else t.const.astype(INT_TYPES[to])
+        elif to == BOOL and not _symbolic(t.const):
+            arr = t.const.astype(bool)
         else:
             ctx.unsupported(f"Cast of a constant to element type {to}")
         ctx.define(_out(ctx), const=arr)
-    elif to in FLOAT_TYPES:
-        ctx.alias(_out(ctx), t)  # every computed tensor is already float
+    elif to in FLOAT_TYPES or to == BOOL:
+        _cast_computed(ctx, t, "bool" if to == BOOL else "float32")
     else:
-        ctx.unsupported(f"Cast of a computed tensor to element type {to} (only to float)")
+        ctx.unsupported(f"Cast of a computed tensor to element type {to} (only to float or "
+                        f"bool)")
+
+
+def _cast_computed(ctx, t, dtype: str) -> None:
+    """A computed tensor (float32 or bool) as ``dtype``: bool to float is where(t, 1, 0),
+    float to bool is not(t == 0); the same dtype is the tensor itself."""
+    v = t.value if ctx.is_nhwc(t) else ctx.plain(t)
+    if v.type.dtype == dtype:
+        ctx.alias(_out(ctx), t)
+        return
+    one, zero = (ctx.constant(np.float32(k)) for k in (1, 0))
+    if dtype == "float32":
+        y = ctx.add("where", [v, one, zero])
+    else:
+        y = ctx.add("logical_not", [ctx.add("equal", [v, zero])])
+    ctx.define(_out(ctx), y, NHWC if ctx.is_nhwc(t) else PLAIN)
 
 
 @converter("CastLike", attrs=("saturate", "round_mode"))
 def cast_like(ctx, a):
     """Cast to the element type of input 1: a constant takes its dtype (a computed tensor is
-    always float); a computed input cast to a float type stays what it is."""
+    float32 or bool); a computed input is cast to float32 or bool."""
     t, like = ctx.input(0), ctx.input(1)
-    dtype = like.const.dtype if like.is_const else np.dtype(np.float32)
+    if like.is_const:
+        dtype = like.const.dtype
+    else:
+        lv = like.value if ctx.is_nhwc(like) else ctx.plain(like)
+        dtype = np.dtype(bool if lv.type.dtype == "bool" else np.float32)
     if t.is_const:
         if _symbolic(t.const) and dtype.kind in "iu":
             ctx.define(_out(ctx), const=t.const)
         else:
             ctx.define(_out(ctx), const=t.const.astype(dtype))
-    elif dtype.kind == "f":
-        ctx.alias(_out(ctx), t)
+    elif dtype.kind in "fb":
+        _cast_computed(ctx, t, "bool" if dtype.kind == "b" else "float32")
     else:
-        ctx.unsupported(f"CastLike of a computed tensor to {dtype} (only to float)")
+        ctx.unsupported(f"CastLike of a computed tensor to {dtype} (only to float or bool)")
 
 
 @converter("Identity")

@@ -45,7 +45,8 @@ CHANGED_AFTER_25 = {
     "ReduceLogSumExp": "28 drops integer inputs: cnnc computes in float only",
 }
 BATCH = "N"
-_FLOAT_INPUTS = {1: "float", 10: "float16", 11: "double"}
+#: graph input element types -> the IR dtype (floats are computed in float32)
+_INPUT_TYPES = {1: "float32", 10: "float32", 11: "float32", 9: "bool"}
 
 
 # ---- reading and checking ----------------------------------------------------------------------
@@ -104,10 +105,34 @@ def check_model(onnx, proto, what: str) -> int:
             opset = int(imp.version)
     if opset is None:
         raise UnsupportedError(f"{what} imports no opset of the default ONNX domain")
-    if not MIN_OPSET <= opset <= MAX_OPSET:
+    if opset < MIN_OPSET:
+        changed = _changed_since(onnx, proto, opset)
+        if not changed:   # every operator means at MIN_OPSET what it meant at ``opset``
+            return MIN_OPSET
+        raise UnsupportedError(f"{what} uses opset {opset}; cnnc imports opsets {MIN_OPSET} to "
+                               f"{MAX_OPSET}, and older ones whose operators did not change "
+                               f"by {MIN_OPSET} ({', '.join(changed)} did)")
+    if opset > MAX_OPSET:
         raise UnsupportedError(f"{what} uses opset {opset}; cnnc imports opsets {MIN_OPSET} to "
                                f"{MAX_OPSET}")
     return opset
+
+
+def _changed_since(onnx, proto, opset: int) -> list[str]:
+    """The default-domain operators of ``proto`` whose schema at ``opset`` is not the one at
+    MIN_OPSET (or that either opset lacks)."""
+    changed = set()
+    for node in proto.graph.node:
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        try:
+            old = onnx.defs.get_schema(node.op_type, opset).since_version
+            new = onnx.defs.get_schema(node.op_type, MIN_OPSET).since_version
+        except Exception:  # noqa: BLE001 - an operator this opset does not define
+            old, new = None, -1
+        if old != new:
+            changed.add(node.op_type)
+    return sorted(changed)
 
 
 # ---- attributes ------------------------------------------------------------------------------
@@ -145,9 +170,9 @@ def _input_shape(vi) -> tuple:
     if not vi.type.HasField("tensor_type"):
         raise UnsupportedError(f"graph input {vi.name!r}: only tensor inputs are supported")
     tt = vi.type.tensor_type
-    if tt.elem_type not in _FLOAT_INPUTS:
+    if tt.elem_type not in _INPUT_TYPES:
         raise UnsupportedError(f"graph input {vi.name!r}: element type {tt.elem_type} is not "
-                               f"supported (only float, float16, double)")
+                               f"supported (only float, float16, double, bool)")
     if not tt.HasField("shape"):
         raise UnsupportedError(f"graph input {vi.name!r} has no declared shape")
     shape = []
@@ -230,7 +255,8 @@ def _import_graph(onnx, proto, what: str, opset: int) -> OnnxModel:
     taken: set[str] = set()
     inputs = [vi for vi in g.input if vi.name not in static]
     for vi in inputs:
-        v = graph.add_input(_input_shape(vi), name=_safe_name(vi.name, taken))
+        v = graph.add_input(_input_shape(vi), _INPUT_TYPES[vi.type.tensor_type.elem_type],
+                            name=_safe_name(vi.name, taken))
         ctx.define(vi.name, v)
     for index, node in enumerate(g.node):
         _convert(onnx, ctx, node, index)

@@ -121,6 +121,33 @@ def test_binary_math_after_conv(op):
     check(g, rnd(rng, 3, 9, 8, 3))
 
 
+def test_comparisons_logic_and_where_round_trip():
+    """Less/Greater/.../And/Or/Xor/Not/Where export, run in ONNX Runtime, and import back
+    (a bool output stays bool on every target)."""
+    rng = np.random.default_rng(8)
+    g, x = new_graph()
+    y = g.add("conv2d", [x, g.constant(rnd(rng, 3, 3, 3, 4))], {"padding": "same"})
+    x0 = g.constant(rnd(rng, 1, 8, 1))
+    lo, hi = g.add("less", [y, g.constant(rnd(rng, 4))]), g.add("greater_equal", [y, x0])
+    conds = [lo, hi, g.add("logical_and", [lo, hi]), g.add("logical_or", [lo, hi]),
+             g.add("logical_xor", [lo, hi]), g.add("logical_not", [lo]),
+             g.add("equal", [y, g.add("relu", [y])]), g.add("less_equal", [y, x0]),
+             g.add("greater", [y, x0])]
+    g.set_outputs(*[g.add("where", [c, y, g.constant(rnd(rng, 4))]) for c in conds])
+    xs = rnd(rng, 3, 9, 8, 3)
+    check(g, xs)
+    g2, x = new_graph()
+    g2.set_outputs(g2.add("less", [x, g2.constant(np.float32(0.25))]))
+    proto = cnnc.export_onnx(g2)
+    want = run_reference(g2, xs)
+    assert want.dtype == bool and 0 < want.sum() < want.size
+    np.testing.assert_array_equal(run_onnx(proto, xs)[0], want)
+    for target in ("numpy", "cpu"):
+        got = cnnc.compile(cnnc.load_onnx(proto), target=target)(xs)
+        assert got.dtype == bool
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("kind", ["sum", "mean", "max", "min", "sum_square", "l1", "l2",
                                   "log_sum_exp"])
 def test_reductions_after_conv(kind):
