@@ -51,8 +51,8 @@ class ForwardStepper:
                                    f"(target 'cpu') expose a per-kernel forward")
         self.compiled = compiled
         tree = ast.parse(compiled.source())
-        fn = next((n for n in tree.body if isinstance(n, ast.FunctionDef)
-                   and n.name == "forward"), None)
+        fns = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+        fn = fns.get("forward")
         if fn is None:
             raise CnncError("the generated module has no forward function")
         self.params = [a.arg for a in fn.args.args]
@@ -60,7 +60,7 @@ class ForwardStepper:
         self.steps: list[Step] = []
         self.result = None
         calls = 0
-        for stmt in fn.body:
+        for stmt in _inline_stages(fn.body, fns, getattr(lowered, "stages", {})):
             if isinstance(stmt, ast.Return):
                 self.result = compile(ast.Expression(stmt.value), "<forward>", "eval")
                 continue
@@ -84,12 +84,17 @@ class ForwardStepper:
         for a, b in zip(call_steps, call_steps[1:] + [None]):
             a.last = b is None or b.node is not a.node
 
+    def _globals(self) -> dict:
+        """The generated module's globals, with the interpreter's twin of each intrinsic."""
+        from cnnc.backends.numba_cpu.views import py_view
+        return {**vars(self.compiled.module), "view": py_view}
+
     @property
     def calls(self) -> list[Step]:
         return [s for s in self.steps if s.kernel]
 
     def execute(self, bound: dict, on_call=None, after_node=None):
-        env = dict(vars(self.compiled.module))
+        env = self._globals()
         env.update(bound)
         for step in self.steps:
             if step.kernel is None:
@@ -108,7 +113,7 @@ class ForwardStepper:
         """Run ``forward(*args)`` statement by statement; (node, statement) of the first one
         that raises (a statement that is not a kernel call is charged to the node of the next
         kernel call), or None when every statement runs."""
-        env = dict(vars(self.compiled.module))
+        env = self._globals()
         env.update(zip(self.params, args))
         for i, step in enumerate(self.steps):
             try:
@@ -151,6 +156,21 @@ class ForwardStepper:
         arena = arena if isinstance(arena, tuple) else (arena,)
         outs = stand_in(*arrays, *arena, *model._weights)
         return [np.array(y, dtype=np.float32, copy=True) for y in outs]
+
+
+def _inline_stages(body, fns, stages) -> list:
+    """``forward``'s statements with each call of a stage (backends/numba_cpu/stages.py)
+    replaced by the stage's own statements: a stage's parameters are named like the
+    ``forward`` variables it is called with, and its locals like ``forward``'s own."""
+    out = []
+    for stmt in body:
+        call = stmt.value if isinstance(stmt, ast.Expr) else None
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) \
+                and call.func.id in stages:
+            out.extend(fns[call.func.id].body)
+        else:
+            out.append(stmt)
+    return out
 
 
 def _output_buffer(env, node, args):

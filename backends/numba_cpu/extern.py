@@ -36,8 +36,9 @@ ABI = 2
 
 
 class KernelCall:
-    """Stands in for kernel dispatcher ``dispatcher`` in ``forward``'s globals; ``forward``
-    may call it only with the argument ranks in ``signatures`` (what the module declares)."""
+    """Stands in for kernel dispatcher ``dispatcher`` (or a stage's :class:`Forward`) in
+    ``forward``'s globals; ``forward`` may call it only with the argument ranks in
+    ``signatures`` (what the module declares)."""
 
     def __init__(self, name: str, dispatcher, signatures, register_tiled: bool):
         from cnnc.backends.numba_cpu.runtime import kernel_signature
@@ -120,11 +121,20 @@ class Forward:
         self.ready = False
 
     def __call__(self, *args):
+        self.ensure_calls()
+        return self.dispatcher(*args)
+
+    def ensure_calls(self) -> None:
         if not self.ready:
             for call in self.calls.values():
                 call.ensure()
             self.ready = True
-        return self.dispatcher(*args)
+
+    def compile(self, sig):
+        """Compile (or load from the disk cache) for ``sig`` once every callee is there: a
+        stage of ``forward`` (stages.py) is compiled like a kernel."""
+        self.ensure_calls()
+        return self.dispatcher.compile(sig)
 
     def __getattr__(self, name):   # stats, overloads, py_func, ... of the dispatcher
         return getattr(self.dispatcher, name)

@@ -4,10 +4,12 @@ The module holds one kernel per node (convolutions from :mod:`convgen`, the rest
 :mod:`kernels`) and a ``forward`` function that runs the whole schedule over a planned arena:
 
     @njit(cache=True)
-    def forward(x, arena, offs, w0, w1, ...):
+    def forward(x, arena, offs, scratch, wts):
         n = x.shape[0]
-        v0 = arena[offs[0]:offs[0] + n * 16384].reshape((n, 32, 32, 16))
-        k0(x, w0, w1, v0)
+        c0 = view(wts, 0, (3, 3, 3, 16))
+        ...
+        v0 = view(arena, offs[0], (n, 32, 32, 16))
+        k0(x, c0, c1, v0)
         ...
         return (v9,)
 
@@ -20,7 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cnnc.backends.numba_cpu import convgen, extern, kernels, movement, norm_kernels, target
+from cnnc.backends.numba_cpu import (convgen, extern, kernels, movement, norm_kernels, stages,
+                                     target)
 from cnnc.backends.numba_cpu.scalar import ELEMENTWISE_BODY, unary_body
 from cnnc.ops.elementwise import ACTIVATIONS
 from cnnc.backends.reference import evaluate
@@ -52,6 +55,7 @@ from numba import njit, prange
 
 from cnnc.backends.numba_cpu.extern import jit_forward
 from cnnc.backends.numba_cpu.threads import get_threads, set_threads
+from cnnc.backends.numba_cpu.views import view
 
 # reassociation and contraction vectorise the reductions; NaN and Inf keep their meaning
 FASTMATH = {{"contract", "reassoc", "arcp", "nsz", "afn"}}
@@ -70,6 +74,8 @@ class Lowered:
     scratch_needs: list = field(default_factory=list)
     cpu: object = None                               # the target.Target the plans were made for
     remarks: list = field(default_factory=list)      # (node, the plan its conv took and why)
+    stages: dict = field(default_factory=dict)       # stage of forward -> [ranks of its args]
+    packed_weights: np.ndarray | None = None         # forward's ``wts``: weights are views of it
 
     def scratch_elements(self, bindings: dict[str, int]) -> int:
         """Scratch (float32 elements) one call needs for the symbol ``bindings``."""
@@ -203,33 +209,74 @@ class _Lowerer:
         outs = []
         for v in g.outputs:
             outs.append(self.ref(v))
-        n_w = len(self.weights)
-        sig = ", ".join(args + ["arena", "offs", "scratch"] + [f"c{k}" for k in range(n_w)])
+        params = args + ["arena", "offs", "scratch", "wts"]
+        packed, weight_lines = self.pack_weights()
         src = [HEADER.format(name=g.name, n_kernels=len(self.kernels))]
         for k in self.kernels:
             par = "parallel=True, " if "prange(" in k else ""
             src.append(f"\n@njit({par}fastmath=FASTMATH, error_model=\"numpy\", cache=True)\n" + k)
         tiled = sorted(self.register_tiled, key=lambda k: int(k[1:]))
         src.append(f"\n# {NO_LOOP_VECTORIZE_DOC}\nNO_LOOP_VECTORIZE = {tuple(tiled)!r}\n")
-        src.append(f"\n\ndef forward({sig}):\n")
+        ranks = {**self.ndim, "arena": 1, "wts": 1, "offs": stages.OFFSETS, "nt": -1}
+        body = weight_lines + self.body
+        staged, head = stages.split(body, params, ranks, self.is_call)
+        stage_sigs = {}
+        for name, stage_params, stage_ranks, lines in staged:
+            src.append(f"\n\ndef {name}({', '.join(stage_params)}):\n")
+            src.extend(f"    {line}\n" for line in lines)
+            src.append(self.jit_line(name, lines, self.signatures))
+            stage_sigs[name] = [stage_ranks]
+        src.append(f"\n\ndef forward({', '.join(params)}):\n")
         src.append("    nt = get_threads()\n")
-        src.extend(f"    {line}\n" for line in self.body)
+        src.extend(f"    {line}\n" for line in head)
+        if staged:
+            src.extend(f"    {line}\n" for line in stages.prelude_for(outs, body, params))
         if any(line.startswith("set_threads(1") for line in self.body):
             src.append("    set_threads(nt)\n")
         src.append(f"    return ({', '.join(outs)},)\n")
-        names = sorted(set(self.kernel_names), key=lambda k: int(k[1:]))
-        sigs = "{" + ", ".join(f"{k!r}: {tuple(self.signatures[k])!r}" for k in names) + "}"
-        src.append(f"\n\n# forward calls the compiled kernels by symbol (extern.py, ABI "
-                   f"{extern.ABI}), each with the argument ranks listed (-1: an integer)\n"
-                   f"forward = jit_forward(forward, globals(), {sigs})\n")
+        src.append(self.jit_line("forward", head, {**self.signatures, **stage_sigs}))
         return Lowered("".join(src), self.weights, self.kernel_names, self.kernel_nodes,
-                       self.signatures, self.scratch_needs, self.cpu, self.remarks)
+                       self.signatures, self.scratch_needs, self.cpu, self.remarks, stage_sigs,
+                       packed)
+
+    def pack_weights(self) -> tuple[np.ndarray, list[str]]:
+        """Every weight in one aligned float32 array (``forward`` takes one argument for all
+        of them, not one each: unboxing hundreds of arrays cost DenseNet-121's ``forward``
+        seconds to compile and every call microseconds), and the lines defining each weight
+        ``c<k>`` as a view of it; :attr:`weights` become views of the packed array."""
+        from cnnc.backends.numba_cpu.runtime import ALIGN, _aligned_empty
+        offsets, total = [], 0
+        for w in self.weights:
+            offsets.append(total)
+            total += -(-w.size // ALIGN) * ALIGN
+        packed = _aligned_empty(max(total, 1))
+        lines = []
+        for k, (w, o) in enumerate(zip(self.weights, offsets)):
+            view = packed[o:o + w.size].reshape(w.shape)
+            view[...] = w
+            self.weights[k] = view
+            lines.append(f"c{k} = view(wts, {o}, {self.shape_src(w.shape)})")
+        return packed, lines
+
+    def is_call(self, line: str) -> bool:
+        """Whether a line of the schedule calls a kernel."""
+        return line.split("(", 1)[0] in self.signatures
+
+    @staticmethod
+    def jit_line(name: str, lines: list[str], sigs: dict) -> str:
+        """The line that jits schedule function ``name`` with the kernels (or stages) of
+        ``sigs`` that ``lines`` call, by symbol."""
+        called = {line.split("(", 1)[0] for line in lines}
+        names = sorted(called & set(sigs), key=lambda k: (k[0], int(k[1:])))
+        text = "{" + ", ".join(f"{k!r}: {tuple(sigs[k])!r}" for k in names) + "}"
+        return (f"\n\n# {name} calls the compiled kernels by symbol (extern.py, ABI "
+                f"{extern.ABI}), each with the argument ranks listed (-1: an integer, "
+                f"{stages.OFFSETS}: the offsets)\n{name} = jit_forward({name}, globals(), {text})\n")
 
     def out_buffer(self, v) -> str:
         name = f"v{v.name}"
         buf = self.plan.buffer_of[v.name]
-        self.body.append(f"{name} = arena[offs[{buf}]:offs[{buf}] + {self.size_src(v.shape)}]"
-                         f".reshape({self.shape_src(v.shape)})")
+        self.body.append(f"{name} = view(arena, offs[{buf}], {self.shape_src(v.shape)})")
         self.names[id(v)] = name
         self.ndim[name] = len(v.shape)
         return name
@@ -239,7 +286,7 @@ class _Lowerer:
         if op in VIEW_OPS:
             name = f"v{out.name}"
             src = self.ref(node.inputs[0])
-            self.body.append(f"{name} = {src}.reshape({self.shape_src(out.shape)})")
+            self.body.append(f"{name} = view({src}, 0, {self.shape_src(out.shape)})")
             self.names[id(out)] = name
             self.ndim[name] = len(out.shape)
             return
@@ -338,7 +385,7 @@ class _Lowerer:
         view = f"{name}_4d"
         if view not in self.ndim:
             shape = self.shape_src((1,) * (4 - r) + tuple(v.shape))
-            self.body.append(f"{view} = {name}.reshape({shape})")
+            self.body.append(f"{view} = view({name}, 0, {shape})")
             self.ndim[view] = 4
         return view
 
@@ -369,8 +416,7 @@ class _Lowerer:
             rows, width = padded
             x = f"p{node.output.name}"
             n = self.size_src(node.inputs[0].shape[:1])
-            self.body.append(f"{x} = scratch[:{n} * {rows * width}].reshape(({n}, {rows}, "
-                             f"{width}))")
+            self.body.append(f"{x} = view(scratch, 0, ({n}, {rows}, {width}))")
             self.ndim[x] = 3
             # np.int64(...): a bare literal would compile the kernel once per distinct value
             self.add_kernel(node, convgen.PAD_COPY, [ins[0], x, f"np.int64({spec.pads[0]})",

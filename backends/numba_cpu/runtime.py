@@ -1,8 +1,9 @@
 """Loading generated modules through an on-disk cache, and the compiled model that runs them.
 
 Generated source is written to ``$CNNC_CACHE_DIR`` (default ``~/.cache/cnnc``) as
-``cnnc_<key>.py``, where the key hashes the source, the cnnc, Numba and llvmlite versions and
-the effective LLVM target (:func:`target.effective`: Numba's CPU name and features); Numba's
+``cnnc_<key>.py``, where the key hashes the source, the cnnc, Numba and llvmlite versions,
+the effective LLVM target (:func:`target.effective`: Numba's CPU name and features) and the
+code of the modules linked into the generated functions (:func:`_linked_code`); Numba's
 own ``cache=True`` then stores the machine code beside it, so a second process compiling the
 same model skips Numba compilation. Writes are atomic (temp file + rename); an
 entry that fails to load is removed and rebuilt.
@@ -11,6 +12,7 @@ entry that fails to load is removed and rebuilt.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import os
@@ -42,10 +44,23 @@ def cache_key(source: str) -> str:
     from cnnc.backends.numba_cpu import target
     h = hashlib.sha256()
     for part in (source, cnnc.__version__, numba.__version__, llvmlite.__version__,
-                 target.effective().key, sys.version):
+                 target.effective().key, sys.version, _linked_code()):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:24]
+
+
+@functools.cache
+def _linked_code() -> str:
+    """A hash of the modules whose compiled code ends up inside the generated functions
+    (intrinsics, the by-symbol calls): Numba's cache checks the generated module's own file
+    only, so a change to these must change the key."""
+    from cnnc.backends.numba_cpu import extern, threads, views
+    h = hashlib.sha256()
+    for mod in (extern, threads, views):
+        with open(mod.__file__, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
 
 
 def module_path(source: str) -> str:
@@ -137,7 +152,7 @@ class NumbaCpuModel(CompiledModel):
         self.lowered = lowered
         self.module = module
         self._forward = module.forward
-        self._weights = tuple(lowered.weights)
+        self._weights = (lowered.packed_weights,)
         self._local = threading.local()
         self.compile_seconds = 0.0
 
@@ -257,8 +272,11 @@ def compile_signature(dispatcher, ndims, register_tiled: bool = False):
 
 
 def kernel_signature(ndims):
+    """Argument types for ranks ``ndims``: float32 C arrays, -1 an int64, -2 (stages.OFFSETS)
+    a 1-d int64 array."""
     from numba import types
-    return tuple(types.Array(types.float32, nd, "C") if nd >= 0 else types.int64 for nd in ndims)
+    return tuple(types.Array(types.float32, nd, "C") if nd >= 0 else
+                 types.int64 if nd == -1 else types.Array(types.int64, 1, "C") for nd in ndims)
 
 
 def is_cached(source: str) -> bool:
@@ -273,30 +291,37 @@ def is_cached(source: str) -> bool:
 
 
 def compile_kernels(lowered, module, workers: int | None = None, progress=None) -> None:
-    """Compile every distinct kernel, spreading a cold build over worker processes.
+    """Compile every distinct kernel, then every stage of ``forward`` (stages.py), spreading
+    a cold build over worker processes.
 
     Each worker compiles its share into the disk cache; this process compiles its own share
     meanwhile, then loads the rest from the cache (``forward`` calls the loaded kernels:
-    extern.py). Kernels are independent, so the speed-up is close to the number of cores."""
+    extern.py). Kernels are independent, so the speed-up is close to the number of cores;
+    the stages, which call the kernels, follow once every kernel is in the cache."""
+    cold = not is_cached(lowered.source)
+    kernels = sorted(set(lowered.kernel_names), key=lambda k: int(k[1:]))
+    stage_sigs = getattr(lowered, "stages", None) or {}
+    for names, sigs in ((kernels, lowered.signatures), (list(stage_sigs), stage_sigs)):
+        _compile_shared(lowered, module, names, sigs, workers if cold else 1, progress)
+
+
+def _compile_shared(lowered, module, names, signatures, workers, progress) -> None:
     import subprocess
-    names = sorted(set(lowered.kernel_names), key=lambda k: int(k[1:]))
     workers = min(workers or os.cpu_count() or 1, len(names))
+    if not names:
+        return
     shares = [names[i::workers] for i in range(workers)]
     procs = []
-    if workers > 1 and not is_cached(lowered.source):
-        path = module_path(lowered.source)
-        for share in shares[1:]:
-            spec = ";".join(f"{k}:" + "|".join(",".join(map(str, nd))
-                                                for nd in lowered.signatures[k])
-                            for k in share)
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "cnnc.backends.numba_cpu.runtime", path, spec],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-        mine = shares[0]
-    else:
-        mine = names
+    path = module_path(lowered.source)
+    for share in shares[1:]:
+        spec = ";".join(f"{k}:" + "|".join(",".join(map(str, nd)) for nd in signatures[k])
+                        for k in share)
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "cnnc.backends.numba_cpu.runtime", path, spec],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+    mine = shares[0]
     for i, k in enumerate(mine):
-        compile_kernel(module, k, lowered.signatures[k])
+        compile_kernel(module, k, signatures[k])
         if progress:
             progress(i + 1, len(mine))
     for p in procs:
@@ -304,8 +329,9 @@ def compile_kernels(lowered, module, workers: int | None = None, progress=None) 
         if p.returncode:  # not fatal: this process compiles whatever the worker did not
             print(f"cnnc: a compile worker failed; compiling here instead: "
                   f"{err.decode(errors='replace')[-500:]}", file=sys.stderr)
-    for k in sorted(set(names) - set(mine), key=lambda k: int(k[1:])):
-        compile_kernel(module, k, lowered.signatures[k])   # the workers' share, from the cache
+    for k in names:
+        if k not in mine:
+            compile_kernel(module, k, signatures[k])   # the workers' share, from the cache
 
 
 def _worker(path: str, spec: str) -> None:

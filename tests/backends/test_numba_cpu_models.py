@@ -10,6 +10,7 @@ import pytest
 
 import cnnc
 from cnnc.backends.reference import run_reference
+from cnnc.debug import ForwardStepper
 
 pytestmark = [pytest.mark.numba, pytest.mark.slow]
 
@@ -109,7 +110,7 @@ def test_forward_calls_the_kernels_without_a_copy_of_them(tmp_path, monkeypatch)
     fresh = load_module(compiled.source(), fresh=True)
     assert not any(getattr(fresh, k).overloads for k in compiled.lowered.kernel_names)
     x = np.random.default_rng(5).standard_normal((2, 9, 7, 3)).astype(np.float32)
-    args = (x, *compiled._arena({"N": 2}), *compiled.lowered.weights)
+    args = (x, *compiled._arena({"N": 2}), *compiled._weights)
     np.testing.assert_array_equal(fresh.forward(*args)[0], compiled(x))
     # and a call the module does not declare is a typing error, never a call into nothing
     with pytest.raises(Exception, match=r"forward calls kernel k\d+ with .*declares only"):
@@ -161,3 +162,70 @@ def test_two_processes_compiling_at_once_leave_a_cache_a_third_can_run(tmp_path)
     assert int(third["HITS"]) >= 1
     for o in outs:
         assert float(third["OUT"]) == pytest.approx(float(o["OUT"]), rel=1e-6)
+
+
+CHILD_STAGES = textwrap.dedent("""
+    import numpy as np, cnnc
+    from cnnc.backends.numba_cpu import stages
+    stages.STAGE_CALLS = 5
+    c = cnnc.compile(cnnc.models.resnet20(seed=4), target="cpu")
+    print("STAGES", len(c.lowered.stages))
+    print("HITS", sum(c.module.forward.stats.cache_hits.values()))
+    x = np.random.default_rng(1).standard_normal((3, 32, 32, 3)).astype(np.float32)
+    print("OUT", repr(float(np.abs(c(x).astype(np.float64)).sum())))
+""")
+
+
+def test_a_forward_split_into_stages(tmp_path, monkeypatch):
+    """A schedule longer than STAGE_CALLS kernel calls runs as stages compiled like kernels:
+    each stage defines again the arena and weight views it reads, the result is the unsplit
+    forward's, the debugger steps through the stages' statements, and a second process runs
+    it all from the disk cache (stage and kernel symbols resolved before the load)."""
+    from cnnc.backends.numba_cpu import stages
+    monkeypatch.setattr(stages, "STAGE_CALLS", 5)
+    model = cnnc.models.resnet20(seed=4)
+    staged = _check(model, batches=(3,))
+    n_calls = len(staged.lowered.kernel_names)
+    assert len(staged.lowered.stages) == -(-n_calls // 5) > 1
+    src = staged.source()
+    forward = src[src.index("def forward("):]
+    assert "k0(" not in forward and "s1(" in forward
+    monkeypatch.setattr(stages, "STAGE_CALLS", 10 ** 6)
+    whole = cnnc.compile(model, target="cpu")
+    assert not whole.lowered.stages
+    x = np.random.default_rng(1).standard_normal((3, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_array_equal(staged(x), whole(x))
+    report = cnnc.debug.compare(model, x, target="cpu")
+    assert "all" in str(report) and "agree" in str(report)
+    stepped = ForwardStepper(staged)
+    assert [s.kernel for s in stepped.calls] == staged.lowered.kernel_names
+    env = dict(os.environ, CNNC_CACHE_DIR=str(tmp_path))
+    outs = []
+    for _ in range(2):
+        r = subprocess.run([sys.executable, "-c", CHILD_STAGES], capture_output=True,
+                           text=True, env=env, cwd="/")
+        assert r.returncode == 0, r.stderr[-3000:]
+        outs.append(dict(line.split(" ", 1) for line in r.stdout.splitlines() if " " in line))
+    assert int(outs[0]["STAGES"]) > 1 and int(outs[1]["HITS"]) >= 1
+    assert float(outs[1]["OUT"]) == pytest.approx(float(np.abs(whole(x).astype(np.float64)).sum()),
+                                                 rel=1e-6)
+    assert outs[1]["OUT"] == outs[0]["OUT"]
+
+
+def test_a_view_past_its_buffer_raises_instead_of_reading_beyond_it():
+    from numba import njit
+
+    from cnnc.backends.numba_cpu.views import py_view, view
+
+    @njit
+    def f(buf, start, n):
+        return view(buf, start, (n, 3))
+
+    buf = np.arange(12, dtype=np.float32)
+    np.testing.assert_array_equal(f(buf, 3, 3), buf[3:12].reshape(3, 3))
+    np.testing.assert_array_equal(py_view(buf, 3, (3, 3)), f(buf, 3, 3))
+    for start, n in ((4, 3), (-1, 1)):
+        with pytest.raises(ValueError, match="past the end of its buffer"):
+            f(buf, start, n)
+        with pytest.raises(ValueError, match="past the end of its buffer"):
+            py_view(buf, start, (n, 3))
