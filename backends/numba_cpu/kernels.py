@@ -60,40 +60,55 @@ def _operand_index(idx: list[str], out_shape, shape) -> str:
     return " + ".join(terms) or "0"
 
 
+def lead_trimmed(shape) -> tuple:
+    """``shape`` without its leading 1s."""
+    shape = tuple(shape)
+    while shape and shape[0] == 1:
+        shape = shape[1:]
+    return shape
+
+
 def elementwise(name: str, out_shape, operands: list[tuple], body: list[str]) -> str:
     """A parallel loop computing ``v`` from scalars ``x0, x1, ...`` by ``body`` lines.
 
-    ``operands`` are the operand shapes; same-shape operands are read by flat index,
-    per-channel vectors by channel in a (pixel, channel) loop nest whose sizes come from the
-    arrays (so one kernel serves every shape, e.g. each BatchNorm of a DenseNet), anything
-    else through broadcast index arithmetic."""
+    ``operands`` are the operand shapes; same-shape operands are read by flat index; operands
+    that span the last axes of the output (a per-channel vector, a constant broadcast over
+    the batch), all the same number of them, by their flat index in a (row, inner) loop nest
+    whose sizes come from the arrays (so one kernel serves every shape, e.g. each BatchNorm
+    of a DenseNet); anything else through broadcast index arithmetic."""
     args = [f"a{k}" for k in range(len(operands))]
     s = Src()(0, f"def {name}({', '.join(args + ['out'])}):")
     kinds = []
     for shape in operands:
+        trimmed = lead_trimmed(shape)
         if tuple(shape) == tuple(out_shape):
             kinds.append("same")
-        elif len(shape) == 1 and shape[0] == out_shape[-1]:
-            kinds.append("channel")
         elif int(np.prod([d for d in shape if isinstance(d, int)])) == 1 and \
                 all(isinstance(d, int) for d in shape):
             kinds.append("scalar")
+        elif trimmed and trimmed == tuple(out_shape[len(out_shape) - len(trimmed):]) and \
+                all(isinstance(d, int) for d in trimmed):
+            kinds.append(("suffix", len(trimmed)))
         else:
             kinds.append("general")
-    if "channel" in kinds and "general" not in kinds:
-        s(1, "n_ch = out.shape[-1]", "of = out.reshape(-1, n_ch)")
+    suffixes = {kind for kind in kinds if isinstance(kind, tuple)}
+    if len(suffixes) == 1 and "general" not in kinds:
+        first = next(k for k, kind in enumerate(kinds) if isinstance(kind, tuple))
+        s(1, f"n_in = a{first}.size", "of = out.reshape(-1, n_in)")
         reads = []
         for k, kind in enumerate(kinds):
             if kind == "same":
-                s(1, f"a{k}f = a{k}.reshape(-1, n_ch)")
+                s(1, f"a{k}f = a{k}.reshape(-1, n_in)")
                 reads.append(f"x{k} = a{k}f[r, c]")
-            elif kind == "channel":
-                reads.append(f"x{k} = a{k}[c]")
+            elif isinstance(kind, tuple):
+                s(1, f"a{k}f = a{k}.reshape(-1)")
+                reads.append(f"x{k} = a{k}f[c]")
             else:
                 s(1, f"x{k} = a{k}.reshape(-1)[0]")
-        s(1, "for r in prange(of.shape[0]):", "    for c in range(n_ch):")
+        s(1, "for r in prange(of.shape[0]):", "    for c in range(n_in):")
         s(3, *reads, *body, "of[r, c] = v")
         return s.text()
+    kinds = ["general" if isinstance(kind, tuple) else kind for kind in kinds]
     s(1, "of = out.reshape(-1)")
     reads = []
     for k, (shape, kind) in enumerate(zip(operands, kinds)):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnc.backends.numba_cpu.kernels import Src, _strides
+from cnnc.backends.numba_cpu.kernels import Src, _strides, lead_trimmed
 from cnnc.backends.numba_cpu.scalar import epilogue_lines
 
 #: the ops this module lowers (lower.py dispatches them here)
@@ -61,6 +61,27 @@ def layer_norm(name: str, shape, axes, s_shape, b_shape, eps: float) -> str:
     s = Src()(0, f"def {name}(x, s, b, out):")
     s(1, f'"""layer_norm over axes {list(axes)} of {list(shape)}, eps {eps!r}"""')
     s(1, "xf = x.reshape(-1)", "of = out.reshape(-1)", "sf = s.reshape(-1)", "bf = b.reshape(-1)")
+    trailing = tuple(shape[len(shape) - len(red):])
+    if red == list(range(len(shape) - len(red), len(shape))) and all(
+            lead_trimmed(t) in ((), trailing) for t in (s_shape, b_shape)):
+        # the common case (normalised axes last, scale and bias over them or scalars):
+        # contiguous slices read in order, which vectorizes (the tables below do not)
+        sidx = "r" if lead_trimmed(s_shape) else "0"
+        bidx = "r" if lead_trimmed(b_shape) else "0"
+        # (row slices and one accumulator per pass: indexing xf[base + r] with a reused
+        # accumulator left the loops of the parallel body scalar, 0.21 vs 0.036 ms a call)
+        s(1, f"for i in prange(xf.size // {r_total}):")
+        s(2, f"xr = xf[i * {r_total}:(i + 1) * {r_total}]",
+          f"orow = of[i * {r_total}:(i + 1) * {r_total}]", "total = 0.0")
+        s(2, f"for r in range({r_total}):", "    total += np.float64(xr[r])")
+        s(2, f"mean = total / {float(r_total)!r}", "squares = 0.0")
+        s(2, f"for r in range({r_total}):", "    d = np.float64(xr[r]) - mean",
+          "    squares += d * d")
+        s(2, f"rstd = 1.0 / math.sqrt(squares / {float(r_total)!r} + {float(eps)!r})")
+        s(2, f"for r in range({r_total}):")
+        s(3, f"orow[r] = np.float32((np.float64(xr[r]) - mean) * rstd) * sf[{sidx}] + "
+             f"bf[{bidx}]")
+        return s.text()
     s(1, f"roff = np.empty({r_total}, np.int64)", f"rs = np.empty({r_total}, np.int64)",
       f"rb = np.empty({r_total}, np.int64)")
     s(1, f"for r in range({r_total}):")

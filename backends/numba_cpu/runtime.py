@@ -55,9 +55,9 @@ def _linked_code() -> str:
     """A hash of the modules whose compiled code ends up inside the generated functions
     (intrinsics, the by-symbol calls): Numba's cache checks the generated module's own file
     only, so a change to these must change the key."""
-    from cnnc.backends.numba_cpu import extern, threads, views
+    from cnnc.backends.numba_cpu import extern, threads, views, vmath
     h = hashlib.sha256()
-    for mod in (extern, threads, views):
+    for mod in (extern, threads, views, vmath):
         with open(mod.__file__, "rb") as f:
             h.update(f.read())
     return h.hexdigest()

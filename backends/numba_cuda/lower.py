@@ -36,6 +36,15 @@ import math
 import numpy as np
 from numba import cuda, float32
 
+
+@cuda.jit(device=True)
+def vexp(x):
+    """exp of a float64, its argument clamped to [-708, 709] (the CPU's numba_cpu/vmath.py)"""
+    return math.exp(-708.0 if x < -708.0 else (709.0 if x > 709.0 else x))
+
+
+sexp = vexp
+
 '''
 
 

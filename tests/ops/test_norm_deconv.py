@@ -143,3 +143,23 @@ def test_layer_norm_cpu_kernel_any_axes(ra, seed):
               {"axes": tuple(axes), "epsilon": 1e-5})
     g.set_outputs(y)
     _check_cpu(g, rng.standard_normal((1, *shape)).astype(np.float32) * 3 + 1)
+
+
+@pytest.mark.parametrize("axes,s_shape,b_shape", [((3,), (6,), (1, 6)), ((2, 3), (4, 6), (4, 6)),
+                                                  ((1, 2, 3), (1,), (5, 4, 6)),
+                                                  ((2, 3), (1, 4, 6), (6,))])
+def test_layer_norm_cpu_kernel_trailing_axes(axes, s_shape, b_shape):
+    """Normalised axes last, scale and bias over them or single values: the contiguous kernel
+    (the last case, a bias over fewer axes, takes the tabulated one); both match."""
+    from cnnc.backends.numba_cpu.norm_kernels import layer_norm
+    rng = np.random.default_rng(sum(axes))
+    shape = (5, 4, 6)
+    src = layer_norm("k", ("N", *shape), axes, s_shape, b_shape, 1e-5)
+    assert ("roff" in src) == (b_shape == (6,))
+    g = Graph("ln_trailing")
+    x = g.add_input(("N", *shape), name="x")
+    y = g.add("layer_norm", [x, g.constant(rng.standard_normal(s_shape).astype(np.float32)),
+                             g.constant(rng.standard_normal(b_shape).astype(np.float32))],
+              {"axes": axes, "epsilon": 1e-5})
+    g.set_outputs(y)
+    _check_cpu(g, rng.standard_normal((3, *shape)).astype(np.float32) * 3 + 1)

@@ -1,0 +1,104 @@
+"""Memory-bound kernels against this machine's copy bandwidth:
+``python -m benchmarks.bandwidth [--batch N] [--repeats R] [--cases NAME,...]``.
+
+Each case is a one-node graph (an elementwise op, LayerNorm, Resize, a pool) compiled for
+target ``cpu``; its kernel is timed by ``cnnc profile`` (median of warm calls) and its GB/s
+(every operand and the output, each counted once) is set against a parallel copy of the same
+number of bytes (read + write, on every core Numba uses), timed in the same run right before
+it.  Caches matter: at batch 1 most cases fit the L2/L3, at batch 8 most do not; the copy is
+sized like each case, so the ratio compares like with like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from benchmarks import machine
+
+#: name -> (op, input shape at batch 1 (without N), attrs, extra operands as shapes)
+CASES = {
+    "relu 56x56x256": ("relu", (56, 56, 256), {}, ()),
+    "gelu 56x56x256": ("gelu", (56, 56, 256), {}, ()),
+    "sigmoid 56x56x256": ("sigmoid", (56, 56, 256), {}, ()),
+    "add 56x56x256": ("add", (56, 56, 256), {}, ((56, 56, 256),)),
+    "add bias 56x56x256": ("add", (56, 56, 256), {}, ((256,),)),
+    "layer_norm C 56x56x96": ("layer_norm", (56, 56, 96), {"axes": (-1,)}, ((96,), (96,))),
+    "layer_norm 196x768": ("layer_norm", (196, 768), {"axes": (-1,)}, ((768,), (768,))),
+    "resize nearest 2x 28x28x256": ("resize", (28, 28, 256),
+                                    {"scales": (2.0, 2.0), "size": (56, 56),
+                                     "mode": "nearest", "coordinate_mode": "asymmetric",
+                                     "nearest_mode": "floor"}, ()),
+    "resize linear 2x 28x28x256": ("resize", (28, 28, 256),
+                                   {"scales": (2.0, 2.0), "size": (56, 56), "mode": "linear",
+                                    "coordinate_mode": "half_pixel"}, ()),
+    "max_pool 2x2 56x56x128": ("max_pool2d", (56, 56, 128),
+                               {"pool_size": (2, 2), "strides": (2, 2)}, ()),
+}
+
+
+def _graph(name, op, shape, attrs, extras, rng):
+    from cnnc.ir import Graph
+    g = Graph(name.replace(" ", "_"))
+    x = g.add_input(("N", *shape), name="x")
+    ins = [x] + [g.constant(rng.standard_normal(s).astype(np.float32)) for s in extras]
+    g.set_outputs(g.add(op, ins, attrs))
+    return g
+
+
+def _parallel_copy():
+    import cnnc.backends.numba_cpu  # noqa: F401  (its thread settings)
+    from numba import njit, prange
+
+    @njit(parallel=True, cache=False)
+    def copy(src, dst):
+        for i in prange(src.size):
+            dst[i] = src[i]
+    return copy
+
+
+def copy_gbps(n_bytes: int, repeats: int) -> float:
+    """GB/s of a parallel float32 copy moving ``n_bytes`` in all (half read, half written)."""
+    n = max(n_bytes // 8, 1)
+    parallel_copy = _parallel_copy()
+    src = np.random.default_rng(0).standard_normal(n).astype(np.float32)
+    dst = np.empty_like(src)
+    parallel_copy(src, dst)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        parallel_copy(src, dst)
+        times.append(time.perf_counter() - t0)
+    return 8 * n / statistics.median(times) / 1e9
+
+
+def main(argv=None) -> int:
+    import cnnc
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bandwidth")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=50)
+    p.add_argument("--cases", default=",".join(CASES))
+    args = p.parse_args(argv)
+    print(f"# {machine.cpu_model()}, {machine.usable_cores()} cores, flags "
+          f"{machine.cpu_flags()}; cnnc target {machine.cpu_target()}; load "
+          f"{machine.load_average()}; batch {args.batch}")
+    rng = np.random.default_rng(0)
+    print(f"{'case':32} {'MiB':>7} {'ms':>8} {'GB/s':>7} {'copy GB/s':>9} {'ratio':>6}")
+    for name in args.cases.split(","):
+        op, shape, attrs, extras = CASES[name]
+        g = _graph(name, op, shape, attrs, extras, rng)
+        compiled = cnnc.compile(g, target="cpu")
+        x = rng.standard_normal((args.batch, *shape)).astype(np.float32)
+        prof = compiled.profile(x, repeats=args.repeats)
+        row = max(prof.rows, key=lambda r: r.ms)
+        ref = copy_gbps(row.bytes, args.repeats)
+        print(f"{name:32} {row.bytes / 2**20:7.2f} {row.ms:8.4f} {row.gbps:7.1f} {ref:9.1f} "
+              f"{row.gbps / ref:6.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
