@@ -50,6 +50,17 @@ def bcast_terms(axes, names, x_shape, t_shape) -> str:
     return " + ".join(terms) or "0"
 
 
+def _moments(s: Src, r_total: int, eps: float, elem: str) -> None:
+    """Lines (in a parallel body) computing ``mean`` and ``rstd`` of the ``r_total`` elements
+    ``elem`` (an expression of ``r``), in float64, two passes."""
+    s(2, "total = 0.0")
+    s(2, f"for r in range({r_total}):", f"    total += np.float64({elem})")
+    s(2, f"mean = total / {float(r_total)!r}", "squares = 0.0")
+    s(2, f"for r in range({r_total}):", f"    d = np.float64({elem}) - mean",
+      "    squares += d * d")
+    s(2, f"rstd = 1.0 / math.sqrt(squares / {float(r_total)!r} + {float(eps)!r})")
+
+
 def layer_norm(name: str, shape, axes, s_shape, b_shape, eps: float) -> str:
     """Per slice of the kept axes (in parallel): mean, then variance of the slice (float64, two
     passes), then ``(x - mean) * rstd * scale + bias``. The offsets of the normalised elements
@@ -72,12 +83,8 @@ def layer_norm(name: str, shape, axes, s_shape, b_shape, eps: float) -> str:
         # accumulator left the loops of the parallel body scalar, 0.21 vs 0.036 ms a call)
         s(1, f"for i in prange(xf.size // {r_total}):")
         s(2, f"xr = xf[i * {r_total}:(i + 1) * {r_total}]",
-          f"orow = of[i * {r_total}:(i + 1) * {r_total}]", "total = 0.0")
-        s(2, f"for r in range({r_total}):", "    total += np.float64(xr[r])")
-        s(2, f"mean = total / {float(r_total)!r}", "squares = 0.0")
-        s(2, f"for r in range({r_total}):", "    d = np.float64(xr[r]) - mean",
-          "    squares += d * d")
-        s(2, f"rstd = 1.0 / math.sqrt(squares / {float(r_total)!r} + {float(eps)!r})")
+          f"orow = of[i * {r_total}:(i + 1) * {r_total}]")
+        _moments(s, r_total, eps, "xr[r]")
         s(2, f"for r in range({r_total}):")
         s(3, f"orow[r] = np.float32((np.float64(xr[r]) - mean) * rstd) * sf[{sidx}] + "
              f"bf[{bidx}]")
@@ -95,12 +102,7 @@ def layer_norm(name: str, shape, axes, s_shape, b_shape, eps: float) -> str:
     s(2, "base = " + (" + ".join(f"{ix} * {xst[k]}" for ix, k in zip(iname, kept)) or "0"),
       f"ks = {bcast_terms(kept, iname, shape, s_shape)}",
       f"kb = {bcast_terms(kept, iname, shape, b_shape)}")
-    s(2, "acc = 0.0")
-    s(2, f"for r in range({r_total}):", "    acc += np.float64(xf[base + roff[r]])")
-    s(2, f"mean = acc / {float(r_total)!r}", "acc = 0.0")
-    s(2, f"for r in range({r_total}):", "    d = np.float64(xf[base + roff[r]]) - mean",
-      "    acc += d * d")
-    s(2, f"rstd = 1.0 / math.sqrt(acc / {float(r_total)!r} + {float(eps)!r})")
+    _moments(s, r_total, eps, "xf[base + roff[r]]")
     s(2, f"for r in range({r_total}):")
     s(3, "p = base + roff[r]",
       "of[p] = np.float32((np.float64(xf[p]) - mean) * rstd) * sf[ks + rs[r]] + bf[kb + rb[r]]")

@@ -37,6 +37,15 @@ def _names(line: str) -> set[str]:
     return set(_NAME.findall(code[m.end():] if m else code))
 
 
+def _definitions(body: list[str]) -> dict[str, tuple[int, str]]:
+    """name -> (line number, line) of each local the schedule defines."""
+    defs: dict[str, tuple[int, str]] = {}
+    for i, line in enumerate(body):
+        if m := _DEF.match(line):
+            defs.setdefault(m.group(1), (i, line))
+    return defs
+
+
 def _prelude(needed: set[str], defs: dict[str, tuple[int, str]], known: set[str]) -> list[str]:
     """The defining lines of ``needed`` and of the names they read, in schedule order,
     except for the names in ``known``."""
@@ -61,10 +70,7 @@ def split(body: list[str], params: list[str], ranks: dict[str, int], is_call):
     stage_calls = STAGE_CALLS
     if sum(map(is_call, body)) <= stage_calls:
         return [], body
-    defs: dict[str, tuple[int, str]] = {}
-    for i, line in enumerate(body):
-        if m := _DEF.match(line):
-            defs.setdefault(m.group(1), (i, line))
+    defs = _definitions(body)
     chunks, current, calls = [], [], 0
     for line in body:
         if calls == stage_calls and is_call(line):
@@ -90,8 +96,4 @@ def split(body: list[str], params: list[str], ranks: dict[str, int], is_call):
 
 def prelude_for(names: list[str], body: list[str], params: list[str]) -> list[str]:
     """The lines ``forward`` needs to define ``names`` (its outputs) after the stages ran."""
-    defs = {}
-    for i, line in enumerate(body):
-        if m := _DEF.match(line):
-            defs.setdefault(m.group(1), (i, line))
-    return _prelude(set(names), defs, {*params, "nt"})
+    return _prelude(set(names), _definitions(body), {*params, "nt"})
