@@ -64,9 +64,22 @@ def hot_loop(asm: str) -> dict | None:
     }
 
 
+def tail_summary(asm: str) -> dict:
+    """What a kernel's epilogue tail function (float64 arithmetic) compiled to: the register
+    kinds of its packed float64 FMAs, how many scalar ones it has, and the functions it
+    calls by name."""
+    lines = asm.splitlines()
+    packed = [ln for ln in lines if re.match(r"^\s+vfn?m(add|sub)\w*pd\s", ln)]
+    return {"packed_fma": len(packed),
+            "widths": sorted({_VREG.findall(ln)[-1] for ln in packed}),
+            "scalar_fma": sum(bool(re.match(r"^\s+vfn?m(add|sub)\w*sd\s", ln)) for ln in lines),
+            "calls": sorted({m.group(1) for ln in lines
+                             if (m := re.match(r"^\s+call\w*\s+([\w.$@]+)", ln))})}
+
+
 def _kernels():
     """name -> (source of a kernel named ``kernel``, argument ranks, plan or None)."""
-    from cnnc.backends.numba_cpu import convgen, kernels
+    from cnnc.backends.numba_cpu import convgen, kernels, target
     S = convgen.ConvSpec
     specs = {
         "conv3x3": S(10, 10, 64, 3, 3, 64, (1, 1), (1, 1, 1, 1)),
@@ -74,6 +87,9 @@ def _kernels():
         "conv1x1": S(8, 8, 64, 1, 1, 128),
         "conv7x7s2": S(32, 32, 3, 7, 7, 64, (2, 2), (3, 3, 3, 3)),
         "depthwise3x3": S(10, 10, 64, 3, 3, 64, (1, 1), (1, 1, 1, 1), groups=64),
+        # SiLU is left to the kernel's loop-vectorized tail function (kernels.TAIL)
+        "conv3x3silu": S(10, 10, 64, 3, 3, 64, (1, 1), (1, 1, 1, 1),
+                         epilogue=(("swish", 1.0),)),
     }
     out = {}
     for name, spec in specs.items():
@@ -81,7 +97,9 @@ def _kernels():
         ranks = (3 if convgen.padded_shape(spec, pl) else 4,
                  2 if pl.strategy == "depthwise" else 4, 1, 4)
         out[name] = (convgen.generate(spec, "kernel", pl), ranks, pl)
-    out["dense"] = (kernels.dense("kernel", 512, 64, (), 0), (2, 2, 1, 2), None)
+    cb, p = convgen.dense_tile(64, target.effective())
+    out["dense"] = (kernels.dense_tiled("kernel", 512, 64, (), 0, cb, p), (2, 3, 1, 2),
+                    convgen.Plan("blocked", cb=cb, p=p, loop_vectorize=False))
     return out
 
 
@@ -89,7 +107,7 @@ def main() -> None:
     import cnnc.backends.numba_cpu  # noqa: F401  (process settings)
     from numba import njit
 
-    from cnnc.backends.numba_cpu import target
+    from cnnc.backends.numba_cpu import kernels, target
     from cnnc.backends.numba_cpu.lower import HEADER
     from cnnc.backends.numba_cpu.runtime import kernel_signature, loop_vectorizer
     report = {"target": target.effective().describe(), "lanes": target.effective().lanes,
@@ -97,9 +115,10 @@ def main() -> None:
     for name, (source, ranks, pl) in _kernels().items():
         ns: dict = {}
         exec(HEADER.format(name=name, n_kernels=1), ns)
-        exec(source, ns)
+        exec(source.replace("cache=True", "cache=False"), ns)   # no file to cache for
         fn = njit(parallel=True, fastmath=ns["FASTMATH"], error_model="numpy")(ns["kernel"])
         sig = kernel_signature(ranks)
+        kernels.compile_tail(fn)
         # as cnnc compiles them (convgen.Plan.loop_vectorize)
         with loop_vectorizer(pl is None or pl.loop_vectorize):
             fn.compile(sig)
@@ -107,6 +126,9 @@ def main() -> None:
             "plan": None if pl is None else {"strategy": pl.strategy, "p": pl.p, "cb": pl.cb,
                                              "loop_vectorize": pl.loop_vectorize},
             "hot": hot_loop(fn.inspect_asm(sig))}
+        if tail := ns.get("kernel" + kernels.TAIL):
+            asm = "".join(tail.inspect_asm().values())
+            report["kernels"][name]["tail"] = tail_summary(asm)
     print(json.dumps(report))
 
 

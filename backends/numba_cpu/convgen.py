@@ -48,9 +48,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnnc.backends.numba_cpu import target, winograd
-from cnnc.backends.numba_cpu.kernels import Src
+from cnnc.backends.numba_cpu.kernels import TAIL, Src, tail_function
 from cnnc.backends.numba_cpu.target import Target
-from cnnc.backends.numba_cpu.scalar import epilogue_lines
+from cnnc.backends.numba_cpu.scalar import epilogue_lines, split_epilogue
 
 
 @dataclass(frozen=True)
@@ -205,6 +205,14 @@ def pixel_range(cb: int, cpu: Target, spec: ConvSpec | None = None) -> tuple[int
     return min(-(-MIN_ACCUMULATORS // vecs), hi), hi
 
 
+def dense_tile(out_f: int, cpu: Target) -> tuple[int, int]:
+    """(CB, P) of a register-tiled dense layer (kernels.dense_tiled): two vectors of output
+    features (one when there are that few) and as many rows as :func:`pixel_range` allows
+    for them, at most :data:`MAX_PIXELS`."""
+    cb = cpu.lanes if out_f <= cpu.lanes else 2 * cpu.lanes
+    return cb, min(pixel_range(cb, cpu)[1], MAX_PIXELS)
+
+
 def _tile_narrow(spec: ConvSpec, merged: bool, cpu: Target) -> tuple[int, int]:
     """(CB, P) for 8- and 4-lane targets (AVX2: 16 ymm; SSE: 16 xmm; NEON: 32 q): CB two
     vectors (one when cout is that small), P in :func:`pixel_range`, the one that pads the
@@ -256,9 +264,12 @@ def _extra_names(spec: ConvSpec) -> list[str]:
     return names
 
 
-def _epilogue(spec: ConvSpec, co: str, ridx: str) -> list[str]:
-    """Statements updating float32 scalar ``v`` in place; ``ridx`` indexes residuals."""
-    return epilogue_lines(spec.epilogue, "v", _extra_names(spec), co, ridx)
+def _epilogue(spec: ConvSpec, co: str, ridx: str, steps=None, vector: bool = True) -> list[str]:
+    """Statements updating float32 scalar ``v`` in place by ``steps`` (default: the whole
+    epilogue); ``ridx`` indexes residuals; ``vector``: in a loop the loop vectorizer
+    vectorizes (see :func:`~cnnc.backends.numba_cpu.scalar.epilogue_lines`)."""
+    steps = spec.epilogue if steps is None else steps
+    return epilogue_lines(steps, "v", _extra_names(spec), co, ridx, vector)
 
 
 def _header(spec: ConvSpec, name: str, pl: Plan) -> Src:
@@ -390,14 +401,15 @@ def _gen_depthwise(spec: ConvSpec, name: str, pl: Plan) -> str:
     return s.text()
 
 
-def _emit_store(s: Src, d: int, spec: ConvSpec, pl: Plan, acc: str, npix: str, owexpr: str):
+def _emit_store(s: Src, d: int, spec: ConvSpec, pl: Plan, acc: str, npix: str, owexpr: str,
+                steps=None):
     CB, COUT = pl.cb, spec.cout
     width = str(CB) if COUT % CB == 0 else f"min({CB}, {COUT} - co0)"
     s(d, f"for p in range({npix}):")
     s(d + 1, f"ow = {owexpr}")
     s(d + 1, f"for j in range({width}):")
     s(d + 2, "co = co0 + j", f"v = {acc}[p, j] + b[co]")
-    s(d + 2, *_epilogue(spec, "co", "n, oh, ow, co"))
+    s(d + 2, *_epilogue(spec, "co", "n, oh, ow, co", steps, vector=False))
     s(d + 2, "out[n, oh, ow, co] = v")
 
 
@@ -470,6 +482,9 @@ def _gen_blocked(spec: ConvSpec, name: str, pl: Plan) -> str:
     else:
         tiles = OW // P
         s(1, f"xf = x.reshape(n_batch, {H}, {W * CIN})")
+    head, tail = split_epilogue(spec.epilogue)
+    if tail:
+        s(1, "of = out.reshape(-1)")
     # NB: index xf[n, ih, k] directly; taking a row view (xr = xf[n, ih]) inside the loop
     # stops LLVM from keeping the tile in registers (5 GFLOP/s instead of 180).
     s(1, f"for t in prange(n_batch * {OH * NCB}):")
@@ -504,8 +519,17 @@ def _gen_blocked(spec: ConvSpec, name: str, pl: Plan) -> str:
         s(7, f"xv = xf[n, ih, base + p * {SW * CIN} + ci]")
         s(7, f"for j in range({CB}):", f"    acc[p, j] += xv * wp[cb, i, jw * {CING} + ci, j]")
     npix = str(P) if OW % P == 0 else f"min({P}, {OW} - ow0)"
-    _emit_store(s, 3, spec, pl, "acc", npix, "ow0 + p")
-    return s.text()
+    _emit_store(s, 3, spec, pl, "acc", npix, "ow0 + p", head)
+    if not tail:
+        return s.text()
+    # this (row, channel block)'s values, still in cache, through the vectorized tail
+    row = f"(n * {OH} + oh) * {OW * COUT}"
+    if CB >= COUT:   # one channel block: the output row is one contiguous run
+        s(2, f"{name}{TAIL}(of, {row}, np.int64(1), np.int64(0), np.int64({OW * COUT}))")
+    else:
+        width = f"np.int64({CB})" if COUT % CB == 0 else f"min({CB}, {COUT} - co0)"
+        s(2, f"{name}{TAIL}(of, {row} + co0, np.int64({OW}), np.int64({COUT}), {width})")
+    return s.text() + "\n\n" + tail_function(name, tail)
 
 
 def generate(spec: ConvSpec, name: str, pl: Plan | None = None) -> str:

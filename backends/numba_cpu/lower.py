@@ -145,7 +145,8 @@ class _Lowerer:
         name = self.by_source.get(source)
         if name is None:
             name = self.by_source[source] = f"k{len(self.kernels)}"
-            self.kernels.append(source.replace("def __KERNEL__(", f"def {name}(", 1))
+            # every occurrence: a conv kernel names its tail function after itself
+            self.kernels.append(source.replace("__KERNEL__", name))
             if register_tiled:
                 self.register_tiled.add(name)
         # an integer (np.int64(...)) is a scalar argument, marked -1 (0 is a 0-d array)
@@ -303,11 +304,18 @@ class _Lowerer:
             if wdata is None:
                 raise UnsupportedError(f"{node.describe()}: the Numba CPU backend needs "
                                        f"constant dense weights (use matmul for two tensors)")
-            wt = self.weight(np.ascontiguousarray(np.asarray(wdata, np.float32).T))
             epi = a.get("epilogue", ())
             b = ins[2] if len(ins) > 2 else self.weight(np.zeros(w[1], np.float32))
-            self.add_kernel(node, kernels.dense(K, w[0], w[1], epi, num_extras(epi)),
-                            [ins[0], wt, b, *ins[3:], o])
+            if w[0] * w[1] * 4 <= kernels.SMALL_DENSE_BYTES:
+                cb, p = convgen.dense_tile(w[1], self.cpu)
+                wp = self.weight(kernels.pack_dense(wdata, cb))
+                self.add_kernel(node, kernels.dense_tiled(K, w[0], w[1], epi, num_extras(epi),
+                                                          cb, p),
+                                [ins[0], wp, b, *ins[3:], o], register_tiled=True)
+            else:
+                wt = self.weight(np.ascontiguousarray(np.asarray(wdata, np.float32).T))
+                self.add_kernel(node, kernels.dense(K, w[0], w[1], epi, num_extras(epi)),
+                                [ins[0], wt, b, *ins[3:], o])
         elif op in ACTIVATION_OPS:
             body = unary_body(op, a)
             self.add_kernel(node, kernels.elementwise(K, out.shape, in_shapes, body), ins + [o])

@@ -215,7 +215,7 @@ def conv_transpose(name: str, in_shape, w_shape, out_shape, strides, pads, dilat
           f"    for co in range({cog}):",
           f"        acc[g * {cog} + co] += xv * w[ky, kx, g * {cig} + ci, co]")
     s(3, f"for co in range({cout}):")
-    s(4, "v = acc[co]", *epilogue_lines(epilogue, "v", extras, "co", "n, oy, ox, co"),
+    s(4, "v = acc[co]", *epilogue_lines(epilogue, "v", extras, "co", "n, oy, ox, co", True),
       "out[n, oy, ox, co] = v")
     return s.text()
 

@@ -266,6 +266,8 @@ def compile_signature(dispatcher, ndims, register_tiled: bool = False):
     the disk cache when it is there; a ``register_tiled`` one without the loop vectorizer)."""
     sig = kernel_signature(ndims)
     if sig not in dispatcher.overloads:
+        from cnnc.backends.numba_cpu.kernels import compile_tail
+        compile_tail(dispatcher)   # with the loop vectorizer, before the kernel links it
         with loop_vectorizer(False) if register_tiled else contextlib.nullcontext():
             dispatcher.compile(sig)
     return dispatcher.overloads[sig]

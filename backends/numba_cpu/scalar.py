@@ -232,12 +232,36 @@ def _tanh_lines(v: str) -> list[str]:
             f"{v} = np.float32(tanh_y if abs(tanh_t) < 9.0109 else tanh_t / 9.0109)"]
 
 
-def epilogue_lines(epilogue, v: str, extras: list[str], channel: str, index: str) -> list[str]:
+#: activations cheap enough to stay in a register-tiled conv's scalar store: selects,
+#: multiplies and adds, no division and no exponential
+CHEAP_ACTIVATIONS = frozenset({"relu", "relu6", "clip", "leaky_relu", "hard_sigmoid",
+                               "hard_swish", "neg", "abs", "thresholded_relu", "shrink"})
+
+
+def split_epilogue(epilogue) -> tuple[tuple, tuple]:
+    """(head, tail) of ``epilogue``: ``tail`` is its longest suffix of activations when one of
+    them is not in :data:`CHEAP_ACTIVATIONS` (else empty): element-wise steps that consume no
+    per-channel vector and no residual, which a kernel whose store loop stays scalar can
+    leave to a vectorized pass over the values it has just written."""
+    k = len(epilogue)
+    while k and epilogue[k - 1][0] not in ("scale_shift", "add"):
+        k -= 1
+    tail = tuple(epilogue[k:])
+    if all(step[0] in CHEAP_ACTIVATIONS for step in tail):
+        return tuple(epilogue), ()
+    return tuple(epilogue[:k]), tail
+
+
+def epilogue_lines(epilogue, v: str, extras: list[str], channel: str, index: str,
+                   vector: bool = False) -> list[str]:
     """Statements updating the scalar ``v`` by each epilogue step in order.
 
     ``extras`` are the names of the arrays the steps consume (scale, shift for
     ``scale_shift``; a residual for ``add``); ``channel`` indexes per-channel vectors and
-    ``index`` the residual (e.g. ``"n, i, j, c"`` or ``"t, c"``)."""
+    ``index`` the residual (e.g. ``"n, i, j, c"`` or ``"t, c"``).  ``vector``: the loop
+    around the statements is one LLVM's loop vectorizer vectorizes, so exponentials call
+    ``vexp`` (vmath.py); else ``sexp``, the C library's exp, faster one element at a time
+    (3x3 64->64 56x56 + SiLU in a scalar store: 1.2-1.6 ms with it, 2.1-2.5 with vexp)."""
     lines, k = [], 0
     for step in epilogue:
         if step[0] == "scale_shift":
@@ -246,9 +270,8 @@ def epilogue_lines(epilogue, v: str, extras: list[str], channel: str, index: str
         elif step[0] == "add":
             lines.append(f"{v} = {v} + {extras[k]}[{index}]")
             k += 1
+        elif vector:
+            lines += activation_lines(step, v)
         else:
-            # a libm call per element: the register-tiled conv loops are not vectorized
-            # across pixels there, and vexp's scalar polynomial is slower than libm's exp
-            # (3x3 64->64 56x56 + SiLU: 1.2-1.6 ms with math.exp, 2.1-2.5 with vexp)
             lines += [line.replace("vexp(", "sexp(") for line in activation_lines(step, v)]
     return lines

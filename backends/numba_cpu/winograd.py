@@ -28,7 +28,7 @@ import os
 import numpy as np
 
 from cnnc.backends.numba_cpu import target
-from cnnc.backends.numba_cpu.kernels import Src
+from cnnc.backends.numba_cpu.kernels import Src, register_tile
 from cnnc.backends.numba_cpu.scalar import epilogue_lines
 
 ENABLED = os.environ.get("CNNC_WINOGRAD", "1").strip() != "0"
@@ -205,7 +205,7 @@ def generate(spec, name: str, pl=None) -> str:
                 s(4, f"if {' and '.join(conds)}:")
                 d = 5
             s(d, f"oh = oh0 + {r}", f"ow = ow0 + {c}", f"v = {y} + bias")
-            s(d, *epilogue_lines(spec.epilogue, "v", extras, "co", "n, oh, ow, co"))
+            s(d, *epilogue_lines(spec.epilogue, "v", extras, "co", "n, oh, ow, co", True))
             s(d, "out[n, oh, ow, co] = v")
     return s.text()
 
@@ -218,11 +218,6 @@ def _loop_gemm(s: Src, CIN: int, COUTP: int) -> None:
     s(1, f"for q in prange({16 * NCB} * ntb):")
     s(2, "tb = q % ntb", "kc = q // ntb", f"cb = kc % {NCB}", f"k = kc // {NCB}",
          f"t0 = tb * {P}", f"co0 = cb * {CB}")
-    s(2, f"acc = np.empty(({P}, {CB}), np.float32)   # register tile")
-    s(2, f"for p in range({P}):", f"    for j in range({CB}):", "        acc[p, j] = 0.0")
-    s(2, f"for ci in range({CIN}):")
-    s(3, f"for p in range({P}):")
-    s(4, "xv = tv[k, t0 + p, ci]")
-    s(4, f"for j in range({CB}):", "    acc[p, j] += xv * wp[k, ci, co0 + j]")
-    s(2, f"for p in range({P}):", f"    for j in range({CB}):",
-         "        tm[k, t0 + p, co0 + j] = acc[p, j]")
+    register_tile(s, 2, P, CB, "ci", CIN, "tv[k, t0 + r, ci]", "wp[k, ci, co0 + j]")
+    s(2, f"for r in range({P}):", f"    for j in range({CB}):",
+         "        tm[k, t0 + r, co0 + j] = acc[r, j]")

@@ -74,6 +74,44 @@ def test_conv2d_fused_matches_reference(cfg, steps, seed, depthwise, cpu):
     _check(g, rng.standard_normal((n, h, w, cin)).astype(np.float32), plans_for=cpu)
 
 
+@pytest.mark.parametrize("cpu, cout, epi, tail", [
+    (target.AVX512, 6, [("tanh",)], True),               # one channel block: a contiguous row
+    (target.AVX512, 40, ["scale_shift", ("swish", 1.0)], True),   # blocks of 32, ragged last
+    (target.AVX2, 32, ["add", ("gelu",)], True),          # blocks of 16, every one full
+    (target.AVX2, 40, [("sigmoid",), ("tanh",)], True),    # blocks of 16, ragged last
+    (target.AVX2, 32, [("tanh",), "add"], False),         # a residual after it: in the store
+    (target.AVX512, 32, ["add", ("relu",)], False),       # cheap: in the store
+])
+def test_blocked_conv_epilogue_tail(cpu, cout, epi, tail):
+    """A register-tiled conv hands the transcendental activations ending its epilogue to a
+    loop-vectorized tail function, run over each (row, channel block) it has just stored."""
+    from cnnc.backends.numba_cpu import convgen
+    epi = [s if isinstance(s, tuple) else (s,) for s in epi]
+    rng = np.random.default_rng(cout)
+    h, w, cin, k = 7, 9, 5, 3
+    g = Graph("tail")
+    x = g.add_input(("N", h, w, cin), name="x")
+    attrs = {"strides": 1, "padding": "same"}
+    extras = []
+    for step in epi:
+        if step[0] == "scale_shift":
+            extras += [g.constant(rng.standard_normal(cout)), g.constant(rng.standard_normal(cout))]
+        elif step[0] == "add":
+            extras.append(g.add("conv2d", [x, g.constant(rng.standard_normal((k, k, cin, cout)))],
+                                attrs))
+    y = g.add("conv2d_fused", [x, g.constant(rng.standard_normal((k, k, cin, cout))),
+                               g.constant(rng.standard_normal(cout)), *extras],
+              {**attrs, "epilogue": epi})
+    g.set_outputs(y)
+    with target.plan_for(cpu):
+        spec = convgen.ConvSpec(h, w, cin, k, k, cout, pads=(1, 1, 1, 1), epilogue=tuple(epi))
+        assert convgen.plan(spec, cpu).strategy == "blocked"
+        source = cnnc.compile(g, target="cpu", opt_level=0).source()
+    assert (f"{convgen.TAIL}(of, " in source) == tail, source
+    _check(g, 2 * rng.standard_normal((3, h, w, cin)).astype(np.float32), batches=(None, 1),
+           plans_for=cpu)
+
+
 @settings(deadline=None, max_examples=10)
 @given(cfg=pool_configs(max_hw=9, max_channels=20), kind=st.sampled_from(["max", "avg"]),
        seed=st.integers(0, 2**16))
@@ -97,6 +135,37 @@ def test_dense_fused_matches_reference(fin, fout, steps, seed):
               {"epilogue": steps})
     g.set_outputs(y)
     _check(g, rng.standard_normal((3, fin)).astype(np.float32), batches=(None, 1, 9))
+
+
+@pytest.mark.parametrize("cpu", PLAN_TARGETS)
+@pytest.mark.parametrize("fin, fout, epi", [
+    (400, 120, [("tanh",)]),                            # LeNet's: blocks of 2 vectors, ragged
+    (37, 5, ["scale_shift", "add", ("swish", 1.0)]),    # one partial vector
+    (64, 48, [("sigmoid",), "add"]),                    # a residual after it: in the store
+])
+def test_dense_register_tiles(cpu, fin, fout, epi):
+    """Dense layers whose weights stay in cache run as register tiles of rows x features;
+    batches that are not a whole number of row tiles, residuals and tail activations."""
+    from cnnc.backends.numba_cpu import convgen
+    epi = [s if isinstance(s, tuple) else (s,) for s in epi]
+    rng = np.random.default_rng(fout)
+    g = Graph("dense")
+    x = g.add_input(("N", fin), name="x")
+    extras = []
+    for step in epi:
+        if step[0] == "scale_shift":
+            extras += [g.constant(rng.standard_normal(fout)), g.constant(rng.standard_normal(fout))]
+        elif step[0] == "add":
+            extras.append(g.add("dense", [x, g.constant(rng.standard_normal((fin, fout)))]))
+    y = g.add("dense_fused", [x, g.constant(rng.standard_normal((fin, fout))),
+                              g.constant(rng.standard_normal(fout)), *extras], {"epilogue": epi})
+    g.set_outputs(y)
+    cb, p = convgen.dense_tile(fout, cpu)
+    with target.plan_for(cpu):
+        source = cnnc.compile(g, target="cpu", opt_level=0).source()
+    assert f"tile {p} rows x {cb} features" in source
+    _check(g, rng.standard_normal((3, fin)).astype(np.float32), batches=(1, p, p + 1, 2 * p + 3),
+           plans_for=cpu)
 
 
 def test_gemm_conv_writing_over_its_residual_in_place(monkeypatch):
