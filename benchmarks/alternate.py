@@ -2,6 +2,7 @@
 
     python -m benchmarks.alternate --models resnet18:1,resnet20:1 --isa native,avx2 --rounds 5
     python -m benchmarks.alternate --models resnet20:1 --neighbour      # one core kept busy
+    python -m benchmarks.alternate --models path/to/model.onnx:1        # a model file
 
 Timing every system in one process lets one runtime's idle worker threads (spinning OpenMP or
 ONNX Runtime pools) slow the other, and a slow drift of the machine favours whichever system
@@ -61,7 +62,10 @@ def worker(system: str, model: str, batch: int, seed: int, seconds: float,
     import cnnc
     from cnnc.backends.reference import run_reference
     harness.set_threads(threads)
-    graph = randomize_statistics(cnnc.models.get(model, seed=seed).to_graph(), seed)
+    if model.endswith(".onnx"):   # the user's own model, with its own weights
+        graph = cnnc.load_onnx(model).to_graph()
+    else:
+        graph = randomize_statistics(cnnc.models.get(model, seed=seed).to_graph(), seed)
     s = (harness.cnnc_system(graph, "cpu") if system == "cnnc"
          else harness.onnxruntime_system(graph, threads))
     if s.error:
@@ -151,8 +155,8 @@ def format_rows(rows) -> str:
 def parse_configs(text: str) -> list[tuple[str, int]]:
     out = []
     for item in text.split(","):
-        name, _, b = item.strip().partition(":")
-        out.append((name, int(b or 1)))
+        name, _, b = item.strip().rpartition(":")
+        out.append((name, int(b)) if name else (b, 1))
     return out
 
 

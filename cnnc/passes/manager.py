@@ -149,7 +149,8 @@ def op_counts(graph) -> Counter:
 
 
 def default_pipeline(opt_level: int) -> list[Pass]:
-    """0: verify + shape inference; 1: + cleanup; 2: + pad/BN folding, fusion, cleanup again."""
+    """0: verify + shape inference; 1: + cleanup; 2: + pad/BN folding, activation idioms,
+    fusion, cleanup again."""
     from cnnc.passes.cancel_transposes import CancelTransposes
     from cnnc.passes.constant_fold import ConstantFold
     from cnnc.passes.cse import CSE
@@ -158,6 +159,7 @@ def default_pipeline(opt_level: int) -> list[Pass]:
     from cnnc.passes.fold_batchnorm import FoldBatchNorm
     from cnnc.passes.fold_pad import FoldPad
     from cnnc.passes.fuse_epilogue import FuseEpilogue
+    from cnnc.passes.idioms import Idioms
     from cnnc.passes.infer_shapes import InferShapes, Verify
     if opt_level not in (0, 1, 2):
         raise ConfigError(f"opt_level must be 0, 1 or 2, got {opt_level!r}")
@@ -169,7 +171,7 @@ def default_pipeline(opt_level: int) -> list[Pass]:
     if opt_level >= 1:
         passes += cleanup()
     if opt_level >= 2:
-        passes += [FoldPad(), FoldBatchNorm(), FuseEpilogue(), *cleanup()]
+        passes += [FoldPad(), FoldBatchNorm(), Idioms(), FuseEpilogue(), *cleanup()]
     return passes
 
 

@@ -82,3 +82,26 @@ def test_movement_kernels_match_reference(case, seed):
     compiled = cnnc.compile(g, target="cpu", opt_level=0)
     err = rel_err(compiled(x), run_reference(g, x, dtype=np.float64))
     assert err < TOL, f"relative error {err:.2e}\n{g}"
+
+
+@pytest.mark.parametrize("shape", [(7,), ("N", 5), ("N", 3, 5), ("N", 2, 3, 5),
+                                   ("N", 2, 3, 4, 5)])
+def test_transpose_every_permutation(shape):
+    """Every permutation of ranks 1-4 (the loop-nest kernel; rank 4 includes NCHW <-> NHWC)
+    and a few of rank 5 (the unravelling one), with a symbolic batch, as outputs of one
+    graph."""
+    import itertools
+    rank = len(shape)
+    perms = list(itertools.permutations(range(rank)))
+    if rank == 5:
+        perms = perms[::29]
+    g = Graph("transpose")
+    x = g.add_input(shape, name="x")
+    g.set_outputs(*[g.add("transpose", [x], {"perm": p}) for p in perms])
+    compiled = cnnc.compile(g, target="cpu", opt_level=0)
+    for n in (1, 3):
+        xs = np.random.default_rng(n).standard_normal(
+            [n if d == "N" else d for d in shape]).astype(np.float32)
+        ys = compiled(xs)
+        for y, p in zip(ys if len(perms) > 1 else [ys], perms, strict=True):
+            np.testing.assert_array_equal(y, xs.transpose(p), err_msg=str(p))

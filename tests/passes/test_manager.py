@@ -23,7 +23,7 @@ def test_pipelines_per_level():
     assert names(0) == ["verify", "infer_shapes"]
     cleanup = ["cancel_transposes", "eliminate_noops", "constant_fold", "cse", "dce"]
     assert names(1) == names(0) + cleanup
-    assert names(2) == names(1) + ["fold_pad", "fold_batchnorm", "fuse_epilogue"] + cleanup
+    assert names(2) == names(1) + ["fold_pad", "fold_batchnorm", "idioms", "fuse_epilogue"] + cleanup
     with pytest.raises(ConfigError, match="opt_level"):
         default_pipeline(3)
 
