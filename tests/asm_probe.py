@@ -65,14 +65,15 @@ def hot_loop(asm: str) -> dict | None:
 
 
 def tail_summary(asm: str) -> dict:
-    """What a kernel's epilogue tail function (float64 arithmetic) compiled to: the register
-    kinds of its packed float64 FMAs, how many scalar ones it has, and the functions it
-    calls by name."""
+    """What a kernel's epilogue tail function compiled to: the register kinds of its packed
+    FMAs (either precision), how many scalar ones it has, and the functions it calls by
+    name."""
     lines = asm.splitlines()
-    packed = [ln for ln in lines if re.match(r"^\s+vfn?m(add|sub)\w*pd\s", ln)]
+    packed = [ln for ln in lines if re.match(r"^\s+vfn?m(add|sub)\w*p[sd]\s", ln)]
     return {"packed_fma": len(packed),
             "widths": sorted({_VREG.findall(ln)[-1] for ln in packed}),
-            "scalar_fma": sum(bool(re.match(r"^\s+vfn?m(add|sub)\w*sd\s", ln)) for ln in lines),
+            "scalar_fma": sum(bool(re.match(r"^\s+vfn?m(add|sub)\w*s[sd]\s", ln))
+                              for ln in lines),
             "calls": sorted({m.group(1) for ln in lines
                              if (m := re.match(r"^\s+call\w*\s+([\w.$@]+)", ln))})}
 

@@ -12,9 +12,10 @@ def f32(v) -> str:
 
 def activation_lines(step: tuple, v: str) -> list[str]:
     """Statements replacing scalar ``v`` by activation ``step`` (e.g. ``("leaky_relu", 0.2)``)
-    of it. Transcendental steps compute in float64 and round once to float32; exponentials
-    call ``vexp`` (numba_cpu/vmath.py: pure arithmetic, so the loop stays vectorized; the CUDA
-    module defines its own), which clamps its argument, and the argument of every ``math``
+    of it. Transcendental steps compute in float64 and round once to float32 (sigmoid and
+    SiLU in float32 through ``vexpf``, within 2 ulp); exponentials call ``vexp``
+    (numba_cpu/vmath.py: pure arithmetic, so the loop stays vectorized; the CUDA module
+    defines its own), which clamps its argument, and the argument of every ``math``
     call is kept in its domain, so the same source also runs on the CUDA simulator, where
     ``math`` raises on a domain or range error."""
     op = step[0]
@@ -39,8 +40,6 @@ def _activation_expr(step: tuple, v: str) -> str:
         return f"min(max({v}, {f32(step[1])}), {f32(step[2])})"
     if op == "leaky_relu":
         return f"({v} if {v} >= {zero} else {v} * {f32(step[1])})"
-    if op == "sigmoid":  # float64: 1 / (1 + e^-v) keeps its relative accuracy for v < 0 too
-        return f"np.float32(1.0 / (1.0 + vexp(-np.float64({v}))))"
     if op == "hard_sigmoid":
         return f"min(max({v} * {f32(step[1])} + {f32(step[2])}, {zero}), {f32(1)})"
     if op == "hard_swish":
@@ -104,9 +103,17 @@ def _mish_lines(step, v):
             f"{v} = mish_x * {v}"]
 
 
+def _sigmoid_lines(step, v):
+    # float32: e = e^-|v| in (0, 1] (vexpf, vmath.py), then 1 / (1 + e) for v >= 0 and
+    # e / (1 + e) below, so the negative side keeps its relative accuracy; within 2 ulp
+    return [f"sg_e = vexpf(np.float32(-abs({v})))",
+            "sg_t = np.float32(1) / (np.float32(1) + sg_e)",
+            f"{v} = sg_t if {v} >= 0 else sg_e * sg_t"]
+
+
 def _swish_lines(step, v):
-    return [f"swish_x = {v}", f"{v} = {v} * {f32(step[1])}",
-            f"{v} = swish_x * {_activation_expr(('sigmoid',), v)}"]
+    return [f"swish_x = {v}", f"{v} = {v} * {f32(step[1])}", *_sigmoid_lines(("sigmoid",), v),
+            f"{v} = swish_x * {v}"]
 
 
 def _gelu_lines(step, v):
@@ -179,7 +186,7 @@ def _erf_lines(v: str) -> list[str]:
 
 
 _LINES = {
-    "tanh": lambda step, v: _tanh_lines(v),
+    "tanh": lambda step, v: _tanh_lines(v), "sigmoid": _sigmoid_lines,
     "erf": lambda step, v: _erf_lines(v),
     "gelu": _gelu_lines, "gelu_tanh": _gelu_tanh_lines,
     "elu": _elu_lines, "selu": _selu_lines, "celu": _celu_lines,

@@ -45,6 +45,12 @@ def vexp(x):
 
 sexp = vexp
 
+
+@cuda.jit(device=True)
+def vexpf(x):
+    """exp of a float32 x <= 0, clamped below at -104 (the CPU's numba_cpu/vmath.py)"""
+    return math.exp(float32(-104.0) if x < float32(-104.0) else x)
+
 '''
 
 
