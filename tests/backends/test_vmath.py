@@ -1,5 +1,5 @@
-"""vexp (backends/numba_cpu/vmath.py): exp from arithmetic alone, under the kernels' fast-math
-flags, against NumPy's float64 exp; and the loop that calls it is vectorized."""
+"""vexp and vexpf (backends/numba_cpu/vmath.py): exp from arithmetic alone, under the kernels'
+fast-math flags, against NumPy's float64 exp; and the loops that call them are vectorized."""
 
 import numpy as np
 import pytest
@@ -14,12 +14,16 @@ def loop(x, out):
 '''
 
 
-@pytest.fixture(scope="module")
-def exp_loop():
+def _loop(source: str, name: str):
     from cnnc.backends.numba_cpu.lower import HEADER
     ns = {}
-    exec(HEADER.format(name="vmath", n_kernels=1) + LOOP, ns)   # a generated module's globals
-    return ns["loop"]
+    exec(HEADER.format(name="vmath", n_kernels=1) + source, ns)   # a generated module's globals
+    return ns[name]
+
+
+@pytest.fixture(scope="module")
+def exp_loop():
+    return _loop(LOOP, "loop")
 
 
 def _run(loop, x):
@@ -64,10 +68,7 @@ def loop32(x, out):
 
 @pytest.fixture(scope="module")
 def expf_loop():
-    from cnnc.backends.numba_cpu.lower import HEADER
-    ns = {}
-    exec(HEADER.format(name="vmath", n_kernels=1) + LOOP32, ns)
-    return ns["loop32"]
+    return _loop(LOOP32, "loop32")
 
 
 def test_vexpf_within_one_ulp_down_to_the_subnormals(expf_loop):
