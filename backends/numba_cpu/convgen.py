@@ -169,12 +169,19 @@ def plan(spec: ConvSpec, cpu: Target | None = None, tuned: bool = True,
 
 
 def _tile_avx512(spec: ConvSpec, merged: bool, cpu: Target) -> tuple[int, int]:
-    """(CB, P) measured on Zen 4 (16 lanes, 32 zmm): one register per pixel and CB=16."""
+    """(CB, P) measured on Zen 4 (16 lanes, 32 zmm): one register per pixel and CB=16.
+    Spatial convs of 9-16 output channels on rows of at least 10 pixels take 5 pixels (Zen
+    5, batch 1 unless noted: ResNet-20's 3x3 16->16 25.1 -> 21.7 us, 3->16 8.6 -> 6.3,
+    LeNet's 5x5 6->16 at batch 64 150 -> 111; 6 pixels, 96 values, are no longer unrolled
+    with the loop vectorizer on (20x slower), and 1x1 convs and 8-channel tiles lost with 5)."""
     if spec.groups == 1:
         wide = not merged and spec.cout % 32 == 0 and spec.kh * spec.kw * spec.cin >= 64
         cb = 8 if spec.cout <= 8 else 32 if wide else 16
     else:
         cb = next(c for c in (16, 8, 4, 2, 1) if (spec.cout // spec.groups) % c == 0)
+    if (spec.groups == 1 and cb == 16 and spec.kh * spec.kw > 1
+            and spec.out_hw[1] >= 10):
+        return cb, 5
     return cb, max(1, min(4, 64 // cb))
 
 
