@@ -86,6 +86,7 @@ def _kernels():
         "conv3x3": S(10, 10, 64, 3, 3, 64, (1, 1), (1, 1, 1, 1)),
         "conv3x3s2": S(12, 12, 64, 3, 3, 128, (2, 2), (1, 1, 1, 1)),
         "conv1x1": S(8, 8, 64, 1, 1, 128),
+        "conv1x1se": S(1, 1, 960, 1, 1, 240),   # squeeze-excitation: a 1x1 image
         "conv7x7s2": S(32, 32, 3, 7, 7, 64, (2, 2), (3, 3, 3, 3)),
         "depthwise3x3": S(10, 10, 64, 3, 3, 64, (1, 1), (1, 1, 1, 1), groups=64),
         # SiLU is left to the kernel's loop-vectorized tail function (kernels.TAIL)

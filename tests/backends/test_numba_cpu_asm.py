@@ -54,8 +54,8 @@ def test_target_is_the_emulated_one(probe):
     assert f": {isa.split('-')[0]}," in report["target"]
 
 
-KERNELS = ["conv3x3", "conv3x3s2", "conv1x1", "conv7x7s2", "depthwise3x3", "dense",
-           "conv3x3silu"]
+KERNELS = ["conv3x3", "conv3x3s2", "conv1x1", "conv1x1se", "conv7x7s2", "depthwise3x3",
+           "dense", "conv3x3silu"]
 BLOCKED = [k for k in KERNELS if k.startswith("conv") or k == "dense"]
 #: (isa, kernel) whose hot loop still moves vectors to or from the stack (strict xfail: the
 #: test reports when a change fixes one)
