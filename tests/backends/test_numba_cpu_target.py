@@ -70,8 +70,8 @@ def test_narrow_plans_fit_the_register_file(cpu):
 
 def test_avx512_plans():
     """The measured tiles: two zmm of channels by up to 14 px (8 for 1x1) without the loop
-    vectorizer, the pixels dividing the row; one zmm by 4 px, loop-vectorized, for layers of
-    at most 16 channels."""
+    vectorizer, the pixels dividing the row; one zmm, loop-vectorized, for layers of at most
+    16 channels: 5 px for spatial convs on rows of 10 or more, else 4."""
     pl = convgen.plan(convgen.ConvSpec(56, 56, 64, 3, 3, 64, (1, 1), (1,) * 4), target.AVX512)
     assert (pl.p, pl.cb, pl.loop_vectorize) == (14, 32, False)
     pl = convgen.plan(convgen.ConvSpec(224, 224, 3, 7, 7, 64, (2, 2), (3,) * 4), target.AVX512)
@@ -81,7 +81,11 @@ def test_avx512_plans():
     pl = convgen.plan(convgen.ConvSpec(56, 56, 64, 1, 1, 128, (2, 2), (0,) * 4), target.AVX512)
     assert (pl.p, pl.cb) == (7, 32)
     pl = convgen.plan(convgen.ConvSpec(32, 32, 16, 3, 3, 16, (1, 1), (1,) * 4), target.AVX512)
+    assert (pl.p, pl.cb, pl.loop_vectorize) == (5, 16, True)
+    pl = convgen.plan(convgen.ConvSpec(32, 32, 16, 1, 1, 16), target.AVX512)
     assert (pl.p, pl.cb, pl.loop_vectorize) == (4, 16, True)
+    pl = convgen.plan(convgen.ConvSpec(8, 8, 16, 3, 3, 16, (1, 1), (1,) * 4), target.AVX512)
+    assert (pl.p, pl.cb) == (4, 16)
 
 
 @pytest.mark.numba
