@@ -182,13 +182,19 @@ def candidates(spec: ConvSpec, cpu=None) -> list[Plan]:
 def build(spec: ConvSpec, pl: Plan, batch: int = 1, seed: int = 0):
     """A zero-argument callable running the conv of ``spec`` with plan ``pl`` on a random
     batch as a compiled model runs it (the padded copy included), compiled as cnnc compiles
-    it (the loop vectorizer per ``pl.loop_vectorize``); called once, so compiled."""
+    it (the loop vectorizer per ``pl.loop_vectorize``); called once, so compiled.  An
+    epilogue may hold activations only (benchmarks/epilogue.py times them)."""
     from numba import njit
+    from cnnc.backends.numba_cpu.kernels import compile_tail
     from cnnc.backends.numba_cpu.lower import HEADER
     from cnnc.backends.numba_cpu.runtime import loop_vectorizer
+    from cnnc.ops.fused import num_extras
+    if num_extras(spec.epilogue):
+        raise ValueError("tune.build takes no epilogue step with operands (scale_shift, add)")
     ns: dict = {}
     exec(HEADER.format(name="tune", n_kernels=2), ns)
-    exec(convgen.generate(spec, "kernel", pl), ns)
+    # a tail function is cached by its module's file; this source has none
+    exec(convgen.generate(spec, "kernel", pl).replace("cache=True", "cache=False"), ns)
     exec(convgen.PAD_COPY.replace("__KERNEL__", "pad_copy"), ns)
     opts = dict(fastmath=ns["FASTMATH"], error_model="numpy")
     fn = njit(parallel=True, **opts)(ns["kernel"])
@@ -208,8 +214,7 @@ def build(spec: ConvSpec, pl: Plan, batch: int = 1, seed: int = 0):
         args[0] = xp
     elif extra:
         args.append(np.empty(batch * extra, np.float32))
-    if spec.epilogue:
-        raise ValueError("tune.build times the bare conv (an epilogue costs every plan alike)")
+    compile_tail(fn)   # with the loop vectorizer, before the kernel links it
     with loop_vectorizer(pl.loop_vectorize):
         if pre:
             pre[0](*pre[1])

@@ -148,3 +148,16 @@ def test_cli_tune_respects_its_budget_and_reuses_the_cache(cache, capsys):
     assert main(["tune", "lenet5", "--budget", "0.001"]) == 0
     assert "1 tuned before" in capsys.readouterr().out
     assert main(["tune", "lenet5", "--budget", "0"]) == 2
+
+
+def test_build_times_activation_epilogues_and_refuses_operands():
+    """benchmarks/epilogue.py times a conv with an activation through tune.build: the tail
+    function is compiled and applied; steps with operands are refused."""
+    spec = convgen.ConvSpec(6, 7, 5, 3, 3, 40, (1, 1), (1, 1, 1, 1))
+    bare = tune.build(spec, convgen.plan(spec, tuned=False), batch=2, seed=3)
+    silu = dataclasses.replace(spec, epilogue=(("swish", 1.0),))
+    fused = tune.build(silu, convgen.plan(silu, tuned=False), batch=2, seed=3)
+    y = bare.args[-1].astype(np.float64)
+    np.testing.assert_allclose(fused.args[-1], y / (1 + np.exp(-y)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="operands"):
+        tune.build(dataclasses.replace(spec, epilogue=(("add",),)), convgen.plan(spec))
