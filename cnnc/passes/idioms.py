@@ -23,7 +23,7 @@ def swish(node, rw):
     a, b = node.inputs
     for x, s in ((a, b), (b, a)):
         p = s.producer
-        if (p is not None and p.op == "sigmoid" and p.inputs[0] is x and x is not s
+        if (p is not None and p.op == "sigmoid" and p.inputs[0] is x
                 and rw.num_uses(s) == 1 and not rw.is_output(s)
                 and node.output.type == x.type):
             rw.replace_node(node, "swish", [x], {"alpha": 1.0})

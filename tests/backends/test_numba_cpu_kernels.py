@@ -76,29 +76,23 @@ def test_conv2d_fused_matches_reference(cfg, steps, seed, depthwise, cpu):
 
 @pytest.mark.parametrize("cpu, cout, epi, tail", [
     (target.AVX512, 6, [("tanh",)], True),               # one channel block: a contiguous row
-    (target.AVX512, 40, ["scale_shift", ("swish", 1.0)], True),   # blocks of 32, ragged last
-    (target.AVX2, 32, ["add", ("gelu",)], True),          # blocks of 16, every one full
+    (target.AVX512, 40, [("scale_shift",), ("swish", 1.0)], True),  # blocks of 32, ragged last
+    (target.AVX2, 32, [("add",), ("gelu",)], True),       # blocks of 16, every one full
     (target.AVX2, 40, [("sigmoid",), ("tanh",)], True),    # blocks of 16, ragged last
-    (target.AVX2, 32, [("tanh",), "add"], False),         # a residual after it: in the store
-    (target.AVX512, 32, ["add", ("relu",)], False),       # cheap: in the store
+    (target.AVX2, 32, [("tanh",), ("add",)], False),      # a residual after it: in the store
+    (target.AVX512, 32, [("add",), ("relu",)], False),    # cheap: in the store
 ])
 def test_blocked_conv_epilogue_tail(cpu, cout, epi, tail):
     """A register-tiled conv hands the transcendental activations ending its epilogue to a
     loop-vectorized tail function, run over each (row, channel block) it has just stored."""
     from cnnc.backends.numba_cpu import convgen
-    epi = [s if isinstance(s, tuple) else (s,) for s in epi]
     rng = np.random.default_rng(cout)
     h, w, cin, k = 7, 9, 5, 3
     g = Graph("tail")
     x = g.add_input(("N", h, w, cin), name="x")
     attrs = {"strides": 1, "padding": "same"}
-    extras = []
-    for step in epi:
-        if step[0] == "scale_shift":
-            extras += [g.constant(rng.standard_normal(cout)), g.constant(rng.standard_normal(cout))]
-        elif step[0] == "add":
-            extras.append(g.add("conv2d", [x, g.constant(rng.standard_normal((k, k, cin, cout)))],
-                                attrs))
+    extras = [g.add("conv2d", [x, g.constant(rng.standard_normal((k, k, cin, cout)))], attrs)
+              if e is None else e for e in _epilogue(g, rng, (cout,), epi)]
     y = g.add("conv2d_fused", [x, g.constant(rng.standard_normal((k, k, cin, cout))),
                                g.constant(rng.standard_normal(cout)), *extras],
               {**attrs, "epilogue": epi})
@@ -140,23 +134,18 @@ def test_dense_fused_matches_reference(fin, fout, steps, seed):
 @pytest.mark.parametrize("cpu", PLAN_TARGETS)
 @pytest.mark.parametrize("fin, fout, epi", [
     (400, 120, [("tanh",)]),                            # LeNet's: blocks of 2 vectors, ragged
-    (37, 5, ["scale_shift", "add", ("swish", 1.0)]),    # one partial vector
-    (64, 48, [("sigmoid",), "add"]),                    # a residual after it: in the store
+    (37, 5, [("scale_shift",), ("add",), ("swish", 1.0)]),   # one partial vector
+    (64, 48, [("sigmoid",), ("add",)]),                 # a residual after it: in the store
 ])
 def test_dense_register_tiles(cpu, fin, fout, epi):
     """Dense layers whose weights stay in cache run as register tiles of rows x features;
     batches that are not a whole number of row tiles, residuals and tail activations."""
     from cnnc.backends.numba_cpu import convgen
-    epi = [s if isinstance(s, tuple) else (s,) for s in epi]
     rng = np.random.default_rng(fout)
     g = Graph("dense")
     x = g.add_input(("N", fin), name="x")
-    extras = []
-    for step in epi:
-        if step[0] == "scale_shift":
-            extras += [g.constant(rng.standard_normal(fout)), g.constant(rng.standard_normal(fout))]
-        elif step[0] == "add":
-            extras.append(g.add("dense", [x, g.constant(rng.standard_normal((fin, fout)))]))
+    extras = [g.add("dense", [x, g.constant(rng.standard_normal((fin, fout)))])
+              if e is None else e for e in _epilogue(g, rng, (fout,), epi)]
     y = g.add("dense_fused", [x, g.constant(rng.standard_normal((fin, fout))),
                               g.constant(rng.standard_normal(fout)), *extras], {"epilogue": epi})
     g.set_outputs(y)
