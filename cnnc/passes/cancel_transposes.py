@@ -15,6 +15,9 @@ is a graph input or a constant (a backend then always has a computed value to re
 
 from __future__ import annotations
 
+import numpy as np
+
+from cnnc.ops.registry import REGISTRY
 from cnnc.passes.manager import Pass
 from cnnc.passes.rewrite import Rule, apply_rules
 
@@ -37,7 +40,79 @@ def cancel_pair(node, rw):
     return True
 
 
-RULES = [Rule("cancel_transpose_pair", ("transpose",), cancel_pair)]
+def _inverse(perm):
+    inv = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inv[p] = i
+    return tuple(inv)
+
+
+def _transposed(m, rw):
+    """The permutation by which every non-constant operand of elementwise ``m`` is a
+    transpose read by ``m`` alone, without broadcasting; None when that is not so."""
+    opdef = REGISTRY.get(m.op)   # None for a constant
+    if (opdef is None or "elementwise" not in opdef.traits or m.op == "bias_add"
+            or len(m.inputs) > 2 or len(set(m.inputs)) < len(m.inputs)):
+        return None
+    moved = [v for v in m.inputs if not v.is_constant]
+    if not moved or any(v.producer is None or v.producer.op != "transpose"
+                        or v.type.shape != m.output.type.shape or rw.num_uses(v) != 1
+                        or rw.is_output(v) for v in moved):
+        return None
+    perms = {v.producer.attrs["perm"] for v in moved}
+    return perms.pop() if len(perms) == 1 else None
+
+
+def _meets_inverse(m, perm, rw) -> bool:
+    """From ``m``'s result, readers that could take the transpose ``perm`` next lead to a
+    transpose that cancels it (then sinking removes at least one transpose: the operands'
+    go, one comes and the cancelling pair goes)."""
+    ident = tuple(range(len(perm)))
+    v = m.output
+    while not rw.is_output(v):
+        users = rw.users(v)
+        if any(u.op == "transpose" and compose(perm, u.attrs["perm"]) == ident
+               for u in users):
+            return True
+        if rw.num_uses(v) != 1:
+            return False
+        (u,) = users
+        others = [w for w in u.inputs if w is not v and not w.is_constant]
+        if (REGISTRY.get(u.op) is None or "elementwise" not in REGISTRY[u.op].traits
+                or u.op == "bias_add" or len(u.inputs) > 2 or u.output.type != v.type
+                or any(w.producer is None or w.producer.op != "transpose"
+                       or w.producer.attrs["perm"] != perm or rw.num_uses(w) != 1
+                       for w in others)):
+            return False
+        v = u.output
+    return False
+
+
+def sink(m, rw):
+    """op(transpose(a, p), transpose(b, p) or constant c) -> transpose(op(a, b or c'), p),
+    when single readers below lead to a transpose that undoes p."""
+    perm = _transposed(m, rw)
+    if perm is None or not _meets_inverse(m, perm, rw):
+        return None
+    moved = [v for v in m.inputs if not v.is_constant]
+    inv = _inverse(perm)
+    ins = []
+    for v in m.inputs:
+        if v.is_constant:  # c broadcast to the rank, then in the untransposed axis order
+            arr = v.data.reshape((1,) * (len(perm) - v.type.rank) + tuple(v.type.shape))
+            ins.append(rw.constant(np.transpose(arr, inv), before=m, layer=m.layer))
+        else:
+            ins.append(v.producer.inputs[0])
+    inner = rw.insert(m.op, ins, m.attrs, before=m, layer=m.layer)
+    out = rw.insert("transpose", [inner], {"perm": perm}, before=m, layer=m.layer)
+    rw.replace(m.output, out)
+    rw.erase(m)
+    rw.erase_dead(moved)
+    return True
+
+
+RULES = [Rule("cancel_transpose_pair", ("transpose",), cancel_pair),
+         Rule("sink_transpose", (), sink)]
 
 
 class CancelTransposes(Pass):

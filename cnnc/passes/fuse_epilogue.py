@@ -7,6 +7,8 @@ reader of the current result while it is one of:
   ``(1, C)``, ``(1, 1, 1, C)``, ...) — merged into the bias while the epilogue is empty, later
   a ``scale_shift`` step with scale 1;
 * ``scale_shift(y, s, t)`` with constant ``s``, ``t`` (an unfolded batch norm);
+* ``mul(y, c)`` with a constant ``c`` per output channel or a scalar (a layer scale) — a
+  ``scale_shift`` step with shift 0;
 * an activation (relu, relu6, clip, leaky_relu, sigmoid, tanh, hard_sigmoid, hard_swish);
 * one residual ``add(y, r)`` / ``add(r, y)`` where ``r`` has exactly the result's shape (any
   value: a graph input, the output of another conv, ...).
@@ -59,7 +61,7 @@ class _Chain:
         return any(s[0] == "add" for s in self.epilogue)
 
 
-EPILOGUE_OPS = ("bias_add", "add", "scale_shift")
+EPILOGUE_OPS = ("bias_add", "add", "scale_shift", "mul")
 
 
 def _only_operand(node, v) -> int | None:
@@ -96,6 +98,19 @@ def _extend(chain, u, rw) -> str | None:
             return "scale_shift of {} has non-constant scale/shift"
         chain.epilogue.append(step("scale_shift"))
         chain.extras += [s, t]
+        return None
+    if u.op == "mul":
+        other = u.inputs[1 - i]
+        if not other.is_constant:
+            return ""  # a gate (squeeze-excitation) or a product of two values: no remark
+        vec = _per_channel(other, chain)
+        if vec is None and as_f64(other).size == 1:
+            vec = np.full(chain.channels, as_f64(other).item())
+        if vec is None or u.output.type != y.type:
+            return (f"mul of {{}} not fused: its constant has shape {tuple(other.type.shape)}, "
+                    f"neither per-output-channel nor a scalar")
+        chain.epilogue.append(step("scale_shift"))
+        chain.extras += [vec, np.zeros(chain.channels)]
         return None
     if u.op in ("bias_add", "add"):
         other = u.inputs[1 - i]

@@ -101,3 +101,45 @@ def test_output_equal_to_input_is_kept():
     text = str(g)
     assert not run(g)
     assert str(g) == text
+
+
+def _nchw_residual_stream(blocks):
+    """ConvNeXt's stage: each block's NHWC result is permuted to NCHW, scaled per channel
+    (gamma of shape (C, 1, 1)) and added to an NCHW residual stream, which is permuted back to
+    NHWC for the next block."""
+    g = Graph("stream")
+    x = g.add_input(("N", 4, 5, 3), name="x")
+    to_nchw, to_nhwc = (0, 3, 1, 2), (0, 2, 3, 1)
+    stream = g.add("transpose", [x], {"perm": to_nchw})
+    nhwc = x
+    for k in range(blocks):
+        y = g.add("relu", [g.add("sub", [nhwc, g.constant(RNG.standard_normal(3))])])
+        y = g.add("transpose", [y], {"perm": to_nchw})
+        y = g.add("mul", [g.constant(RNG.standard_normal((3, 1, 1))), y])
+        stream = g.add("add", [y, stream])
+        nhwc = g.add("transpose", [stream], {"perm": to_nhwc})
+    g.set_outputs(g.add("tanh", [nhwc]))
+    return g
+
+
+def test_elementwise_ops_between_inverse_transposes_move_and_the_transposes_cancel():
+    g = _nchw_residual_stream(3)
+    assert ops(g).count("transpose") == 7
+    x = RNG.standard_normal((2, 4, 5, 3))
+    before = run_reference(g, x)
+    assert run(g)
+    np.testing.assert_allclose(run_reference(g, x), before, rtol=1e-12)
+    assert "transpose" not in ops(g)
+    # each gamma now broadcasts over NHWC, the layout fusion reads as per channel
+    assert all(n.inputs[0].type.shape == (1, 1, 1, 3) for n in g.ops if n.op == "mul")
+
+
+def test_a_transpose_does_not_sink_when_nothing_below_undoes_it():
+    g = Graph("t")
+    x = g.add_input(("N", 4, 5, 3), name="x")
+    y = g.add("mul", [g.add("transpose", [x], {"perm": (0, 3, 1, 2)}),
+                      g.constant(RNG.standard_normal((3, 1, 1)))])
+    g.set_outputs(g.add("transpose", [g.add("relu", [y])], {"perm": (0, 1, 3, 2)}))
+    text = str(g)
+    assert not run(g)
+    assert str(g) == text

@@ -128,3 +128,23 @@ def test_resnet_block_becomes_one_fused_conv_with_add_relu():
     assert epilogues.count(("add", "relu")) == 3
     assert "batch_norm" not in ops(g) and "relu" not in ops(g) and "add" not in ops(g)
     assert report.ops_after["conv2d_fused"] == 7
+
+
+@pytest.mark.parametrize("shape", [(4,), (1, 1, 1, 4), ()])
+def test_mul_by_a_per_channel_or_scalar_constant_is_a_scale_step(shape):
+    g, x, y, rng = conv_graph()
+    y = g.add("relu", [y])
+    y = g.add("mul", [g.constant(rand(rng, *shape)), y])
+    g.set_outputs(g.add("mul", [y, y]))   # a product of two values: not an epilogue step
+    check_same(g, lambda g: run_pass(g, FuseEpilogue), xs(rng))
+    assert ops(g) == ["conv2d_fused", "mul"]
+    assert g.ops[0].attrs["epilogue"] == (("relu",), ("scale_shift",))
+
+
+def test_mul_by_a_constant_of_another_shape_stays_with_a_remark():
+    g, x, y, rng = conv_graph()
+    g.set_outputs(g.add("mul", [y, g.constant(rand(rng, 5, 1, 4))]))
+    text = str(g)
+    changed, remarks = run_pass(g, FuseEpilogue)
+    assert not changed and str(g) == text
+    assert any("neither per-output-channel nor a scalar" in r[2] for r in remarks)
