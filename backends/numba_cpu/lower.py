@@ -56,7 +56,7 @@ from numba import njit, prange
 from cnnc.backends.numba_cpu.extern import jit_forward
 from cnnc.backends.numba_cpu.threads import get_threads, set_threads
 from cnnc.backends.numba_cpu.views import view
-from cnnc.backends.numba_cpu.vmath import sexp, vexp, vexpf
+from cnnc.backends.numba_cpu.vmath import sexp, vexp, vexpf, vgeluf
 
 # reassociation and contraction vectorise the reductions; NaN and Inf keep their meaning
 FASTMATH = {{"contract", "reassoc", "arcp", "nsz", "afn"}}

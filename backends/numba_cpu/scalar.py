@@ -13,7 +13,7 @@ def f32(v) -> str:
 def activation_lines(step: tuple, v: str) -> list[str]:
     """Statements replacing scalar ``v`` by activation ``step`` (e.g. ``("leaky_relu", 0.2)``)
     of it. Transcendental steps compute in float64 and round once to float32 (sigmoid and
-    SiLU in float32 through ``vexpf``, within 2 ulp); exponentials call ``vexp``
+    SiLU in float32 through ``vexpf``, within 2 ulp; GELU through ``vgeluf``); exponentials call ``vexp``
     (numba_cpu/vmath.py: pure arithmetic, so the loop stays vectorized; the CUDA module
     defines its own), which clamps its argument, and the argument of every ``math``
     call is kept in its domain, so the same source also runs on the CUDA simulator, where
@@ -117,12 +117,8 @@ def _swish_lines(step, v):
 
 
 def _gelu_lines(step, v):
-    # 0.5 x (1 + erf(x / sqrt 2)) = 0.5 x (2 - erfc(a)) for x >= 0, 0.5 x erfc(a) for x < 0,
-    # a = |x| / sqrt 2: erfc directly, so the negative tail keeps its relative accuracy
-    return [f"gelu_x = np.float64({v})", "gelu_a = min(abs(gelu_x) * 0.7071067811865476, 10.5)",
-            f"gelu_c = {_erfc_expr('gelu_a')}",
-            f"{v} = np.float32(0.5 * gelu_x * (2.0 - gelu_c) if gelu_x >= 0 else "
-            f"0.5 * gelu_x * gelu_c)"]
+    # float32 through erfc, so the negative tail keeps its relative accuracy (vgeluf, vmath.py)
+    return [f"{v} = vgeluf(np.float32({v}))"]
 
 
 def _gelu_tanh_lines(step, v):
@@ -163,19 +159,6 @@ _ERF_B = (0.17900115183413934, -0.054372260836111255, 0.015884338708196784,
           -0.004479414537034562, 0.001223296457313425, -0.0003242170294715627,
           8.28435759592763e-05, -2.078340206515585e-05, 5.9357220812147836e-06,
           -1.4334605809490232e-06)
-
-
-# erfc(a) for 4 <= a <= 10.5 as exp(-a^2) / a * C(1 / a) (past 10.5 it is below float32's
-# smallest subnormal): a least-squares Chebyshev fit to a * erfcx(a), relative error 3.5e-10.
-_ERFC_C = (0.5641925247488164, -0.00013787873815701568, -0.2793611355833404,
-           -0.029736105004399688, 0.6144320175552548, -0.7169501596664123, 0.2641693132147002)
-
-
-def _erfc_expr(a: str) -> str:
-    """erfc of the float64 ``a`` (0 <= a <= 10.5)."""
-    return (f"((1.0 - {a} * {_horner(_ERF_A, f'({a} * {a})')}) if {a} < 2.0 else "
-            f"(vexp(-{a} * {a}) * {_horner(_ERF_B, f'({a} - 3.0)')} if {a} < 4.0 else "
-            f"vexp(-{a} * {a}) / {a} * {_horner(_ERFC_C, f'(1.0 / {a})')}))")
 
 
 def _erf_lines(v: str) -> list[str]:

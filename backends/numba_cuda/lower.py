@@ -34,7 +34,7 @@ device arrays (NHWC); the launch schedule lives in the compiled model."""
 import math
 
 import numpy as np
-from numba import cuda, float32
+from numba import cuda, float32, float64
 
 
 @cuda.jit(device=True)
@@ -50,6 +50,12 @@ sexp = vexp
 def vexpf(x):
     """exp of a float32 x <= 0, clamped below at -104 (the CPU's numba_cpu/vmath.py)"""
     return math.exp(float32(-104.0) if x < float32(-104.0) else x)
+
+
+@cuda.jit(device=True)
+def vgeluf(x):
+    """GELU of a float32 through erfc in float64 (the CPU's numba_cpu/vmath.py)"""
+    return float32(0.5 * float64(x) * math.erfc(-float64(x) * 0.7071067811865476))
 
 '''
 

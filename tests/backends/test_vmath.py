@@ -1,5 +1,6 @@
-"""vexp and vexpf (backends/numba_cpu/vmath.py): exp from arithmetic alone, under the kernels'
-fast-math flags, against NumPy's float64 exp; and the loops that call them are vectorized."""
+"""vexp, vexpf and vgeluf (backends/numba_cpu/vmath.py): exp and GELU from arithmetic alone,
+under the kernels' fast-math flags, against float64 NumPy/SciPy; and the loops that call them
+are vectorized."""
 
 import numpy as np
 import pytest
@@ -10,20 +11,21 @@ LOOP = '''
 @njit(fastmath=FASTMATH, error_model="numpy")
 def loop(x, out):
     for i in range(x.size):
-        out[i] = vexp(x[i])
+        out[i] = {fn}(x[i])
 '''
 
 
-def _loop(source: str, name: str):
+def _loop(fn: str):
+    """A loop applying ``fn`` compiled as a generated module compiles its kernels."""
     from cnnc.backends.numba_cpu.lower import HEADER
     ns = {}
-    exec(HEADER.format(name="vmath", n_kernels=1) + source, ns)   # a generated module's globals
-    return ns[name]
+    exec(HEADER.format(name="vmath", n_kernels=1) + LOOP.format(fn=fn), ns)
+    return ns["loop"]
 
 
 @pytest.fixture(scope="module")
 def exp_loop():
-    return _loop(LOOP, "loop")
+    return _loop("vexp")
 
 
 def _run(loop, x):
@@ -58,17 +60,9 @@ def test_a_loop_calling_vexp_is_vectorized(exp_loop):
                and ("ymm" in ln[-1] or "zmm" in ln[-1]) for ln in lines), "no packed float64 FMA"
 
 
-LOOP32 = '''
-@njit(fastmath=FASTMATH, error_model="numpy")
-def loop32(x, out):
-    for i in range(x.size):
-        out[i] = vexpf(x[i])
-'''
-
-
 @pytest.fixture(scope="module")
 def expf_loop():
-    return _loop(LOOP32, "loop32")
+    return _loop("vexpf")
 
 
 def test_vexpf_within_one_ulp_down_to_the_subnormals(expf_loop):
@@ -94,5 +88,43 @@ def test_a_loop_calling_vexpf_uses_packed_float32_fmas(expf_loop):
     _run(expf_loop, np.zeros(4, np.float32))
     lines = [line.split() for line in expf_loop.inspect_asm(expf_loop.signatures[0]).splitlines()]
     assert not [ln for ln in lines if ln and ln[0] == "call" and "exp" in ln[-1]]
+    assert any(ln and ln[0].startswith("vfmadd") and ln[0].endswith("ps")
+               and ("ymm" in ln[-1] or "zmm" in ln[-1]) for ln in lines), "no packed float32 FMA"
+
+
+@pytest.fixture(scope="module")
+def gelu_loop():
+    return _loop("vgeluf")
+
+
+def test_vgeluf_within_eight_ulp_in_both_tails(gelu_loop):
+    """float32 GELU against 0.5 x erfc(-x / sqrt 2) in float64, in ulps of the float32 result,
+    from where it underflows (x = -14) through 0 to where it is x (subnormal results and
+    exact zeros within a few of the smallest subnormal)."""
+    from scipy.special import erfc
+    rng = np.random.default_rng(2)
+    x = np.concatenate([np.linspace(-14, 14, 400_001), rng.standard_normal(100_000) * 3,
+                        rng.uniform(-1, 1, 1000) * 1e-6]).astype(np.float32)
+    got = _run(gelu_loop, x)
+    x64 = x.astype(np.float64)
+    want = 0.5 * x64 * erfc(-x64 / np.sqrt(2.0))
+    normal = np.abs(want) >= np.finfo(np.float32).tiny
+    ulp = np.spacing(np.abs(want[normal]).astype(np.float32)).astype(np.float64)
+    err = np.abs(got[normal] - want[normal]) / ulp
+    assert got.dtype == np.float32 and err.max() < 8.0, (err.max(), x[normal][err.argmax()])
+    # below float32's normals the product rounds more than once: a few subnormal steps
+    assert np.abs(got[~normal] - want[~normal]).max() <= 4 * 1.4e-45
+
+
+def test_vgeluf_special_values(gelu_loop):
+    out = _run(gelu_loop, np.array([np.nan, np.inf, -np.inf, 0.0, -30.0, 30.0], np.float32))
+    assert np.isnan(out[0]) and out[1] == np.inf and out[2] == 0.0 and out[3] == 0.0
+    assert out[4] == 0.0 and out[5] == 30.0
+
+
+def test_a_loop_calling_vgeluf_uses_packed_float32_fmas(gelu_loop):
+    _run(gelu_loop, np.zeros(4, np.float32))
+    lines = [line.split() for line in gelu_loop.inspect_asm(gelu_loop.signatures[0]).splitlines()]
+    assert not [ln for ln in lines if ln and ln[0] == "call"]
     assert any(ln and ln[0].startswith("vfmadd") and ln[0].endswith("ps")
                and ("ymm" in ln[-1] or "zmm" in ln[-1]) for ln in lines), "no packed float32 FMA"
