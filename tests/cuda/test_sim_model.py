@@ -111,9 +111,10 @@ def test_depthwise_concat_pool_model():
 def test_source_is_readable_generated_cuda(resnet):
     _, model = resnet
     src = model.source()
-    # one @cuda.jit per kernel, and the device functions vexp and vexpf of the header
+    # one @cuda.jit per kernel, and the device functions vexp, vexpf and vgeluf of the header
     assert src.count("@cuda.jit(cache=True)") == len(model.lowered.kernels)
-    assert src.count("@cuda.jit") == len(model.lowered.kernels) + 2
+    assert src.count("@cuda.jit") == len(model.lowered.kernels) + 3
+    assert all(f"def {fn}(x)" in src for fn in ("vexp", "vexpf", "vgeluf"))
     assert "cuda.shared.array" in src and "cuda.syncthreads()" in src
     assert "max(v, np.float32(0.0))" in src  # the fused relu epilogue
     compile(src, "<generated>", "exec")
