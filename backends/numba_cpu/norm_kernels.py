@@ -8,15 +8,26 @@ conv2d_transpose is computed in gather form: every output pixel sums, for each k
 ``(a, b)`` whose source row ``(oy + top - a*dh) / sh`` and column are whole and inside the
 input, that input pixel times the tap's (cin, cout) matrix, so no multiply touches a zero that
 a zero-insertion (upsample, then convolve) formulation would have inserted.
+
+Where the kernel equals the stride (U-Net decoders' 2x2 / 2), without padding, dilation or
+groups, each input pixel writes its own ``sh x sw`` block of the output: the op is a product
+of the (pixels, cin) input and a (cin, sh * sw * cout) matrix, computed as the register tiles
+of the dense layers (:func:`conv_transpose_tiled`).
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
-from cnnc.backends.numba_cpu.kernels import Src, _strides, lead_trimmed
-from cnnc.backends.numba_cpu.scalar import epilogue_lines
+from cnnc.backends.numba_cpu.kernels import TAIL, Src, _strides, lead_trimmed, pack_dense, \
+    register_tile, tail_function
+from cnnc.backends.numba_cpu.scalar import epilogue_lines, split_epilogue
 
+#: transposed convs whose kernel equals the stride run as register tiles (CNNC_DECONV_TILES=0:
+#: always the gather form, for comparison)
+TILED = os.environ.get("CNNC_DECONV_TILES", "1").strip() != "0"
 #: the ops this module lowers (lower.py dispatches them here)
 NORM_OPS = frozenset({"layer_norm", "group_norm", "hardmax", "lp_pool2d", "global_lp_pool",
                       "conv2d_transpose", "conv2d_transpose_fused"})
@@ -220,9 +231,65 @@ def conv_transpose(name: str, in_shape, w_shape, out_shape, strides, pads, dilat
     return s.text()
 
 
+def tiles_apply(in_shape, w_shape, out_shape, strides, pads, dilation, groups, cb) -> bool:
+    """Whether :func:`conv_transpose_tiled` computes this transposed conv: kernel = stride,
+    no padding (nor output padding), dilation 1, one group, and a channel block ``cb``
+    that divides the output channels (each block then lies in one kernel tap)."""
+    kh, kw, _, cout = w_shape
+    return (groups == 1 and tuple(dilation) == (1, 1) and (kh, kw) == tuple(strides)
+            and all(v == 0 for pair in pads for v in pair) and cout % cb == 0
+            and tuple(out_shape[1:3]) == (in_shape[1] * kh, in_shape[2] * kw))
+
+
+def pack_tiled(w_hwio: np.ndarray, cb: int) -> np.ndarray:
+    """(kh, kw, cin, cout) weights as :func:`conv_transpose_tiled` reads them: the (cin,
+    kh * kw * cout) matrix, columns in (tap row, tap column, channel) order, packed by
+    :func:`~cnnc.backends.numba_cpu.kernels.pack_dense`."""
+    kh, kw, cin, cout = w_hwio.shape
+    return pack_dense(np.asarray(w_hwio, np.float32).transpose(2, 0, 1, 3).reshape(cin, -1), cb)
+
+
+def conv_transpose_tiled(name: str, in_shape, w_shape, epilogue, n_extras: int, cb: int,
+                         p: int) -> str:
+    """A transposed conv whose kernel equals its stride (:func:`tiles_apply`) as register
+    tiles of ``p`` input pixels x ``cb`` columns of the (cin, kh * kw * cout) product, like
+    :func:`~cnnc.backends.numba_cpu.kernels.dense_tiled`; each block of ``cb`` columns is
+    one tap (ky, kx) and ``cb`` channels, stored at output pixel (iy * kh + ky, ix * kw + kx).
+    Compiled without the loop vectorizer; heavy activations go to the tail function."""
+    _, h, w, cin = in_shape
+    kh, kw, _, cout = w_shape
+    oh, ow = h * kh, w * kw
+    ncb = kh * kw * cout // cb
+    extras = [f"e{k}" for k in range(n_extras)]
+    head, tail = split_epilogue(epilogue)
+    s = Src()(0, f"def {name}({', '.join(['x', 'wp', 'b', *extras, 'out'])}):")
+    s(1, f'"""conv_transpose {kh}x{kw} / {kh},{kw}: {h}x{w}x{cin} -> {oh}x{ow}x{cout}, tile '
+         f'{p} px x {cb} columns, epilogue {list(epilogue)}"""')
+    s(1, f"xf = x.reshape(-1, {cin})", "n = xf.shape[0]", f"ntile = (n + {p - 1}) // {p}")
+    if tail:
+        s(1, "of = out.reshape(-1)")
+    s(1, f"for q in prange(ntile * {ncb}):")
+    s(2, f"cb = q % {ncb}", f"t0 = (q // {ncb}) * {p}", "last = n - 1 - t0",
+         f"tap = (cb * {cb}) // {cout}", f"ky = tap // {kw}", f"kx = tap % {kw}",
+         f"c0 = (cb * {cb}) % {cout}")
+    register_tile(s, 2, p, cb, "k", cin, "xf[t0 + min(r, last), k]", "wp[cb, k, j]")
+    s(2, f"for r in range(min({p}, n - t0)):")
+    s(3, "t = t0 + r", f"nb = t // {h * w}", f"oy = ((t // {w}) % {h}) * {kh} + ky",
+         f"ox = (t % {w}) * {kw} + kx")
+    s(3, f"for j in range({cb}):")
+    s(4, "c = c0 + j", "v = acc[r, j] + b[c]",
+      *epilogue_lines(head, "v", extras, "c", "nb, oy, ox, c"), "out[nb, oy, ox, c] = v")
+    if not tail:
+        return s.text()
+    s(3, f"{name}{TAIL}(of, ((nb * {oh} + oy) * {ow} + ox) * {cout} + c0, np.int64(1), "
+         f"np.int64(0), np.int64({cb}))")
+    return s.text() + "\n\n" + tail_function(name, tail)
+
+
 def lower(lw, node, ins: list[str], o: str) -> None:
     """Add ``node``'s kernel to the CPU lowerer ``lw`` (its operands ``ins``, output ``o``)."""
     from cnnc.backends.lowering import check_residuals
+    from cnnc.backends.numba_cpu.convgen import dense_tile
     from cnnc.ops.conv_transpose import deconv_geometry
     from cnnc.ops.fused import num_extras
     from cnnc.ops.norm import group_view, norm_axes
@@ -254,6 +321,15 @@ def lower(lw, node, ins: list[str], o: str) -> None:
         epi = a.get("epilogue", ())
         cog = shapes[1][3]
         b = ins[2] if len(ins) > 2 else lw.weight(np.zeros(cog * a["groups"], np.float32))
+        wdata = lw.consts.get(id(node.inputs[1]))
+        cb, p = dense_tile(shapes[1][0] * shapes[1][1] * cog, lw.cpu)
+        if wdata is not None and TILED and tiles_apply(shapes[0], shapes[1], out.shape,
+                                                        a["strides"], pads, a["dilation"],
+                                                        a["groups"], cb):
+            src = conv_transpose_tiled(K, shapes[0], shapes[1], epi, num_extras(epi), cb, p)
+            lw.add_kernel(node, src, [ins[0], lw.weight(pack_tiled(wdata, cb)), b, *ins[3:], o],
+                          register_tiled=True)
+            return
         src = conv_transpose(K, shapes[0], shapes[1], out.shape, a["strides"], pads,
                              a["dilation"], a["groups"], epi, num_extras(epi))
         lw.add_kernel(node, src, [ins[0], ins[1], b, *ins[3:], o])

@@ -264,3 +264,46 @@ def test_tanh_within_one_ulp_and_keeps_nan_inf():
     special = compiled(np.array([np.nan, np.inf, -np.inf, -0.0], np.float32))
     assert np.isnan(special[0]) and special[1] == 1.0 and special[2] == -1.0
     assert special[3] == 0.0 and np.signbit(special[3])
+
+
+@pytest.mark.parametrize("cpu, k, cout, epi, batches", [
+    (target.AVX512, (2, 2), 64, [], (None, 1)),                        # U-Net's 2x2 / 2
+    (target.AVX512, (3, 2), 32, [("add",), ("gelu",)], (None,)),       # residual, GELU tail
+    (target.AVX2, (2, 2), 16, [("scale_shift",), ("relu",)], (None, 1)),
+    (target.AVX2, (2, 3), 48, [("sigmoid",)], (None,)),                 # three blocks of 16
+])
+def test_conv_transpose_with_kernel_equal_to_stride_runs_as_register_tiles(cpu, k, cout,
+                                                                           epi, batches):
+    """Each input pixel writes its own kh x kw output block: a (pixels, cin) x (cin,
+    kh * kw * cout) product in dense-layer tiles, stored at the tap's output pixels."""
+    from cnnc.backends.numba_cpu import norm_kernels
+    rng = np.random.default_rng(cout + k[0])
+    h, w, cin = 5, 7, 11
+    g = Graph("deconv")
+    x = g.add_input(("N", h, w, cin), name="x")
+    attrs = {"strides": k}
+    wt = g.constant(rng.standard_normal((*k, cin, cout)))
+    extras = [g.add("conv2d_transpose", [x, g.constant(rng.standard_normal((*k, cin, cout)))],
+                    attrs) if e is None else e for e in _epilogue(g, rng, (cout,), epi)]
+    y = g.add("conv2d_transpose_fused", [x, wt, g.constant(rng.standard_normal(cout)), *extras],
+              {**attrs, "epilogue": epi})
+    g.set_outputs(y)
+    with target.plan_for(cpu):
+        source = cnnc.compile(g, target="cpu", opt_level=0).source()
+    assert norm_kernels.TILED   # the op and the residual's own transposed conv are tiled
+    assert source.count("columns, epilogue") == 1 + epi.count(("add",))
+    _check(g, rng.standard_normal((3, h, w, cin)).astype(np.float32), batches=batches,
+           plans_for=cpu)
+
+
+def test_conv_transpose_with_padding_keeps_the_gather_form():
+    rng = np.random.default_rng(9)
+    g = Graph("deconv_pad")
+    x = g.add_input(("N", 4, 5, 6), name="x")
+    g.set_outputs(g.add("conv2d_transpose", [x, g.constant(rng.standard_normal((2, 2, 6, 32))),
+                                             g.constant(rng.standard_normal(32))],
+                        {"strides": 2, "padding": ((1, 0), (0, 1))}))
+    with target.plan_for(target.AVX2):
+        source = cnnc.compile(g, target="cpu", opt_level=0).source()
+    assert "columns, epilogue" not in source
+    _check(g, rng.standard_normal((2, 4, 5, 6)).astype(np.float32), plans_for=target.AVX2)
