@@ -64,6 +64,12 @@ def hot_loop(asm: str) -> dict | None:
     }
 
 
+def scalar_adds(asm: str) -> int:
+    """Scalar float32 adds (``vaddss``) in the whole kernel: a register tile's store adds the
+    bias to each value, one vector at a time when the store is vectorized."""
+    return sum(bool(re.match(r"^\s+vaddss\s", ln)) for ln in asm.splitlines())
+
+
 def tail_summary(asm: str) -> dict:
     """What a kernel's epilogue tail function compiled to: the register kinds of its packed
     FMAs (either precision), how many scalar ones it has, and the functions it calls by
@@ -124,10 +130,11 @@ def main() -> None:
         # as cnnc compiles them (convgen.Plan.loop_vectorize)
         with loop_vectorizer(pl is None or pl.loop_vectorize):
             fn.compile(sig)
+        asm = fn.inspect_asm(sig)
         report["kernels"][name] = {
             "plan": None if pl is None else {"strategy": pl.strategy, "p": pl.p, "cb": pl.cb,
                                              "loop_vectorize": pl.loop_vectorize},
-            "hot": hot_loop(fn.inspect_asm(sig))}
+            "hot": hot_loop(asm), "scalar_adds": scalar_adds(asm)}
         if tail := ns.get("kernel" + kernels.TAIL):
             asm = "".join(tail.inspect_asm().values())
             report["kernels"][name]["tail"] = tail_summary(asm)

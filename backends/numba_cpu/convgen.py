@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnnc.backends.numba_cpu import target, winograd
-from cnnc.backends.numba_cpu.kernels import TAIL, Src, tail_function
+from cnnc.backends.numba_cpu.kernels import TAIL, UNSIGNED, Src, tail_function
 from cnnc.backends.numba_cpu.target import Target
 from cnnc.backends.numba_cpu.scalar import epilogue_lines, split_epilogue
 
@@ -414,12 +414,16 @@ def _gen_depthwise(spec: ConvSpec, name: str, pl: Plan) -> str:
 
 def _emit_store(s: Src, d: int, spec: ConvSpec, pl: Plan, acc: str, npix: str, owexpr: str,
                 steps=None):
+    """Store the tile through the unsigned channel index ``UNSIGNED``: Numba then adds no
+    negative-index wraparound select per value, and the SLP vectorizer stores whole vectors
+    (with a signed index a 1x1 16->96 conv on 112x112 spent twice as long in its 256 scalar
+    adds and stores per tile as in its FMAs: 0.33 ms, 0.11 unsigned)."""
     CB, COUT = pl.cb, spec.cout
     width = str(CB) if COUT % CB == 0 else f"min({CB}, {COUT} - co0)"
     s(d, f"for p in range({npix}):")
     s(d + 1, f"ow = {owexpr}")
     s(d + 1, f"for j in range({width}):")
-    s(d + 2, "co = co0 + j", f"v = {acc}[p, j] + b[co]")
+    s(d + 2, f"co = {UNSIGNED}(co0 + j)", f"v = {acc}[p, j] + b[co]")
     s(d + 2, *_epilogue(spec, "co", "n, oh, ow, co", steps, vector=False))
     s(d + 2, "out[n, oh, ow, co] = v")
 

@@ -248,6 +248,12 @@ def dense(name: str, in_f: int, out_f: int, epilogue, n_extras: int) -> str:
     return s.text()
 
 
+#: the channel index of register-tile stores: indexing with an unsigned integer, Numba adds no
+#: negative-index wraparound select per value, which kept the SLP vectorizer from storing
+#: whole vectors (convgen._emit_store)
+UNSIGNED = "np.uint64"
+
+
 def register_tile(s: Src, d: int, p: int, cb: int, var: str, length: int, x: str, w: str):
     """Emit at depth ``d`` a (p, cb) register tile ``acc`` of zeros and the reduction
     ``acc[r, j] += x * w`` over ``var`` in ``range(length)``: ``x`` (an expression of ``var``
@@ -301,7 +307,7 @@ def dense_tiled(name: str, in_f: int, out_f: int, epilogue, n_extras: int, cb: i
     s(2, "for r in range(rows):")
     s(3, "t = t0 + r")
     s(3, f"for j in range({width}):")
-    s(4, "c = co0 + j", "v = acc[r, j] + b[c]",
+    s(4, f"c = {UNSIGNED}(co0 + j)", "v = acc[r, j] + b[c]",
       *epilogue_lines(head, "v", extras, "c", "t, c"), "out[t, c] = v")
     if not tail:
         return s.text()

@@ -21,8 +21,8 @@ import os
 
 import numpy as np
 
-from cnnc.backends.numba_cpu.kernels import TAIL, Src, _strides, lead_trimmed, pack_dense, \
-    register_tile, tail_function
+from cnnc.backends.numba_cpu.kernels import TAIL, UNSIGNED, Src, _strides, lead_trimmed, \
+    pack_dense, register_tile, tail_function
 from cnnc.backends.numba_cpu.scalar import epilogue_lines, split_epilogue
 
 #: transposed convs whose kernel equals the stride run as register tiles (CNNC_DECONV_TILES=0:
@@ -277,7 +277,7 @@ def conv_transpose_tiled(name: str, in_shape, w_shape, epilogue, n_extras: int, 
     s(3, "t = t0 + r", f"nb = t // {h * w}", f"oy = ((t // {w}) % {h}) * {kh} + ky",
          f"ox = (t % {w}) * {kw} + kx")
     s(3, f"for j in range({cb}):")
-    s(4, "c = c0 + j", "v = acc[r, j] + b[c]",
+    s(4, f"c = {UNSIGNED}(c0 + j)", "v = acc[r, j] + b[c]",
       *epilogue_lines(head, "v", extras, "c", "nb, oy, ox, c"), "out[nb, oy, ox, c] = v")
     if not tail:
         return s.text()
