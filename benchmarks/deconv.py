@@ -2,7 +2,8 @@
 [--seconds S] [--rounds R]``.
 
 Each case is a one-node graph compiled for target ``cpu``: the transposed conv as cnnc runs it
-(register tiles where the kernel equals the stride, ``norm_kernels.conv_transpose_tiled``),
+(register tiles where the kernel equals the stride, ``norm_kernels.conv_transpose_tiled``; a
+tiled product and col2im otherwise, ``norm_kernels.conv_transpose_col2im``),
 the same op in the gather form (``norm_kernels.TILED`` off), and the direct conv with the same
 multiply-adds (its adjoint: kernel k, stride k, from the transposed conv's output size and
 channels back to its input's). Interleaved round by round; medians in ms, GFLOP/s, and the
@@ -20,7 +21,8 @@ import numpy as np
 CASES = [("2x2/2 64->32 56x56", 56, 56, 64, 32, 2, 2, "valid"),
          ("2x2/2 128->64 28x28", 28, 28, 128, 64, 2, 2, "valid"),
          ("2x2/2 256->128 14x14", 14, 14, 256, 128, 2, 2, "valid"),
-         ("4x4/2 p1 64->64 28x28", 28, 28, 64, 64, 4, 2, ((1, 1), (1, 1)))]
+         ("4x4/2 p1 64->64 28x28", 28, 28, 64, 64, 4, 2, ((1, 1), (1, 1))),
+         ("3x3/2 p1 128->64 28x28", 28, 28, 128, 64, 3, 2, ((1, 1), (1, 1)))]
 
 
 def _compiled(op, in_shape, w_shape, attrs, rng):
@@ -49,8 +51,7 @@ def main(argv=None) -> int:
           f"direct)   tiled / direct")
     for name, h, w, cin, cout, k, s, pad in CASES:
         attrs = {"strides": s, "padding": pad}
-        oh, ow = (h - 1) * s + k - (0 if pad == "valid" else 2), (w - 1) * s + k - \
-            (0 if pad == "valid" else 2)
+        oh, ow = ((d - 1) * s + k - (0 if pad == "valid" else 2) for d in (h, w))
         runs = [_compiled("conv2d_transpose", (h, w, cin), (k, k, cin, cout), attrs, rng)]
         norm_kernels.TILED = False
         try:

@@ -12,7 +12,9 @@ a zero-insertion (upsample, then convolve) formulation would have inserted.
 Where the kernel equals the stride (U-Net decoders' 2x2 / 2), without padding, dilation or
 groups, each input pixel writes its own ``sh x sw`` block of the output: the op is a product
 of the (pixels, cin) input and a (cin, sh * sw * cout) matrix, computed as the register tiles
-of the dense layers (:func:`conv_transpose_tiled`).
+of the dense layers (:func:`conv_transpose_tiled`).  Other transposed convs of one group with
+constant weights (FCN's and DCGAN's 4x4 / 2, pad 1) compute that product the same way into
+the scratch, then sum each output pixel's taps from it (:func:`conv_transpose_col2im`).
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from cnnc.backends.numba_cpu.kernels import TAIL, UNSIGNED, Src, _strides, lead_
     pack_dense, register_tile, tail_function
 from cnnc.backends.numba_cpu.scalar import epilogue_lines, split_epilogue
 
-#: transposed convs whose kernel equals the stride run as register tiles (CNNC_DECONV_TILES=0:
-#: always the gather form, for comparison)
+#: transposed convs of one group with constant weights run as register tiles (the kernel equal
+#: to the stride) or as a tiled product and col2im (CNNC_DECONV_TILES=0: always the gather
+#: form, for comparison)
 TILED = os.environ.get("CNNC_DECONV_TILES", "1").strip() != "0"
 #: the ops this module lowers (lower.py dispatches them here)
 NORM_OPS = frozenset({"layer_norm", "group_norm", "hardmax", "lp_pool2d", "global_lp_pool",
@@ -192,23 +195,42 @@ def conv_transpose(name: str, in_shape, w_shape, out_shape, strides, pads, dilat
     """Gather-form transposed convolution, parallel over (batch, output row): per output
     pixel a float32 accumulator row over the output channels (vectorised over them, the
     kernel being (kh, kw, cin, cout/groups)) receives only the taps that hit it."""
-    _, h, w, cin = in_shape
-    kh, kw, _, cog = w_shape
-    _, oh, ow, cout = out_shape
+    cin, (kh, kw, _, cog) = in_shape[3], w_shape
+    cig = cin // groups
+    if groups == 1:
+        taps = [f"for ci in range({cin}):", "    xv = x[n, iy, ix, ci]",
+                f"    for co in range({cog}):", "        acc[co] += xv * w[ky, kx, ci, co]"]
+    else:
+        taps = [f"for g in range({groups}):",
+                f"    for ci in range({cig}):", f"        xv = x[n, iy, ix, g * {cig} + ci]",
+                f"        for co in range({cog}):",
+                f"            acc[g * {cog} + co] += xv * w[ky, kx, g * {cig} + ci, co]"]
+    return _per_output_pixel(name, ["x", "w"], f"groups {groups}", in_shape, (kh, kw),
+                             out_shape, strides, pads, dilation, epilogue, n_extras, taps)
+
+
+def _per_output_pixel(name, operands, what, in_shape, k, out_shape, strides, pads, dilation,
+                      epilogue, n_extras, taps) -> str:
+    """A transposed conv's kernel parallel over (batch, output row): per output pixel a
+    float32 row over the output channels starts at the bias, receives ``taps`` (statements
+    with ``n, iy, ix, ky, kx`` set) for each kernel tap whose source pixel is whole and inside
+    the input, then goes through the epilogue to ``out``."""
+    _, h, w, _ = in_shape
+    (kh, kw), (_, oh, ow, cout) = k, out_shape
     (sh, sw), (dh, dw) = strides, dilation
     (pt, _), (pl, _) = pads
-    cig = cin // groups
     extras = [f"e{k}" for k in range(n_extras)]
-    s = Src()(0, f"def {name}({', '.join(['x', 'w', 'b', *extras, 'out'])}):")
-    s(1, f'"""conv_transpose {kh}x{kw} x{sh},{sw} d{dh},{dw} pads {pads} groups {groups}: '
-         f'{h}x{w}x{cin} -> {oh}x{ow}x{cout}, epilogue {list(epilogue)}"""')
-    s(1, "n_batch = x.shape[0]")
+    s = Src()(0, f"def {name}({', '.join([*operands, 'b', *extras, 'out'])}):")
+    s(1, f'"""{"col2im of a " if operands == ["cols"] else ""}conv_transpose {kh}x{kw} '
+         f'x{sh},{sw} d{dh},{dw} pads {pads} {what}: {in_shape[1]}x{in_shape[2]}x'
+         f'{in_shape[3]} -> {oh}x{ow}x{cout}, epilogue {list(epilogue)}"""')
+    s(1, "n_batch = out.shape[0]")
     s(1, f"for t in prange(n_batch * {oh}):")
     s(2, f"n = t // {oh}", f"oy = t % {oh}", f"acc = np.empty({cout}, np.float32)")
     s(2, f"for ox in range({ow}):")
     s(3, f"for co in range({cout}):", "    acc[co] = b[co]")
     s(3, f"for ky in range({kh}):")
-    s(4, f"ny = oy + {pt - 0} - ky * {dh}")
+    s(4, f"ny = oy + {pt} - ky * {dh}")
     s(4, "if ny < 0:" if sh == 1 else f"if ny < 0 or ny % {sh} != 0:", "    continue")
     s(4, "iy = ny" if sh == 1 else f"iy = ny // {sh}")
     s(4, f"if iy >= {h}:", "    continue")
@@ -217,14 +239,7 @@ def conv_transpose(name: str, in_shape, w_shape, out_shape, strides, pads, dilat
     s(5, "if nx < 0:" if sw == 1 else f"if nx < 0 or nx % {sw} != 0:", "    continue")
     s(5, "ix = nx" if sw == 1 else f"ix = nx // {sw}")
     s(5, f"if ix >= {w}:", "    continue")
-    if groups == 1:
-        s(5, f"for ci in range({cin}):", "    xv = x[n, iy, ix, ci]",
-          f"    for co in range({cout}):", "        acc[co] += xv * w[ky, kx, ci, co]")
-    else:
-        s(5, f"for g in range({groups}):")
-        s(6, f"for ci in range({cig}):", f"    xv = x[n, iy, ix, g * {cig} + ci]",
-          f"    for co in range({cog}):",
-          f"        acc[g * {cog} + co] += xv * w[ky, kx, g * {cig} + ci, co]")
+    s(5, *taps)
     s(3, f"for co in range({cout}):")
     s(4, "v = acc[co]", *epilogue_lines(epilogue, "v", extras, "co", "n, oy, ox, co", True),
       "out[n, oy, ox, co] = v")
@@ -286,6 +301,21 @@ def conv_transpose_tiled(name: str, in_shape, w_shape, epilogue, n_extras: int, 
     return s.text() + "\n\n" + tail_function(name, tail)
 
 
+def conv_transpose_col2im(name: str, in_shape, w_shape, out_shape, strides, pads, dilation,
+                          epilogue, n_extras: int) -> str:
+    """The second half of a transposed conv computed as a product: ``cols`` holds, per input
+    pixel, its (kh * kw * cout) products with every tap (a dense-tile product); each output
+    pixel sums the cout-vectors of the taps that reach it (the gather form's index rules),
+    adds the bias and applies the epilogue.  Vectorized over the output channels."""
+    _, h, w, _ = in_shape
+    kh, kw, _, cout = w_shape
+    # an unsigned column: no wraparound select per value, which would keep this unvectorized
+    taps = [f"row = (n * {h} + iy) * {w} + ix", f"base = (ky * {kw} + kx) * {cout}",
+            f"for co in range({cout}):", f"    acc[co] += cols[row, {UNSIGNED}(base + co)]"]
+    return _per_output_pixel(name, ["cols"], "groups 1", in_shape, (kh, kw), out_shape,
+                             strides, pads, dilation, epilogue, n_extras, taps)
+
+
 def lower(lw, node, ins: list[str], o: str) -> None:
     """Add ``node``'s kernel to the CPU lowerer ``lw`` (its operands ``ins``, output ``o``)."""
     from cnnc.backends.lowering import check_residuals
@@ -330,6 +360,34 @@ def lower(lw, node, ins: list[str], o: str) -> None:
             lw.add_kernel(node, src, [ins[0], lw.weight(pack_tiled(wdata, cb)), b, *ins[3:], o],
                           register_tiled=True)
             return
+        if wdata is not None and TILED and a["groups"] == 1:
+            _lower_col2im(lw, node, ins, o, shapes, pads, b, epi)
+            return
         src = conv_transpose(K, shapes[0], shapes[1], out.shape, a["strides"], pads,
                              a["dilation"], a["groups"], epi, num_extras(epi))
         lw.add_kernel(node, src, [ins[0], ins[1], b, *ins[3:], o])
+
+
+def _lower_col2im(lw, node, ins, o, shapes, pads, b, epi) -> None:
+    """A transposed conv as a dense-tile product into the scratch, then a col2im kernel."""
+    from cnnc.backends.numba_cpu.convgen import dense_tile
+    from cnnc.backends.numba_cpu.kernels import dense_tiled
+    from cnnc.ops.fused import num_extras
+    (_, h, w, cin), (kh, kw, _, cout) = shapes[0], shapes[1]
+    a, ncols = node.attrs, kh * kw * cout
+    wdata = np.asarray(lw.consts[id(node.inputs[1])], np.float32)
+    cb, p = dense_tile(ncols, lw.cpu)
+    wp = lw.weight(pack_dense(wdata.transpose(2, 0, 1, 3).reshape(cin, ncols), cb))
+    lw.scratch_needs.append((node.inputs[0].shape[0], h * w * ncols))
+    rows = lw.size_src(node.inputs[0].shape[:1]) + f" * {h * w}"
+    # the input as (pixels, cin) and the products as (pixels, kh * kw * cout)
+    xv, cols = f"rows{node.output.name}", f"cols{node.output.name}"
+    lw.body.append(f"{xv} = view({ins[0]}, 0, ({rows}, {cin}))")
+    lw.body.append(f"{cols} = view(scratch, 0, ({rows}, {ncols}))")
+    lw.ndim[xv] = lw.ndim[cols] = 2
+    lw.add_kernel(node, dense_tiled("__KERNEL__", cin, ncols, (), 0, cb, p),
+                  [xv, wp, lw.weight(np.zeros(ncols, np.float32)), cols], register_tiled=True)
+    lw.add_kernel(node, conv_transpose_col2im("__KERNEL__", shapes[0], shapes[1],
+                                              node.output.shape, a["strides"], pads,
+                                              a["dilation"], epi, num_extras(epi)),
+                  [cols, b, *ins[3:], o])

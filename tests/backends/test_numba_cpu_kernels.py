@@ -296,14 +296,29 @@ def test_conv_transpose_with_kernel_equal_to_stride_runs_as_register_tiles(cpu, 
            plans_for=cpu)
 
 
-def test_conv_transpose_with_padding_keeps_the_gather_form():
-    rng = np.random.default_rng(9)
-    g = Graph("deconv_pad")
-    x = g.add_input(("N", 4, 5, 6), name="x")
-    g.set_outputs(g.add("conv2d_transpose", [x, g.constant(rng.standard_normal((2, 2, 6, 32))),
-                                             g.constant(rng.standard_normal(32))],
-                        {"strides": 2, "padding": ((1, 0), (0, 1))}))
-    with target.plan_for(target.AVX2):
-        source = cnnc.compile(g, target="cpu", opt_level=0).source()
-    assert "columns, epilogue" not in source
-    _check(g, rng.standard_normal((2, 4, 5, 6)).astype(np.float32), plans_for=target.AVX2)
+@pytest.mark.parametrize("k, strides, padding, out_pad, dilation, cout, epi", [
+    (4, 2, ((1, 1), (1, 1)), (0, 0), 1, 16, [("relu",)]),          # FCN / DCGAN upsampling
+    (3, 2, ((1, 1), (1, 1)), (1, 1), 1, 24, [("add",), ("gelu",)]),  # 3x3 / 2, output pad
+    (3, (1, 2), ((0, 2), (1, 0)), (0, 1), 2, 5, [("scale_shift",)]),  # dilated, odd sizes
+    (2, 2, "valid", (0, 0), 1, 6, []),                               # k = s, 6 % cb != 0
+])
+def test_conv_transpose_as_a_product_and_col2im(k, strides, padding, out_pad, dilation, cout,
+                                                epi):
+    """One-group transposed convs with constant weights the tiles do not take: the dense-tile
+    product of every input pixel with every tap into the scratch, then per output pixel the
+    sum of the taps that reach it, bias and epilogue."""
+    rng = np.random.default_rng(k * cout)
+    h, w, cin = 5, 6, 7
+    g = Graph("deconv_col2im")
+    x = g.add_input(("N", h, w, cin), name="x")
+    attrs = {"strides": strides, "padding": padding, "output_padding": out_pad,
+             "dilation": dilation}
+    wt = g.constant(rng.standard_normal((k, k, cin, cout)))
+    extras = [g.add("conv2d_transpose", [x, g.constant(rng.standard_normal((k, k, cin, cout)))],
+                    attrs) if e is None else e for e in _epilogue(g, rng, (cout,), epi)]
+    g.set_outputs(g.add("conv2d_transpose_fused",
+                        [x, wt, g.constant(rng.standard_normal(cout)), *extras],
+                        {**attrs, "epilogue": epi}))
+    source = cnnc.compile(g, target="cpu", opt_level=0).source()
+    assert source.count('"""col2im of a conv_transpose') == 1 + epi.count(("add",))
+    _check(g, rng.standard_normal((3, h, w, cin)).astype(np.float32), batches=(None, 1))
