@@ -224,12 +224,18 @@ def dense_tile(out_f: int, cpu: Target) -> tuple[int, int]:
     return cb, min(pixel_range(cb, cpu)[1], MAX_PIXELS)
 
 
+#: a narrow-ISA tile takes the most pixels whose padding idles at most 1/8 of the output row
+IDLE_FRACTION = 8
+
+
 def _tile_narrow(spec: ConvSpec, merged: bool, cpu: Target) -> tuple[int, int]:
     """(CB, P) for 8- and 4-lane targets (AVX2: 16 ymm; SSE: 16 xmm; NEON: 32 q): CB two
-    vectors (one when cout is that small), P in :func:`pixel_range`, the one that pads the
-    output row least (then the larger).  AVX2, 3x3 64->64: 6 px x 16 ch keeps 12
-    accumulators, 2 weight vectors and a broadcast in the 16 ymm registers (measurements in
-    benchmarks/RESULTS.md)."""
+    vectors (one when cout is that small), P the most in :func:`pixel_range` whose padded
+    row idles at most 1 / :data:`IDLE_FRACTION` of it (else the one padding least).  AVX2,
+    3x3 64->64: 6 px x 16 ch keeps 12 accumulators, 2 weight vectors and a broadcast in the
+    16 ymm registers.  Choosing the least padding took 4 px on rows of 56, 28 or 112: 8
+    accumulator chains and a tile store the SLP vectorizer leaves scalar, 8-37 % slower
+    than 6 px (benchmarks/RESULTS.md)."""
     cout_g = spec.cout // spec.groups
     two = 2 * cpu.lanes
     if spec.groups == 1:
@@ -238,7 +244,9 @@ def _tile_narrow(spec: ConvSpec, merged: bool, cpu: Target) -> tuple[int, int]:
         cb = next(c for c in (two, cpu.lanes, 4, 2, 1) if cout_g % c == 0)
     lo, hi = pixel_range(cb, cpu, spec)
     ow = spec.out_hw[1]
-    p = min(range(lo, hi + 1), key=lambda q: (-(-ow // q) * q, -q))
+    idle = {q: -(-ow // q) * q - ow for q in range(lo, hi + 1)}
+    fits = [q for q in idle if idle[q] * IDLE_FRACTION <= ow]
+    p = max(fits) if fits else min(idle, key=lambda q: (idle[q], -q))
     return cb, max(1, min(p, ow))   # a row narrower than the tile: no idle pixels
 
 
