@@ -13,7 +13,6 @@ transposed conv's rate over the direct conv's.
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import numpy as np
 
@@ -61,11 +60,7 @@ def main(argv=None) -> int:
         runs.append(_compiled("conv2d", (oh, ow, cout), (k, k, cout, cin), attrs, rng))
         for run in runs:
             tune.warm(run, 0.1)
-        times = [[] for _ in runs]
-        for _ in range(args.rounds):
-            for t, run in zip(times, runs):
-                t.append(tune.median_seconds(run, args.seconds))
-        ms = [statistics.median(t) * 1e3 for t in times]
+        ms = [m * 1e3 for m in tune.interleaved(runs, args.rounds, args.seconds)]
         flops = 2.0 * h * w * cin * cout * k * k   # every input pixel meets every tap once
         rates = [flops / (m * 1e6) for m in ms]
         print(f"{name:24} " + " ".join(f"{m:9.3f}" for m in ms) + "   " +

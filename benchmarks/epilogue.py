@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import statistics
 
 from cnnc.backends.numba_cpu import convgen, target, tune
 
@@ -37,12 +36,8 @@ def main(argv=None) -> int:
             run = tune.build(s, convgen.plan(s, tuned=False), batch)
             tune.warm(run, 0.1)
             runs.append(run)
-        times = [[] for _ in runs]
-        for _ in range(args.rounds):
-            for t, run in zip(times, runs):
-                t.append(tune.median_seconds(run, args.seconds))
-        print(f"{name + f' b{batch}':24} " +
-              " ".join(f"{statistics.median(t) * 1e3:9.3f}" for t in times))
+        med = tune.interleaved(runs, args.rounds, args.seconds)
+        print(f"{name + f' b{batch}':24} " + " ".join(f"{m * 1e3:9.3f}" for m in med))
     return 0
 
 

@@ -23,8 +23,8 @@ import os
 
 import numpy as np
 
-from cnnc.backends.numba_cpu.kernels import TAIL, UNSIGNED, Src, _strides, lead_trimmed, \
-    pack_dense, register_tile, tail_function
+from cnnc.backends.numba_cpu.kernels import TAIL, UNSIGNED, Src, _strides, dense_tiled, \
+    lead_trimmed, pack_dense, register_tile, tail_function
 from cnnc.backends.numba_cpu.scalar import epilogue_lines, split_epilogue
 
 #: transposed convs of one group with constant weights run as register tiles (the kernel equal
@@ -257,8 +257,8 @@ def tiles_apply(in_shape, w_shape, out_shape, strides, pads, dilation, groups, c
 
 
 def pack_tiled(w_hwio: np.ndarray, cb: int) -> np.ndarray:
-    """(kh, kw, cin, cout) weights as :func:`conv_transpose_tiled` reads them: the (cin,
-    kh * kw * cout) matrix, columns in (tap row, tap column, channel) order, packed by
+    """(kh, kw, cin, cout) weights as :func:`conv_transpose_tiled` and the product before
+    :func:`conv_transpose_col2im` read them: the (cin, kh * kw * cout) matrix, columns in (tap row, tap column, channel) order, packed by
     :func:`~cnnc.backends.numba_cpu.kernels.pack_dense`."""
     kh, kw, cin, cout = w_hwio.shape
     return pack_dense(np.asarray(w_hwio, np.float32).transpose(2, 0, 1, 3).reshape(cin, -1), cb)
@@ -361,23 +361,19 @@ def lower(lw, node, ins: list[str], o: str) -> None:
                           register_tiled=True)
             return
         if wdata is not None and TILED and a["groups"] == 1:
-            _lower_col2im(lw, node, ins, o, shapes, pads, b, epi)
+            _lower_col2im(lw, node, ins, o, shapes, pads, b, epi, wdata, cb, p)
             return
         src = conv_transpose(K, shapes[0], shapes[1], out.shape, a["strides"], pads,
                              a["dilation"], a["groups"], epi, num_extras(epi))
         lw.add_kernel(node, src, [ins[0], ins[1], b, *ins[3:], o])
 
 
-def _lower_col2im(lw, node, ins, o, shapes, pads, b, epi) -> None:
-    """A transposed conv as a dense-tile product into the scratch, then a col2im kernel."""
-    from cnnc.backends.numba_cpu.convgen import dense_tile
-    from cnnc.backends.numba_cpu.kernels import dense_tiled
+def _lower_col2im(lw, node, ins, o, shapes, pads, b, epi, wdata, cb, p) -> None:
+    """A transposed conv as a dense-tile product (``cb`` columns x ``p`` pixels) into the
+    scratch, then a col2im kernel."""
     from cnnc.ops.fused import num_extras
     (_, h, w, cin), (kh, kw, _, cout) = shapes[0], shapes[1]
     a, ncols = node.attrs, kh * kw * cout
-    wdata = np.asarray(lw.consts[id(node.inputs[1])], np.float32)
-    cb, p = dense_tile(ncols, lw.cpu)
-    wp = lw.weight(pack_dense(wdata.transpose(2, 0, 1, 3).reshape(cin, ncols), cb))
     lw.scratch_needs.append((node.inputs[0].shape[0], h * w * ncols))
     rows = lw.size_src(node.inputs[0].shape[:1]) + f" * {h * w}"
     # the input as (pixels, cin) and the products as (pixels, kh * kw * cout)
@@ -386,7 +382,8 @@ def _lower_col2im(lw, node, ins, o, shapes, pads, b, epi) -> None:
     lw.body.append(f"{cols} = view(scratch, 0, ({rows}, {ncols}))")
     lw.ndim[xv] = lw.ndim[cols] = 2
     lw.add_kernel(node, dense_tiled("__KERNEL__", cin, ncols, (), 0, cb, p),
-                  [xv, wp, lw.weight(np.zeros(ncols, np.float32)), cols], register_tiled=True)
+                  [xv, lw.weight(pack_tiled(wdata, cb)), lw.weight(np.zeros(ncols, np.float32)),
+                   cols], register_tiled=True)
     lw.add_kernel(node, conv_transpose_col2im("__KERNEL__", shapes[0], shapes[1],
                                               node.output.shape, a["strides"], pads,
                                               a["dilation"], epi, num_extras(epi)),

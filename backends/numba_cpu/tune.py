@@ -249,6 +249,19 @@ def warm(run, seconds: float = WARM) -> None:
         run()
 
 
+def interleaved(runs, rounds: int, seconds: float, settle=None) -> list[float]:
+    """Median seconds of each of ``runs``, timed in ``rounds`` rounds that visit every run in
+    turn (:func:`median_seconds` each), so that machine drift spreads over all of them;
+    ``settle[i]`` seconds of sleep after run ``i`` (the BLAS threads' spin)."""
+    times: list[list[float]] = [[] for _ in runs]
+    for _ in range(rounds):
+        for i, (r, ts) in enumerate(zip(runs, times)):
+            ts.append(median_seconds(r, seconds))
+            if settle and settle[i]:
+                time.sleep(settle[i])
+    return [statistics.median(ts) for ts in times]
+
+
 def median_seconds(run, seconds: float) -> float:
     """Median of repeated calls filling about ``seconds``."""
     t0 = time.perf_counter()
@@ -324,14 +337,9 @@ def tune(specs, batch: int = 1, budget: float = 120.0, force: bool = False,
         if len(cands) == 1:
             continue
         runs = [build(s, pl, batch) for pl in cands]
-        times: list[list[float]] = [[] for _ in cands]
         warm(runs[0])
-        for _ in range(ROUNDS):
-            for pl, r, ts in zip(cands, runs, times):
-                ts.append(median_seconds(r, SECONDS))
-                if uses_blas(pl):
-                    time.sleep(BLAS_SETTLE)
-        med = [statistics.median(ts) for ts in times]
+        med = interleaved(runs, ROUNDS, SECONDS,
+                          settle=[BLAS_SETTLE if uses_blas(pl) else 0.0 for pl in cands])
         best = min(range(len(cands)), key=med.__getitem__)
         out.results[key] = {"plan": dataclasses.asdict(cands[best]), "us": med[best] * 1e6,
                             "default_us": med[0] * 1e6, "batch": batch,

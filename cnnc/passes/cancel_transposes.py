@@ -47,12 +47,18 @@ def _inverse(perm):
     return tuple(inv)
 
 
+def _movable(m) -> bool:
+    """``m`` is an elementwise op with NumPy broadcasting (not bias_add, which adds along the
+    last axis) of one or two operands: it computes the same in any axis order."""
+    opdef = REGISTRY.get(m.op)   # None for a constant
+    return (opdef is not None and "elementwise" in opdef.traits and m.op != "bias_add"
+            and len(m.inputs) <= 2)
+
+
 def _transposed(m, rw):
     """The permutation by which every non-constant operand of elementwise ``m`` is a
     transpose read by ``m`` alone, without broadcasting; None when that is not so."""
-    opdef = REGISTRY.get(m.op)   # None for a constant
-    if (opdef is None or "elementwise" not in opdef.traits or m.op == "bias_add"
-            or len(m.inputs) > 2 or len(set(m.inputs)) < len(m.inputs)):
+    if not _movable(m) or len(set(m.inputs)) < len(m.inputs):
         return None
     moved = [v for v in m.inputs if not v.is_constant]
     if not moved or any(v.producer is None or v.producer.op != "transpose"
@@ -78,8 +84,7 @@ def _meets_inverse(m, perm, rw) -> bool:
             return False
         (u,) = users
         others = [w for w in u.inputs if w is not v and not w.is_constant]
-        if (REGISTRY.get(u.op) is None or "elementwise" not in REGISTRY[u.op].traits
-                or u.op == "bias_add" or len(u.inputs) > 2 or u.output.type != v.type
+        if (not _movable(u) or u.output.type != v.type
                 or any(w.producer is None or w.producer.op != "transpose"
                        or w.producer.attrs["perm"] != perm or rw.num_uses(w) != 1
                        for w in others)):
