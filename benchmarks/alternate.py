@@ -12,8 +12,11 @@ output against the float64 reference, warms up and reports the median of warm ca
 ratio cnnc / ORT is taken per round, and the table gives its median and range.
 
 ``--isa avx2`` compiles cnnc's kernels for an AVX2 + FMA CPU without AVX-512 (Numba's
-``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES``; see :func:`isa_env`), so an AVX-512 machine can
-time the code an AVX2 machine would run. The peers run natively. ``--neighbour`` runs a busy
+``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES``; see :func:`isa_env`) and runs NumPy's BLAS on
+OpenBLAS's AVX2 kernels, so an AVX-512 machine can time the code an AVX2 machine would run;
+``--isa native`` lets OpenBLAS pick the kernels for this CPU (an ``OPENBLAS_CORETYPE`` in the
+environment is dropped for it: see :func:`child_env`). The header gives the GEMM peak of each.
+The peers run natively. ``--neighbour`` runs a busy
 loop on one core during every measurement: what a noisy neighbour costs each runtime.
 """
 
@@ -52,6 +55,18 @@ def isa_env(isa: str) -> dict[str, str]:
     return {"NUMBA_CPU_NAME": AVX2_CPU, "NUMBA_CPU_FEATURES": ",".join(feats)}
 
 
+def child_env(isa: str, base=None) -> dict[str, str]:
+    """The environment of a process that runs ``isa``'s code: :func:`isa_env` for Numba, and
+    NumPy's BLAS on the OpenBLAS kernels of that ISA (``machine.BLAS_CORETYPE``), or on those
+    OpenBLAS picks for this CPU for "native"."""
+    from benchmarks.machine import BLAS_CORETYPE
+    env = dict(os.environ if base is None else base, **isa_env(isa))
+    env.pop("OPENBLAS_CORETYPE", None)
+    if isa in BLAS_CORETYPE:
+        env["OPENBLAS_CORETYPE"] = BLAS_CORETYPE[isa]
+    return env
+
+
 # ---- the worker: one system, one configuration, one measurement ----------------------------
 def worker(system: str, model: str, batch: int, seed: int, seconds: float,
            threads: int) -> dict:
@@ -82,7 +97,7 @@ def worker(system: str, model: str, batch: int, seed: int, seconds: float,
 
 
 def _run_worker(system, isa, model, batch, args) -> dict:
-    env = dict(os.environ, **(isa_env(isa) if system == "cnnc" else {}))
+    env = child_env(isa) if system == "cnnc" else dict(os.environ)
     cmd = [sys.executable, "-m", "benchmarks.alternate", "--worker", system, "--models",
            f"{model}:{batch}", "--seed", str(args.seed), "--seconds", str(args.seconds),
            "--threads", str(args.threads)]
@@ -188,6 +203,9 @@ def main(argv=None) -> int:
         isa_env(isa)  # refuse an unknown or unrunnable ISA before any work
     peak = machine.gemm_peak(2048, 10)
     head = machine.describe({"numba": args.threads, "onnxruntime": args.threads}, peak, 2048)
+    head += "\n- float32 GEMM peak of each ISA's BLAS (fresh process): " + ", ".join(
+        f"{i} {machine.gemm_peak_with(child_env(i)):.1f} GFLOP/s "
+        f"({machine.blas_kernels(child_env(i))})" for i in isas)
     head += (f"\n- cnnc ISA: " + ", ".join(
         f"{i} ({isa_env(i).get('NUMBA_CPU_NAME', 'host')})" for i in isas) +
         f"; {args.rounds} alternated rounds, each system in its own process"

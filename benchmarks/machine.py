@@ -49,6 +49,32 @@ def versions() -> dict[str, str]:
     return out
 
 
+#: the OpenBLAS kernels an ISA's BLAS calls run (OpenBLAS reads ``OPENBLAS_CORETYPE`` once,
+#: when it loads): Haswell's are its AVX2 + FMA ones.  On an AVX-512 CPU they reach about
+#: half of its float32 GEMM peak, so a GEMM peak measured under them is an AVX2 machine's.
+BLAS_CORETYPE = {"avx2": "Haswell"}
+
+
+def blas_kernels(env=None) -> str:
+    """Which OpenBLAS kernels NumPy's BLAS runs in environment ``env`` (default: this
+    process's)."""
+    core = (os.environ if env is None else env).get("OPENBLAS_CORETYPE")
+    return (f"OpenBLAS {core} kernels (OPENBLAS_CORETYPE={core})" if core
+            else "OpenBLAS kernels chosen for this CPU")
+
+
+def gemm_peak_with(env: dict, n: int = 2048, repeats: int = 10) -> float:
+    """:func:`gemm_peak` in a fresh process with environment ``env`` (the BLAS kernels are
+    chosen when NumPy loads, so another choice needs another process)."""
+    import subprocess
+    import sys
+    code = f"from benchmarks.machine import gemm_peak; print(gemm_peak({n}, {repeats}))"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True,
+                       text=True, check=True)
+    return float(p.stdout.split()[-1])
+
+
 def gemm_peak(n: int = 2048, repeats: int = 10) -> float:
     """GFLOP/s of a float32 ``n x n`` NumPy matmul (median of ``repeats`` warm calls)."""
     rng = np.random.default_rng(0)
@@ -94,7 +120,7 @@ def describe(threads: dict, peak_gflops: float, gemm_n: int) -> str:
              "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
              "- threads: " + ", ".join(f"{k} {val}" for k, val in threads.items()) +
              f", NumPy BLAS default (all usable cores)",
-             f"- float32 GEMM peak (NumPy matmul {gemm_n}x{gemm_n}, median): "
-             f"{peak_gflops:.1f} GFLOP/s",
+             f"- float32 GEMM peak (NumPy matmul {gemm_n}x{gemm_n}, median, "
+             f"{blas_kernels()}): {peak_gflops:.1f} GFLOP/s",
              f"- load average at start (1, 5, 15 min): {load_average()}"]
     return "\n".join(lines)

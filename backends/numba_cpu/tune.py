@@ -47,12 +47,15 @@ class TuningWarning(UserWarning):
 
 
 def machine() -> dict:
-    """What a tuned plan depends on: the effective LLVM target and the compiler versions."""
+    """What a tuned plan depends on: the effective LLVM target, the compiler versions and the
+    OpenBLAS kernels that plans calling BLAS run (``OPENBLAS_CORETYPE`` can hold an AVX-512
+    CPU to the AVX2 ones, at half the GEMM rate)."""
     import llvmlite
     import numba
     cpu = target.effective()
     return {"format": FORMAT, "cpu": cpu.name, "features": cpu.features,
-            "numba": numba.__version__, "llvmlite": llvmlite.__version__}
+            "numba": numba.__version__, "llvmlite": llvmlite.__version__,
+            "blas": os.environ.get("OPENBLAS_CORETYPE", "")}
 
 
 def path(m: dict | None = None) -> str:

@@ -117,6 +117,19 @@ def test_a_corrupt_file_is_ignored_with_a_warning_and_rewritten(cache):
     assert tune.lookup(STRIDED) == convgen.plan(STRIDED, tuned=False)
 
 
+def test_plans_tuned_under_other_blas_kernels_are_not_taken(cache, monkeypatch):
+    # OPENBLAS_CORETYPE=Haswell runs an AVX-512 CPU's BLAS at about half its rate: a plan
+    # that calls BLAS (Winograd) timed under one choice says nothing of the other
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    pinned = tune.machine()
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    assert pinned["blas"] == "Haswell" and tune.machine()["blas"] == ""
+    assert tune.path(pinned) != tune.path()
+    pl = dataclasses.replace(convgen.plan(PADDED, tuned=False), p=1)
+    tune.store({tune.spec_key(PADDED): {"plan": dataclasses.asdict(pl), "us": 1.0}}, pinned)
+    assert tune.lookup(PADDED) is None
+
+
 def test_another_machines_plans_are_never_taken(cache, monkeypatch):
     here = tune.machine()
     there = dict(here, cpu="znver4", features="+avx512f,+avx2,+fma")

@@ -33,6 +33,26 @@ def test_avx2_environment_has_no_avx512():
         alternate.isa_env("neon")
 
 
+def test_child_environment_sets_the_isas_blas_kernels():
+    from benchmarks import machine
+    base = {"OPENBLAS_CORETYPE": "Haswell", "KEEP": "1"}
+    native = alternate.child_env("native", base)
+    assert native == {"KEEP": "1"}   # OpenBLAS picks this CPU's kernels
+    assert machine.blas_kernels(native) == "OpenBLAS kernels chosen for this CPU"
+    if alternate.isa_env("native") == {} and "+avx2" in _host_features():
+        avx2 = alternate.child_env("avx2", {"KEEP": "1"})
+        assert avx2["OPENBLAS_CORETYPE"] == "Haswell" and avx2["KEEP"] == "1"
+        assert avx2["NUMBA_CPU_NAME"] == "znver3"
+        assert "Haswell" in machine.blas_kernels(avx2)
+        peak = machine.gemm_peak_with(avx2, 64, 2)   # runs in a fresh process
+        assert peak > 0
+
+
+def _host_features() -> str:
+    import llvmlite.binding as ll
+    return ll.get_host_cpu_features().flatten()
+
+
 def test_rounds_rotate_and_ratios_are_taken_per_round(monkeypatch):
     calls = []
     # cnnc takes 2 ms in round 1 and 3 ms in round 2, ORT 1 ms then 2 ms: ratios 2.0, 1.5
