@@ -65,19 +65,28 @@ def bcast_terms(axes, names, x_shape, t_shape) -> str:
 
 
 def _moments(s: Src, r_total: int, eps: float, elem: str) -> None:
-    """Lines (in a parallel body) computing ``mean`` and ``rstd`` of the ``r_total`` elements
-    ``elem`` (an expression of ``r``), in float64, two passes."""
-    s(2, "total = 0.0")
-    s(2, f"for r in range({r_total}):", f"    total += np.float64({elem})")
-    s(2, f"mean = total / {float(r_total)!r}", "squares = 0.0")
-    s(2, f"for r in range({r_total}):", f"    d = np.float64({elem}) - mean",
-      "    squares += d * d")
-    s(2, f"rstd = 1.0 / math.sqrt(squares / {float(r_total)!r} + {float(eps)!r})")
+    """Lines (in a parallel body) computing ``x0`` (the slice's first element), ``a`` = rstd
+    and ``k`` = (x0 - mean) * rstd in float32, so that ``(x - x0) * a + k`` normalises an
+    element ``x``; ``elem`` is the slice's element as an expression of ``r``.
+
+    One pass in float64 over the shifted elements ``d = x - x0`` sums d and d^2: the mean is
+    x0 + sum(d) / n and the variance sum(d^2) / n - (sum(d) / n)^2, which cancels only as
+    far as x0 lies from the mean (by the standard deviations: float64 leaves ~1e-16 of it).
+    The normalisation then runs in float32 on the shifted element, whose scale is the
+    deviation's, not the mean's (a float32 mean of data far from 0 would not be)."""
+    s(2, "x0 = " + elem.replace("[r]", "[0]"))
+    s(2, "s1 = 0.0", "s2 = 0.0")
+    s(2, f"for r in range({r_total}):", f"    d = np.float64({elem}) - np.float64(x0)",
+      "    s1 += d", "    s2 += d * d")
+    s(2, f"dm = s1 / {float(r_total)!r}",
+      f"rstd = 1.0 / math.sqrt(max(s2 / {float(r_total)!r} - dm * dm, 0.0) + {float(eps)!r})",
+      "a = np.float32(rstd)", "k = np.float32(-dm * rstd)")
 
 
 def layer_norm(name: str, shape, axes, s_shape, b_shape, eps: float) -> str:
-    """Per slice of the kept axes (in parallel): mean, then variance of the slice (float64, two
-    passes), then ``(x - mean) * rstd * scale + bias``. The offsets of the normalised elements
+    """Per slice of the kept axes (in parallel): its mean and variance (one float64 pass,
+    :func:`_moments`), then ``((x - x0) * rstd + (x0 - mean) * rstd) * scale + bias`` in
+    float32. The offsets of the normalised elements
     and their scale/bias indices are tabulated once per call."""
     red = [k for k in range(len(shape)) if k in axes]
     kept = [k for k in range(len(shape)) if k not in axes]
@@ -100,8 +109,7 @@ def layer_norm(name: str, shape, axes, s_shape, b_shape, eps: float) -> str:
           f"orow = of[i * {r_total}:(i + 1) * {r_total}]")
         _moments(s, r_total, eps, "xr[r]")
         s(2, f"for r in range({r_total}):")
-        s(3, f"orow[r] = np.float32((np.float64(xr[r]) - mean) * rstd) * sf[{sidx}] + "
-             f"bf[{bidx}]")
+        s(3, f"orow[r] = ((xr[r] - x0) * a + k) * sf[{sidx}] + bf[{bidx}]")
         return s.text()
     s(1, f"roff = np.empty({r_total}, np.int64)", f"rs = np.empty({r_total}, np.int64)",
       f"rb = np.empty({r_total}, np.int64)")
@@ -119,7 +127,7 @@ def layer_norm(name: str, shape, axes, s_shape, b_shape, eps: float) -> str:
     _moments(s, r_total, eps, "xf[base + roff[r]]")
     s(2, f"for r in range({r_total}):")
     s(3, "p = base + roff[r]",
-      "of[p] = np.float32((np.float64(xf[p]) - mean) * rstd) * sf[ks + rs[r]] + bf[kb + rb[r]]")
+      "of[p] = ((xf[p] - x0) * a + k) * sf[ks + rs[r]] + bf[kb + rb[r]]")
     return s.text()
 
 

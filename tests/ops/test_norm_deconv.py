@@ -145,6 +145,27 @@ def test_layer_norm_cpu_kernel_any_axes(ra, seed):
     _check_cpu(g, rng.standard_normal((1, *shape)).astype(np.float32) * 3 + 1)
 
 
+@pytest.mark.parametrize("b_shape", [(64,), (1, 64)])   # the contiguous and tabulated kernels
+def test_layer_norm_cpu_kernel_far_from_zero(b_shape):
+    """Slices whose mean is 10^4 of their deviations, with an outlier first element (the
+    kernel's shift): every output within 2e-6 of the largest, each element within 1e-5 of
+    its own size where it is not near zero."""
+    rng = np.random.default_rng(7)
+    shape = (3, 5, 64)
+    x = (1000 + 0.1 * rng.standard_normal((2, *shape))).astype(np.float32)
+    x[..., 0] += 0.5
+    g = Graph("ln_far")
+    xin = g.add_input(("N", *shape), name="x")
+    g.set_outputs(g.add("layer_norm", [xin, g.constant(rng.standard_normal(64).astype(np.float32)),
+                                       g.constant(rng.standard_normal(b_shape).astype(np.float32))],
+                        {"axes": (2,), "epsilon": 1e-5}))
+    ref = run_reference(g, x)
+    y = np.asarray(cnnc.compile(g, target="cpu")(x), np.float64)
+    assert _rel(y, ref) < 2e-6
+    big = np.abs(ref) > 0.1
+    assert np.max(np.abs(y - ref)[big] / np.abs(ref)[big]) < 1e-5
+
+
 @pytest.mark.parametrize("axes,s_shape,b_shape", [((3,), (6,), (1, 6)), ((2, 3), (4, 6), (4, 6)),
                                                   ((1, 2, 3), (1,), (5, 4, 6)),
                                                   ((2, 3), (1, 4, 6), (6,))])
