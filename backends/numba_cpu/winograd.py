@@ -70,13 +70,21 @@ def why_not(spec, cpu=None) -> str | None:
     cpu = cpu or target.for_plans()
     if cpu.isa not in DEFAULT_ISAS:
         return (f"on {cpu.isa} the direct kernel is faster (Winograd is the default on "
-                f"{', '.join(DEFAULT_ISAS)} only; cnnc tune times both)")
-    oh, ow = spec.out_hw
-    if spec.cin < MIN_CIN or spec.cout < MIN_CIN or oh * ow < MIN_PIXELS:
+                f"{', '.join(DEFAULT_ISAS)} only; cnnc tune times both from {MIN_CIN} "
+                f"channels and {MIN_PIXELS} output pixels)")
+    if not large_enough(spec):
+        oh, ow = spec.out_hw
         return (f"{spec.cin} -> {spec.cout} channels on {oh}x{ow}: the direct kernel is "
                 f"faster (Winograd pays from {MIN_CIN} channels and {MIN_PIXELS} output "
                 f"pixels)")
     return None
+
+
+def large_enough(spec) -> bool:
+    """Whether ``spec`` has the channels and output pixels from which Winograd can pay (the
+    default plan's gate on AVX2, the tuner's candidate gate on every ISA)."""
+    oh, ow = spec.out_hw
+    return spec.cin >= MIN_CIN and spec.cout >= MIN_CIN and oh * ow >= MIN_PIXELS
 
 
 def chosen(spec, cpu=None) -> bool:
