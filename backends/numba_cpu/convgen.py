@@ -111,6 +111,7 @@ def _im2col_pays(spec: ConvSpec) -> bool:
         (spec.kh == spec.kw == 1 and spec.cin >= 64 and spec.cout >= 64)
 
 
+NARROW_ONE_VECTOR = True
 GEMM_ENABLED = False
 IM2COL_ENABLED = False  # pending a measurement on a quiet machine (see benchmarks/RESULTS.md)
 
@@ -156,10 +157,17 @@ def plan(spec: ConvSpec, cpu: Target | None = None, tuned: bool = True,
     # two vectors of channels and P pixels filling the register file, compiled without the
     # loop vectorizer, on every ISA: AVX-512 (Zen 5) 8 px x 32 ch 420-470 GFLOP/s on
     # ResNet-18's 3x3 and 7x7 layers against 210-240 for the 4 px x 16 ch tile it had,
-    # whose loop-vectorized hot loop spilled (benchmarks/RESULTS.md).  Grouped convs and
-    # AVX-512 layers of at most 16 channels keep that smaller tile (ResNet-20's 16-channel
-    # layers: 4 x 16 195 GFLOP/s, 8 x 16 130).
-    small = cpu.lanes >= 16 and (g > 1 or spec.cout <= cpu.lanes)
+    # whose loop-vectorized hot loop spilled (benchmarks/RESULTS.md).  On AVX-512 a layer of
+    # 9-16 output channels (one vector) takes the narrow rule's 8-14 px too when its
+    # reduction is long or contiguous (EfficientNet's 1x1 32->16 on 112x112 76 -> 43 us, 3x3
+    # 16->16 on 56x56 52 -> 41, LeNet's 5x5 6->16 at batch 64 106 -> 90); grouped convs, at
+    # most 8 channels, short reductions (a 3x3 3->16 stem: 7.0 vs 10.7 us) and rows under 10
+    # (8 px x 16 ch: LLVM stored the tile in the last kh loop, 3x3 16->16 on 8x8 4.5 vs 5.1
+    # us) keep the 4-5 px tile of _tile_avx512.  NARROW_ONE_VECTOR = False: the latter always.
+    one_vector = (g == 1 and cpu.lanes // 2 < spec.cout <= cpu.lanes
+                  and spec.out_hw[1] >= 10 and (merged or spec.kh * spec.kw * spec.cin >= 64))
+    small = cpu.lanes >= 16 and (g > 1 or spec.cout <= cpu.lanes) and not (
+        one_vector and NARROW_ONE_VECTOR)
     cb, p = (_tile_avx512 if small else _tile_narrow)(spec, merged, cpu)
     # weights larger than the input image (deep layers): a thread keeps one channel block's
     # weights in its cache over all rows instead of streaming every block for every row.

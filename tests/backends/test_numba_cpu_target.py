@@ -70,8 +70,9 @@ def test_narrow_plans_fit_the_register_file(cpu):
 
 def test_avx512_plans():
     """The measured tiles: two zmm of channels by up to 14 px (8 for 1x1) without the loop
-    vectorizer, the pixels dividing the row; one zmm, loop-vectorized, for layers of at most
-    16 channels: 5 px for spatial convs on rows of 10 or more, else 4."""
+    vectorizer, the pixels dividing the row; one zmm of 9-16 channels by 8-14 px the same way
+    where the reduction is contiguous or long and the row has 10 px or more; else one zmm,
+    loop-vectorized: 5 px for spatial convs on rows of 10 or more, else 4."""
     pl = convgen.plan(convgen.ConvSpec(56, 56, 64, 3, 3, 64, (1, 1), (1,) * 4), target.AVX512)
     assert (pl.p, pl.cb, pl.loop_vectorize) == (14, 32, False)
     pl = convgen.plan(convgen.ConvSpec(224, 224, 3, 7, 7, 64, (2, 2), (3,) * 4), target.AVX512)
@@ -81,9 +82,13 @@ def test_avx512_plans():
     pl = convgen.plan(convgen.ConvSpec(56, 56, 64, 1, 1, 128, (2, 2), (0,) * 4), target.AVX512)
     assert (pl.p, pl.cb) == (7, 32)
     pl = convgen.plan(convgen.ConvSpec(32, 32, 16, 3, 3, 16, (1, 1), (1,) * 4), target.AVX512)
-    assert (pl.p, pl.cb, pl.loop_vectorize) == (5, 16, True)
+    assert (pl.p, pl.cb, pl.loop_vectorize) == (12, 16, False)
     pl = convgen.plan(convgen.ConvSpec(32, 32, 16, 1, 1, 16), target.AVX512)
-    assert (pl.p, pl.cb, pl.loop_vectorize) == (4, 16, True)
+    assert (pl.p, pl.cb, pl.loop_vectorize) == (8, 16, False)
+    pl = convgen.plan(convgen.ConvSpec(32, 32, 3, 3, 3, 16, (1, 1), (1,) * 4), target.AVX512)
+    assert (pl.p, pl.cb, pl.loop_vectorize) == (5, 16, True)   # a 27-long reduction
+    pl = convgen.plan(convgen.ConvSpec(32, 32, 16, 3, 3, 8, (1, 1), (1,) * 4), target.AVX512)
+    assert (pl.cb, pl.loop_vectorize) == (8, True)
     pl = convgen.plan(convgen.ConvSpec(8, 8, 16, 3, 3, 16, (1, 1), (1,) * 4), target.AVX512)
     assert (pl.p, pl.cb) == (4, 16)
 
