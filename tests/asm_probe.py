@@ -14,6 +14,11 @@ contains no other such block) with the most packed single-precision FMAs
 * ``stack_vector``: instructions that move a vector register to or from the stack (an
   ``(%rsp)`` or ``(%rbp)`` memory operand next to an xmm/ymm/zmm register): spills and
   reloads; a tile kept in registers has none.
+* ``fma_loop_stores``: the most packed stores to memory in an innermost loop with as many
+  packed FMAs as the hot loop (the same reduction step, e.g. once per kh row; not only the
+  hot one): a tile written back to its array on every reduction step
+  (LLVM did that in the last of three kh loops of an 8 px x 16 ch AVX-512 tile, running it
+  at half speed) has them; a tile kept in registers stores after its loops.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ _JUMP = re.compile(r"^\s+j[a-z]+\s+(\.?[\w$.]+)\s*(#.*)?$")
 _FMA = re.compile(r"^\s+vf(n?)m(add|sub)\w*ps\s")
 _VREG = re.compile(r"%([xyz]mm)\d+")
 _STACK = re.compile(r"\(%r[sb]p\)")
+_VSTORE = re.compile(r"^\s+vmov[ua]p[sd]\s+%[xyz]mm\d+,\s*[^%\s]*\(")
 
 
 def loops(asm: str) -> list[tuple[int, int]]:
@@ -45,17 +51,20 @@ def hot_loop(asm: str) -> dict | None:
     lines = asm.splitlines()
     found = loops(asm)
     best = None
+    inner = []
     for a, b in found:
         if any(a <= c and d <= b and (c, d) != (a, b) for c, d in found):
             continue  # not innermost
         body = [ln for ln in lines[a:b + 1] if ln.strip() and not ln.lstrip().startswith("#")]
         fmas = [ln for ln in body if _FMA.match(ln)]
+        inner.append((len(fmas), sum(bool(_VSTORE.match(ln)) for ln in body)))
         if fmas and (best is None or len(fmas) > len(best[1])):
             best = (body, fmas)
     if best is None:
         return None
     body, fmas = best
     return {
+        "fma_loop_stores": max(st for n, st in inner if n == len(fmas)),
         "lines": len(body),
         "fma": len(fmas),
         "widths": sorted({_VREG.findall(f)[-1] for f in fmas if _VREG.findall(f)}),

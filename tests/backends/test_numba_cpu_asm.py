@@ -86,6 +86,13 @@ def test_hot_loop_keeps_vectors_off_the_stack(probe, kernel, request):
 
 
 @pytest.mark.parametrize("kernel", BLOCKED)
+def test_register_tile_is_stored_after_its_loops(probe, kernel):
+    """No reduction loop writes the tile back to memory on every step."""
+    isa, plan, hot = _hot(probe, kernel)
+    assert hot["fma_loop_stores"] == 0, (kernel, plan, hot)
+
+
+@pytest.mark.parametrize("kernel", BLOCKED)
 def test_register_tile_has_independent_accumulators(probe, kernel):
     isa, plan, hot = _hot(probe, kernel)
     assert plan["strategy"] == "blocked"
@@ -147,6 +154,18 @@ CLEAN = """\
 """
 
 
+STORING = """\
+.LBB4_11:
+\tvmovups\t(%r9,%r8,8), %zmm9
+\tvfmadd231ps\t-256(%rbx,%r12){1to16}, %zmm9, %zmm8
+\tvmovups\t%zmm8, (%r13)
+\tvfmadd231ps\t-192(%rbx,%r12){1to16}, %zmm9, %zmm7
+\tvmovups\t%zmm7, 64(%r13)
+\taddq\t$8, %r12
+\tjne\t.LBB4_11
+"""
+
+
 def test_checker_sees_spills_and_one_chain():
     hot = hot_loop(SPILLING)
     assert hot["fma"] == 2 and hot["accumulators"] == 1 and hot["widths"] == ["ymm"]
@@ -156,4 +175,8 @@ def test_checker_sees_spills_and_one_chain():
 def test_checker_takes_the_innermost_loop():
     hot = hot_loop(CLEAN)
     assert hot["fma"] == 1 and hot["widths"] == ["zmm"] and hot["stack_vector"] == []
+    assert hot["fma_loop_stores"] == 0
+    # an FMA loop that writes its accumulators back each step is seen
+    hot = hot_loop(CLEAN + STORING)
+    assert hot["fma"] == 2 and hot["fma_loop_stores"] == 2
     assert hot_loop("\tvaddps\t%ymm0, %ymm1, %ymm2\n") is None
