@@ -350,7 +350,9 @@ def transpose(name: str, in_shape, out_shape, perm) -> str:
     """out = x transposed by ``perm``.  Up to rank 4 (viewed as rank 4): a loop nest over
     the output with the input strides as constants, parallel over its two outer axes (an
     ONNX model's NCHW -> NHWC input transpose, 224x224x3: 0.6 ms with a flat loop that
-    unravels every index, 0.03 ms so); higher ranks unravel each output index."""
+    unravels every index, 0.03 ms so), indexed unsigned (``UNSIGNED``: no wraparound select
+    per element, so the inner loops vectorize; that transpose 45.7 -> 5.6 us, NHWC -> NCHW
+    56x56x96 89 -> 49); higher ranks unravel each output index."""
     in_strides = _strides(in_shape)
     s = Src()(0, f"def {name}(x, out):")
     s(1, "xf = x.reshape(-1)", "of = out.reshape(-1)")
@@ -364,7 +366,8 @@ def transpose(name: str, in_shape, out_shape, perm) -> str:
           f"dst = t * {d[2]} * {d[3]}")
         s(2, f"for i2 in range({d[2]}):")
         s(3, f"for i3 in range({d[3]}):")
-        s(4, f"of[dst + i2 * {d[3]} + i3] = xf[src + i2 * {st[2]} + i3 * {st[3]}]")
+        s(4, f"of[{UNSIGNED}(dst + i2 * {d[3]} + i3)] = "
+             f"xf[{UNSIGNED}(src + i2 * {st[2]} + i3 * {st[3]})]")
         return s.text()
     s(1, "for i in prange(of.size):")
     dims = [d if isinstance(d, int) else "out.shape[%d]" % k for k, d in enumerate(out_shape)]
