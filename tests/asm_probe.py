@@ -104,6 +104,8 @@ def _kernels():
         "conv1x1se": S(1, 1, 960, 1, 1, 240),   # squeeze-excitation: a 1x1 image
         "conv7x7s2": S(32, 32, 3, 7, 7, 64, (2, 2), (3, 3, 3, 3)),
         "depthwise3x3": S(10, 10, 64, 3, 3, 64, (1, 1), (1, 1, 1, 1), groups=64),
+        # register tiles on AVX-512 (convgen._depthwise_tiles_pay), per pixel on AVX2
+        "depthwise5x5": S(16, 16, 32, 5, 5, 32, (1, 1), (2, 2, 2, 2), groups=32),
         # SiLU is left to the kernel's loop-vectorized tail function (kernels.TAIL)
         "conv3x3silu": S(10, 10, 64, 3, 3, 64, (1, 1), (1, 1, 1, 1),
                          epilogue=(("swish", 1.0),)),

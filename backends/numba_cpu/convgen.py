@@ -125,7 +125,7 @@ def scratch_elements(spec: ConvSpec, pl: Plan | None = None) -> int:
     if pl.strategy == "im2col":
         oh, ow = spec.out_hw
         return oh * ow * spec.kh * spec.kw * spec.cin
-    if pl.strategy == "blocked" and (geo := _padded_geometry(spec, pl)):
+    if _tiled(pl) and (geo := _padded_geometry(spec, pl)):
         return geo[0] * geo[1] * spec.cin
     return 0
 
@@ -138,6 +138,9 @@ def plan(spec: ConvSpec, cpu: Target | None = None, tuned: bool = True,
     cpu = cpu or target.for_plans()
     g = spec.groups
     if g > 1 and g == spec.cin and spec.cout % spec.cin == 0:
+        if _depthwise_tiles_pay(spec, cpu):
+            p = _row_pixels(spec.out_hw[1], *pixel_range(cpu.lanes, cpu, spec))
+            return Plan("depthwise", cb=cpu.lanes, p=p, merged=False, loop_vectorize=False)
         return Plan("depthwise", cb=0, p=1, merged=False)
     if tuned:
         from cnnc.backends.numba_cpu import tune
@@ -250,12 +253,16 @@ def _tile_narrow(spec: ConvSpec, merged: bool, cpu: Target) -> tuple[int, int]:
         cb = cpu.lanes if cout_g <= cpu.lanes else two
     else:
         cb = next(c for c in (two, cpu.lanes, 4, 2, 1) if cout_g % c == 0)
-    lo, hi = pixel_range(cb, cpu, spec)
-    ow = spec.out_hw[1]
+    return cb, _row_pixels(spec.out_hw[1], *pixel_range(cb, cpu, spec))
+
+
+def _row_pixels(ow: int, lo: int, hi: int) -> int:
+    """The most pixels in [lo, hi] whose tiles pad a row of ``ow`` by at most
+    1 / :data:`IDLE_FRACTION` of it (else the count padding least), at most ``ow``."""
     idle = {q: -(-ow // q) * q - ow for q in range(lo, hi + 1)}
     fits = [q for q in idle if idle[q] * IDLE_FRACTION <= ow]
     p = max(fits) if fits else min(idle, key=lambda q: (idle[q], -q))
-    return cb, max(1, min(p, ow))   # a row narrower than the tile: no idle pixels
+    return max(1, min(p, ow))   # a row narrower than the tile: no idle pixels
 
 
 def pack_weights(spec: ConvSpec, w_hwio: np.ndarray, pl: Plan | None = None) -> np.ndarray:
@@ -379,7 +386,74 @@ def _gen_im2col(spec: ConvSpec, name: str, pl: Plan) -> str:
     return s.text()
 
 
+#: depthwise convs of whole vectors of channels (multiplier 1) run as register tiles
+#: where :func:`_depthwise_tiles_pay` (:func:`_gen_depthwise_tiled`); False: the per-pixel
+#: loop everywhere, for comparison
+DEPTHWISE_TILES = True
+
+
+def _depthwise_tiles_pay(spec: ConvSpec, cpu: Target) -> bool:
+    """Register tiles (one zmm of channels by P px) for a depthwise conv of multiplier 1 and
+    whole vectors of channels, stride 1, at least 25 taps and output rows of 14 or more.
+    They pay for their padded input copy with many taps (AVX-512, the copy included: 5x5 on
+    28x28x240 82.5 -> 55.0 us, on 14x14x672 98 -> 67, 7x7 on 28x28x192 267 -> 116, on
+    56x56x96 228 -> 198); 3x3 ran even (56x56x144 84.6 vs 82.5), stride 2 lost (the copy of
+    a 4x larger input: 3x3/2 96 on 112x112 83 -> 157, 5x5/2 144 on 56x56 67 -> 104), and so
+    did a 7x7 on a 7x7 map (51 -> 60).  AVX-512 only: for AVX2 code (8 px x 8 ch) the SLP
+    vectorizer left the tile scalar, 7x slower."""
+    return (DEPTHWISE_TILES and cpu.lanes >= 16 and spec.cout == spec.cin
+            and spec.cout % cpu.lanes == 0
+            and spec.stride == (1, 1) and spec.kh * spec.kw >= 25 and spec.out_hw[1] >= 14)
+
+
+def _gen_depthwise_tiled(spec: ConvSpec, name: str, pl: Plan) -> str:
+    """P px x CB ch register tiles over the zero-padded input copy, as the blocked convs: per
+    tap one weight vector for the P pixels' input vectors (the per-pixel loop reloads the
+    weight for each pixel: two loads per FMA).  3x3 on 56x56x144 39.7 us instead of 91.3
+    for the same columns in a prototype; benchmarks/RESULTS.md."""
+    H, W, C, KH, KW = spec.h, spec.w, spec.cin, spec.kh, spec.kw
+    (SH, SW), (DH, DW) = spec.stride, spec.dilation
+    OH, OW = spec.out_hw
+    CB, P = pl.cb, pl.p
+    u = UNSIGNED
+    geo = _padded_geometry(spec, pl)
+    s = _header(spec, name, pl)
+    if geo:   # x is the zero-padded copy made by PAD_COPY: (n, rows, cols * cin)
+        tiles = geo[2]
+        s.lines[0] = s.lines[0].replace("(x,", "(xf,")
+        s.lines[-1] = "    n_batch = xf.shape[0]"
+    else:     # no padding and whole tiles
+        tiles = OW // P
+        s(1, f"xf = x.reshape(n_batch, {H}, {W * C})")
+    head, tail = split_epilogue(spec.epilogue)
+    if tail:
+        s(1, "of = out.reshape(-1)")
+    s(1, f"for t in prange(n_batch * {OH}):")
+    s(2, f"n = t // {OH}", f"oh = t % {OH}", f"acc = np.empty(({P}, {CB}), np.float32)")
+    s(2, f"for cb in range({C // CB}):")
+    s(3, f"co0 = cb * {CB}")
+    s(3, f"for tile in range({tiles}):   # {P} output pixels per tile")
+    s(4, f"ow0 = tile * {P}")
+    s(4, f"for p in range({P}):", f"    for j in range({CB}):", "        acc[p, j] = 0.0")
+    s(4, f"for i in range({KH}):")
+    s(5, f"ih = oh * {SH} + i * {DH}")
+    s(5, f"for jw in range({KW}):")
+    s(6, f"base = (ow0 * {SW} + jw * {DW}) * {C} + co0")
+    s(6, f"for p in range({P}):", f"    for j in range({CB}):")
+    s(8, f"acc[p, j] += xf[n, ih, {u}(base + p * {SW * C} + j)] * wp[i * {KW} + jw, "
+         f"{u}(co0 + j)]")
+    npix = str(P) if OW % P == 0 else f"min({P}, {OW} - ow0)"
+    _emit_store(s, 4, spec, pl, "acc", npix, "ow0 + p", head)
+    if not tail:
+        return s.text()
+    row = f"(n * {OH} + oh) * {OW * C}"
+    s(2, f"{name}{TAIL}(of, {row}, np.int64(1), np.int64(0), np.int64({OW * C}))")
+    return s.text() + "\n\n" + tail_function(name, tail)
+
+
 def _gen_depthwise(spec: ConvSpec, name: str, pl: Plan) -> str:
+    if pl.cb:
+        return _gen_depthwise_tiled(spec, name, pl)
     s = _header(spec, name, pl)
     H, W, CIN, COUT, KH, KW = spec.h, spec.w, spec.cin, spec.cout, spec.kh, spec.kw
     (SH, SW), (DH, DW), (PT, _, PL, _) = spec.stride, spec.dilation, spec.pads
@@ -462,8 +536,13 @@ def padded_shape(spec: ConvSpec, pl: Plan | None = None) -> tuple[int, int] | No
     (made by :data:`PAD_COPY` into scratch before the conv runs); None when it reads its
     input directly."""
     pl = pl or plan(spec)
-    geo = _padded_geometry(spec, pl) if pl.strategy == "blocked" else None
+    geo = _padded_geometry(spec, pl) if _tiled(pl) else None
     return (geo[0], geo[1] * spec.cin) if geo else None
+
+
+def _tiled(pl: Plan) -> bool:
+    """Whether plan ``pl`` computes register tiles of pixels over a padded input copy."""
+    return pl.strategy == "blocked" or (pl.strategy == "depthwise" and pl.cb > 0)
 
 
 # One shape-generic kernel per module: the padded copy is memory bound, so it loses nothing

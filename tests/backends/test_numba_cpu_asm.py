@@ -55,7 +55,7 @@ def test_target_is_the_emulated_one(probe):
 
 
 KERNELS = ["conv3x3", "conv3x3s2", "conv1x1", "conv1x1se", "conv7x7s2", "depthwise3x3",
-           "dense", "conv3x3silu"]
+           "depthwise5x5", "dense", "conv3x3silu"]
 BLOCKED = [k for k in KERNELS if k.startswith("conv") or k == "dense"]
 #: (isa, kernel) whose hot loop still moves vectors to or from the stack (strict xfail: the
 #: test reports when a change fixes one)
@@ -83,6 +83,17 @@ def test_hot_loop_keeps_vectors_off_the_stack(probe, kernel, request):
     if (isa, kernel) in SPILLS:
         request.applymarker(pytest.mark.xfail(strict=True, reason=SPILLS[isa, kernel]))
     assert hot["stack_vector"] == [], (kernel, hot)
+
+
+def test_depthwise_register_tile(probe):
+    """A 5x5 depthwise conv runs as P px x 16 ch tiles on AVX-512: P independent chains,
+    stored after the reduction; per pixel (no tile) on AVX2."""
+    isa, plan, hot = _hot(probe, "depthwise5x5")
+    if TARGETS[isa][3] < 16:
+        assert plan["cb"] == 0, plan
+        return
+    assert plan["cb"] == 16 and not plan["loop_vectorize"], plan
+    assert hot["accumulators"] >= plan["p"] and hot["fma_loop_stores"] == 0, (plan, hot)
 
 
 @pytest.mark.parametrize("kernel", BLOCKED)

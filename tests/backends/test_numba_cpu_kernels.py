@@ -74,6 +74,35 @@ def test_conv2d_fused_matches_reference(cfg, steps, seed, depthwise, cpu):
     _check(g, rng.standard_normal((n, h, w, cin)).astype(np.float32), plans_for=cpu)
 
 
+@pytest.mark.parametrize("h, w, c, k, d, pad, epi", [
+    (5, 16, 32, 5, 1, "same", [("swish", 1.0)]),                 # tail function
+    (6, 23, 16, 7, 1, "same", [("scale_shift",), ("relu6",)]),   # a ragged last tile
+    (12, 36, 32, 5, 2, "valid", []),                              # dilated, no padding
+    (5, 17, 16, 5, 1, "same", [("add",), ("relu",)]),             # a residual in the store
+])
+def test_depthwise_register_tiles(h, w, c, k, d, pad, epi):
+    """AVX-512 depthwise convs of whole zmm of channels, stride 1 and 25+ taps run as
+    register tiles over the padded input copy; AVX2 keeps the per-pixel loop."""
+    from cnnc.backends.numba_cpu import convgen
+    rng = np.random.default_rng(w * c + k)
+    g = Graph("dw")
+    x = g.add_input(("N", h, w, c), name="x")
+    attrs = dict(strides=1, padding=pad, dilation=d, groups=c)
+    extras = _epilogue(g, rng, (c,), epi)
+    extras = [e if e is not None else g.add("conv2d", [x, g.constant(
+        rng.standard_normal((k, k, 1, c)))], attrs) for e in extras]
+    y = g.add("conv2d_fused", [x, g.constant(rng.standard_normal((k, k, 1, c))),
+                               g.constant(rng.standard_normal(c)), *extras],
+              {**attrs, "epilogue": epi})
+    g.set_outputs(y)
+    pads = (k // 2 * d,) * 4 if pad == "same" else (0,) * 4
+    spec = convgen.ConvSpec(h, w, c, k, k, c, (1, 1), pads, (d, d), groups=c)
+    assert convgen.plan(spec, target.AVX512).cb == 16
+    assert convgen.plan(spec, target.AVX2).cb == 0
+    _check(g, rng.standard_normal((3, h, w, c)).astype(np.float32), batches=(None, 1),
+           plans_for=target.AVX512)
+
+
 @pytest.mark.parametrize("cpu, cout, epi, tail", [
     (target.AVX512, 6, [("tanh",)], True),               # one channel block: a contiguous row
     (target.AVX512, 40, [("scale_shift",), ("swish", 1.0)], True),  # blocks of 32, ragged last
