@@ -406,28 +406,37 @@ def _depthwise_tiles_pay(spec: ConvSpec, cpu: Target) -> bool:
             and spec.stride == (1, 1) and spec.kh * spec.kw >= 25 and spec.out_hw[1] >= 14)
 
 
-def _gen_depthwise_tiled(spec: ConvSpec, name: str, pl: Plan) -> str:
-    """P px x CB ch register tiles over the zero-padded input copy, as the blocked convs: per
-    tap one weight vector for the P pixels' input vectors (the per-pixel loop reloads the
-    weight for each pixel: two loads per FMA).  3x3 on 56x56x144 39.7 us instead of 91.3
-    for the same columns in a prototype; benchmarks/RESULTS.md."""
-    H, W, C, KH, KW = spec.h, spec.w, spec.cin, spec.kh, spec.kw
-    (SH, SW), (DH, DW) = spec.stride, spec.dilation
-    OH, OW = spec.out_hw
-    CB, P = pl.cb, pl.p
-    u = UNSIGNED
+def _tiled_prologue(spec: ConvSpec, name: str, pl: Plan):
+    """The start of a register-tiled kernel (blocked or depthwise): its header, ``xf`` the
+    input as (n, rows, cols * cin) (the zero-padded copy made by PAD_COPY when the conv has
+    padding or a ragged last tile), ``of`` the flat output when a tail function follows.
+    Returns (source, tiles per row, head steps, tail steps) of the epilogue."""
     geo = _padded_geometry(spec, pl)
     s = _header(spec, name, pl)
     if geo:   # x is the zero-padded copy made by PAD_COPY: (n, rows, cols * cin)
         tiles = geo[2]
         s.lines[0] = s.lines[0].replace("(x,", "(xf,")
         s.lines[-1] = "    n_batch = xf.shape[0]"
-    else:     # no padding and whole tiles
-        tiles = OW // P
-        s(1, f"xf = x.reshape(n_batch, {H}, {W * C})")
+    else:
+        tiles = spec.out_hw[1] // pl.p
+        s(1, f"xf = x.reshape(n_batch, {spec.h}, {spec.w * spec.cin})")
     head, tail = split_epilogue(spec.epilogue)
     if tail:
         s(1, "of = out.reshape(-1)")
+    return s, tiles, head, tail
+
+
+def _gen_depthwise_tiled(spec: ConvSpec, name: str, pl: Plan) -> str:
+    """P px x CB ch register tiles over the zero-padded input copy, as the blocked convs: per
+    tap one weight vector for the P pixels' input vectors (the per-pixel loop reloads the
+    weight for each pixel: two loads per FMA).  3x3 on 56x56x144 39.7 us instead of 91.3
+    for the same columns in a prototype; benchmarks/RESULTS.md."""
+    C, KH, KW = spec.cin, spec.kh, spec.kw
+    (SH, SW), (DH, DW) = spec.stride, spec.dilation
+    OH, OW = spec.out_hw
+    CB, P = pl.cb, pl.p
+    u = UNSIGNED
+    s, tiles, head, tail = _tiled_prologue(spec, name, pl)
     s(1, f"for t in prange(n_batch * {OH}):")
     s(2, f"n = t // {OH}", f"oh = t % {OH}", f"acc = np.empty(({P}, {CB}), np.float32)")
     s(2, f"for cb in range({C // CB}):")
@@ -577,24 +586,14 @@ def _gen_blocked(spec: ConvSpec, name: str, pl: Plan) -> str:
     Padding and a ragged last tile are handled by first copying the input into a zero-padded
     image (:data:`PAD_COPY`, one cheap memory-bound pass), so the tile loop has no bounds
     checks and no one-pixel border path (which made 7x7 and 14x14 layers slow)."""
-    H, W, CIN, COUT, KH, KW = spec.h, spec.w, spec.cin, spec.cout, spec.kh, spec.kw
+    CIN, COUT, KH, KW = spec.cin, spec.cout, spec.kh, spec.kw
     (SH, SW), (DH, DW), (PT, _, PL, _) = spec.stride, spec.dilation, spec.pads
     OH, OW = spec.out_hw
     G, CB, P = spec.groups, pl.cb, pl.p
     CING, COUTG = CIN // G, COUT // G
     NCB = -(-COUT // CB)
     geo = _padded_geometry(spec, pl)
-    s = _header(spec, name, pl)
-    if geo:   # x is the zero-padded copy made by PAD_COPY: (n, rows, cols * cin)
-        tiles = geo[2]
-        s.lines[0] = s.lines[0].replace("(x,", "(xf,")
-        s.lines[-1] = "    n_batch = xf.shape[0]"
-    else:
-        tiles = OW // P
-        s(1, f"xf = x.reshape(n_batch, {H}, {W * CIN})")
-    head, tail = split_epilogue(spec.epilogue)
-    if tail:
-        s(1, "of = out.reshape(-1)")
+    s, tiles, head, tail = _tiled_prologue(spec, name, pl)
     # NB: index xf[n, ih, k] directly; taking a row view (xr = xf[n, ih]) inside the loop
     # stops LLVM from keeping the tile in registers (5 GFLOP/s instead of 180).
     s(1, f"for t in prange(n_batch * {OH * NCB}):")
