@@ -111,6 +111,8 @@ def _im2col_pays(spec: ConvSpec) -> bool:
         (spec.kh == spec.kw == 1 and spec.cin >= 64 and spec.cout >= 64)
 
 
+#: AVX-512 layers of 9-16 output channels may take the narrow rule's tiles (see :func:`plan`);
+#: False: always the 4-5 px tile of :func:`_tile_avx512`, for comparison
 NARROW_ONE_VECTOR = True
 GEMM_ENABLED = False
 IM2COL_ENABLED = False  # pending a measurement on a quiet machine (see benchmarks/RESULTS.md)
@@ -429,8 +431,9 @@ def _tiled_prologue(spec: ConvSpec, name: str, pl: Plan):
 def _gen_depthwise_tiled(spec: ConvSpec, name: str, pl: Plan) -> str:
     """P px x CB ch register tiles over the zero-padded input copy, as the blocked convs: per
     tap one weight vector for the P pixels' input vectors (the per-pixel loop reloads the
-    weight for each pixel: two loads per FMA).  3x3 on 56x56x144 39.7 us instead of 91.3
-    for the same columns in a prototype; benchmarks/RESULTS.md."""
+    weight for each pixel: two loads per FMA).  Where they pay: :func:`_depthwise_tiles_pay`.
+    The tap loops stay loops around the (pixel, channel) nest, in the parallel body: nine
+    unrolled nests, or the nest in a helper function, were left scalar (benchmarks/RESULTS.md)."""
     C, KH, KW = spec.cin, spec.kh, spec.kw
     (SH, SW), (DH, DW) = spec.stride, spec.dilation
     OH, OW = spec.out_hw
@@ -453,11 +456,7 @@ def _gen_depthwise_tiled(spec: ConvSpec, name: str, pl: Plan) -> str:
          f"{u}(co0 + j)]")
     npix = str(P) if OW % P == 0 else f"min({P}, {OW} - ow0)"
     _emit_store(s, 4, spec, pl, "acc", npix, "ow0 + p", head)
-    if not tail:
-        return s.text()
-    row = f"(n * {OH} + oh) * {OW * C}"
-    s(2, f"{name}{TAIL}(of, {row}, np.int64(1), np.int64(0), np.int64({OW * C}))")
-    return s.text() + "\n\n" + tail_function(name, tail)
+    return _with_tail(s, name, spec, tail, C)   # the body stored the whole output row
 
 
 def _gen_depthwise(spec: ConvSpec, name: str, pl: Plan) -> str:
@@ -629,14 +628,23 @@ def _gen_blocked(spec: ConvSpec, name: str, pl: Plan) -> str:
         s(7, f"for j in range({CB}):", f"    acc[p, j] += xv * wp[cb, i, jw * {CING} + ci, j]")
     npix = str(P) if OW % P == 0 else f"min({P}, {OW} - ow0)"
     _emit_store(s, 3, spec, pl, "acc", npix, "ow0 + p", head)
+    return _with_tail(s, name, spec, tail, CB)
+
+
+def _with_tail(s: Src, name: str, spec: ConvSpec, tail, cb: int) -> str:
+    """The tiled kernel's source, its parallel body ending (when the epilogue has a ``tail``)
+    with the call of the tail function on the values it just stored, still in cache: the
+    output row (n, oh) when ``cb`` spans every channel, else channel block ``co0``'s runs of
+    it; then the tail function itself."""
     if not tail:
         return s.text()
-    # this (row, channel block)'s values, still in cache, through the vectorized tail
+    OH, OW = spec.out_hw
+    COUT = spec.cout
     row = f"(n * {OH} + oh) * {OW * COUT}"
-    if CB >= COUT:   # one channel block: the output row is one contiguous run
+    if cb >= COUT:   # the output row is one contiguous run
         s(2, f"{name}{TAIL}(of, {row}, np.int64(1), np.int64(0), np.int64({OW * COUT}))")
     else:
-        width = f"np.int64({CB})" if COUT % CB == 0 else f"min({CB}, {COUT} - co0)"
+        width = f"np.int64({cb})" if COUT % cb == 0 else f"min({cb}, {COUT} - co0)"
         s(2, f"{name}{TAIL}(of, {row} + co0, np.int64({OW}), np.int64({COUT}), {width})")
     return s.text() + "\n\n" + tail_function(name, tail)
 

@@ -64,19 +64,19 @@ def bcast_terms(axes, names, x_shape, t_shape) -> str:
     return " + ".join(terms) or "0"
 
 
-def _moments(s: Src, r_total: int, eps: float, elem: str) -> None:
+def _moments(s: Src, r_total: int, eps: float, elem) -> None:
     """Lines (in a parallel body) computing ``x0`` (the slice's first element), ``a`` = rstd
     and ``k`` = (x0 - mean) * rstd in float32, so that ``(x - x0) * a + k`` normalises an
-    element ``x``; ``elem`` is the slice's element as an expression of ``r``.
+    element ``x``; ``elem(r)`` is the slice's element ``r`` as an expression.
 
     One pass in float64 over the shifted elements ``d = x - x0`` sums d and d^2: the mean is
     x0 + sum(d) / n and the variance sum(d^2) / n - (sum(d) / n)^2, which cancels only as
     far as x0 lies from the mean (by the standard deviations: float64 leaves ~1e-16 of it).
     The normalisation then runs in float32 on the shifted element, whose scale is the
     deviation's, not the mean's (a float32 mean of data far from 0 would not be)."""
-    s(2, "x0 = " + elem.replace("[r]", "[0]"))
+    s(2, f"x0 = {elem('0')}")
     s(2, "s1 = 0.0", "s2 = 0.0")
-    s(2, f"for r in range({r_total}):", f"    d = np.float64({elem}) - np.float64(x0)",
+    s(2, f"for r in range({r_total}):", f"    d = np.float64({elem('r')}) - np.float64(x0)",
       "    s1 += d", "    s2 += d * d")
     s(2, f"dm = s1 / {float(r_total)!r}",
       f"rstd = 1.0 / math.sqrt(max(s2 / {float(r_total)!r} - dm * dm, 0.0) + {float(eps)!r})",
@@ -86,8 +86,8 @@ def _moments(s: Src, r_total: int, eps: float, elem: str) -> None:
 def layer_norm(name: str, shape, axes, s_shape, b_shape, eps: float) -> str:
     """Per slice of the kept axes (in parallel): its mean and variance (one float64 pass,
     :func:`_moments`), then ``((x - x0) * rstd + (x0 - mean) * rstd) * scale + bias`` in
-    float32. The offsets of the normalised elements
-    and their scale/bias indices are tabulated once per call."""
+    float32. The offsets of the normalised elements and their scale/bias indices are
+    tabulated once per call."""
     red = [k for k in range(len(shape)) if k in axes]
     kept = [k for k in range(len(shape)) if k not in axes]
     xst = _strides(shape)
@@ -107,7 +107,7 @@ def layer_norm(name: str, shape, axes, s_shape, b_shape, eps: float) -> str:
         s(1, f"for i in prange(xf.size // {r_total}):")
         s(2, f"xr = xf[i * {r_total}:(i + 1) * {r_total}]",
           f"orow = of[i * {r_total}:(i + 1) * {r_total}]")
-        _moments(s, r_total, eps, "xr[r]")
+        _moments(s, r_total, eps, lambda r: f"xr[{r}]")
         s(2, f"for r in range({r_total}):")
         s(3, f"orow[r] = ((xr[r] - x0) * a + k) * sf[{sidx}] + bf[{bidx}]")
         return s.text()
@@ -124,7 +124,7 @@ def layer_norm(name: str, shape, axes, s_shape, b_shape, eps: float) -> str:
     s(2, "base = " + (" + ".join(f"{ix} * {xst[k]}" for ix, k in zip(iname, kept)) or "0"),
       f"ks = {bcast_terms(kept, iname, shape, s_shape)}",
       f"kb = {bcast_terms(kept, iname, shape, b_shape)}")
-    _moments(s, r_total, eps, "xf[base + roff[r]]")
+    _moments(s, r_total, eps, lambda r: f"xf[base + roff[{r}]]")
     s(2, f"for r in range({r_total}):")
     s(3, "p = base + roff[r]",
       "of[p] = ((xf[p] - x0) * a + k) * sf[ks + rs[r]] + bf[kb + rb[r]]")
@@ -266,7 +266,8 @@ def tiles_apply(in_shape, w_shape, out_shape, strides, pads, dilation, groups, c
 
 def pack_tiled(w_hwio: np.ndarray, cb: int) -> np.ndarray:
     """(kh, kw, cin, cout) weights as :func:`conv_transpose_tiled` and the product before
-    :func:`conv_transpose_col2im` read them: the (cin, kh * kw * cout) matrix, columns in (tap row, tap column, channel) order, packed by
+    :func:`conv_transpose_col2im` read them: the (cin, kh * kw * cout) matrix, columns in
+    (tap row, tap column, channel) order, packed by
     :func:`~cnnc.backends.numba_cpu.kernels.pack_dense`."""
     kh, kw, cin, cout = w_hwio.shape
     return pack_dense(np.asarray(w_hwio, np.float32).transpose(2, 0, 1, 3).reshape(cin, -1), cb)

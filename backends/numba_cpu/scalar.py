@@ -14,8 +14,8 @@ def activation_lines(step: tuple, v: str) -> list[str]:
     """Statements replacing scalar ``v`` by activation ``step`` (e.g. ``("leaky_relu", 0.2)``)
     of it. Transcendental steps compute in float64 and round once to float32 (sigmoid and
     SiLU in float32 through ``vexpf``, within 2 ulp; GELU through ``vgeluf``); exponentials
-    call ``vexp`` (numba_cpu/vmath.py: pure arithmetic, so the loop stays vectorized; the CUDA module
-    defines its own), which clamps its argument, and the argument of every ``math``
+    call ``vexp`` (numba_cpu/vmath.py: pure arithmetic, so the loop stays vectorized; the
+    CUDA module defines its own), which clamps its argument, and the argument of every ``math``
     call is kept in its domain, so the same source also runs on the CUDA simulator, where
     ``math`` raises on a domain or range error."""
     op = step[0]
