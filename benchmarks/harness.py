@@ -17,6 +17,8 @@ from typing import Callable
 
 import numpy as np
 
+from cnnc.profile import node_macs
+
 #: relative error (max |y - ref| / max |ref|) above which a system's output is flagged
 TOLERANCE = 1e-3
 #: the systems compared against cnnc
@@ -24,21 +26,6 @@ PEERS = ("torch-eager", "torch-compile", "onnxruntime")
 
 
 # ---- FLOPs ---------------------------------------------------------------------------------
-def node_macs(node, bindings: dict[str, int]) -> int:
-    """Multiply-accumulates of one conv2d / dense / matmul node (0 for every other op)."""
-    if node.op in ("conv2d", "conv2d_fused"):
-        n, oh, ow, cout = node.output.type.concrete(bindings)
-        kh, kw, cig, _ = node.inputs[1].type.shape
-        return n * oh * ow * cout * kh * kw * cig
-    if node.op in ("dense", "dense_fused"):
-        n, out = node.output.type.concrete(bindings)
-        return n * out * node.inputs[1].type.shape[0]
-    if node.op == "matmul":
-        out = node.output.type.concrete(bindings)
-        return int(np.prod(out, dtype=np.int64)) * node.inputs[0].type.concrete(bindings)[-1]
-    return 0
-
-
 def count_flops(graph, batch: int = 1) -> int:
     """2 x MACs of the graph's convolutions and dense layers for a batch of ``batch``."""
     symbols = {d for v in graph.inputs for d in v.type.shape if isinstance(d, str)}

@@ -44,20 +44,33 @@ def _numel(value, bindings) -> int:
     return int(np.prod(value.type.concrete(bindings), dtype=np.int64))
 
 
+def node_macs(node, bindings: dict) -> int:
+    """Multiply-accumulates of one conv, transposed conv, dense or matmul node (0 for every
+    other op) for ``bindings`` (e.g. ``{"N": 8}``)."""
+    op = node.op
+    if op in ("conv2d", "conv2d_fused"):
+        kh, kw, cig, _ = node.inputs[1].shape
+        return _numel(node.output, bindings) * kh * kw * cig
+    if op in ("conv2d_transpose", "conv2d_transpose_fused"):
+        kh, kw, _, cog = node.inputs[1].shape   # every input value meets every tap once
+        return _numel(node.inputs[0], bindings) * kh * kw * cog
+    if op in ("dense", "dense_fused"):
+        return _numel(node.output, bindings) * node.inputs[1].shape[0]
+    if op == "matmul":
+        return _numel(node.output, bindings) * node.inputs[0].type.concrete(bindings)[-1]
+    return 0
+
+
 def node_flops(node, bindings: dict) -> int:
     """Floating-point operations of one node for ``bindings`` (e.g. ``{"N": 8}``)."""
     op, out = node.op, _numel(node.output, bindings)
     epi = len(node.attrs.get("epilogue", ()))
     epi += sum(1 for s in node.attrs.get("epilogue", ()) if s[0] == "scale_shift")
-    if op in ("conv2d", "conv2d_fused"):
-        kh, kw, cig, _ = node.inputs[1].shape
-        bias = 1 if len(node.inputs) > 2 else 0
-        return out * (2 * kh * kw * cig + bias + epi)
-    if op in ("dense", "dense_fused"):
-        bias = 1 if len(node.inputs) > 2 else 0
-        return out * (2 * node.inputs[1].shape[0] + bias + epi)
+    macs = node_macs(node, bindings)
     if op == "matmul":
-        return 2 * out * node.inputs[0].type.concrete(bindings)[-1]
+        return 2 * macs
+    if macs:  # a multiply-add is 2, the bias and each epilogue step 1 per output
+        return 2 * macs + out * ((1 if len(node.inputs) > 2 else 0) + epi)
     if op in ("max_pool2d", "avg_pool2d"):
         kh, kw = node.attrs["pool_size"]
         return out * kh * kw

@@ -55,6 +55,17 @@ def test_flops_of_a_strided_grouped_conv():
     assert harness.count_flops(g, 2) == 2 * 2 * (4 * 4 * 6) * (3 * 3 * 2)
 
 
+def test_flops_of_a_transposed_conv():
+    g = Graph("t")
+    x = g.add_input(("N", 5, 6, 3), name="x")
+    y = g.add("conv2d_transpose", [x, g.constant(np.random.default_rng(0).standard_normal(
+        (4, 4, 3, 7)).astype(np.float32))], {"strides": 2, "padding": ((1, 1), (1, 1))})
+    g.set_outputs(y)
+    assert y.type.shape[1:] == (10, 12, 7)
+    # every input value meets every tap of every output channel once, cropped or not
+    assert harness.count_flops(g, 3) == 2 * 3 * (5 * 6 * 3) * (4 * 4 * 7)
+
+
 # ---- timing and systems --------------------------------------------------------------------
 def test_measure_runs_warmup_plus_repeats():
     calls = []
