@@ -179,6 +179,9 @@ class _Lowerer:
             return self.size_src((*node.inputs[0].shape[:1], conv_spec(node).flops_per_image))
         if op in ("dense", "dense_fused", "matmul"):
             return self.size_src((*out.shape, 2 * node.inputs[0].shape[-1]))
+        if op in ("conv2d_transpose", "conv2d_transpose_fused"):  # each input meets each tap
+            kh, kw, _, cog = node.inputs[1].shape
+            return self.size_src((*node.inputs[0].shape, 2 * kh * kw * cog))
         if op in ("max_pool2d", "avg_pool2d"):
             kh, kw = dict(node.attrs)["pool_size"]
             return self.size_src((*out.shape, kh * kw))

@@ -56,6 +56,20 @@ def test_the_thread_count_follows_the_work_and_is_restored():
             set_threads(before)
 
 
+def test_a_transposed_conv_counts_its_multiply_adds():
+    """Its output (28x28x16 here) is small next to its work: counted by output bytes it ran
+    on one thread, at half speed (benchmarks/RESULTS.md)."""
+    from cnnc.backends.numba_cpu.lower import lower as lower_graph
+    from cnnc.passes.memory_plan import plan_memory
+    g = Graph("deconv")
+    x = g.add_input(("N", 14, 14, 128), name="x")
+    w = g.constant(np.random.default_rng(1).standard_normal((2, 2, 128, 16)).astype(np.float32))
+    g.set_outputs(g.add("conv2d_transpose", [x, w], {"strides": 2}))
+    work = 2 * 14 * 14 * 128 * 2 * 2 * 16     # every input value meets every tap
+    src = lower_graph(g, plan_memory(g)).source
+    assert f"set_threads(1 if sym_n * {work} < {lower.SERIAL_WORK} else nt)" in src
+
+
 def test_a_failed_call_restores_the_thread_count():
     m = cnnc.compile(_graph("N"), target="cpu")
     before = get_threads()
