@@ -39,11 +39,17 @@ NO_LOOP_VECTORIZE_DOC = (
     "reduction loop across iterations, one vector per tile element, and spills the tile")
 
 VIEW_OPS = {"flatten", "reshape", "identity", "dropout"}
-#: a parallel kernel call with less work than this (multiply-adds count 2, other kernels a
-#: few operations per element) runs on one thread: waking the team costs more than it saves,
-#: and a team member that waits for a core a busy neighbour holds delays the call by a
-#: scheduler time slice (ms), where one thread finishes in microseconds
+#: a parallel kernel call with less work than this (multiply-adds count 2, other kernels
+#: :data:`ELEMENT_WORK` per value of their largest operand) runs on one thread: waking the
+#: team costs more than it saves, and a team member that waits for a core a busy neighbour
+#: holds delays the call by a scheduler time slice (ms), where one thread finishes in
+#: microseconds
 SERIAL_WORK = 1 << 20
+#: the work of a memory-bound kernel per value: one thread streams a value in about the time
+#: it does 8 multiply-adds' worth of a conv's 2^20 operations, and a second thread paid from
+#: ~128k values (relu, add, LayerNorm on Zen 5: even at 64k, 1.2x faster at 128k and 256k;
+#: benchmarks/RESULTS.md)
+ELEMENT_WORK = 8
 #: every activation of the registry: one scalar definition each (scalar.py)
 ACTIVATION_OPS = frozenset(ACTIVATIONS)
 
@@ -182,12 +188,9 @@ class _Lowerer:
         if op in ("conv2d_transpose", "conv2d_transpose_fused"):  # each input meets each tap
             kh, kw, _, cog = node.inputs[1].shape
             return self.size_src((*node.inputs[0].shape, 2 * kh * kw * cog))
-        if op in ("max_pool2d", "avg_pool2d"):
-            kh, kw = dict(node.attrs)["pool_size"]
-            return self.size_src((*out.shape, kh * kw))
         biggest = max((out, *node.inputs), key=lambda v: np.prod([d for d in v.shape
                                                                   if isinstance(d, int)]))
-        return self.size_src((*biggest.shape, 4))
+        return self.size_src((*biggest.shape, ELEMENT_WORK))
 
     # ---- the schedule ----------------------------------------------------------------------
     def run(self) -> Lowered:

@@ -70,6 +70,19 @@ def test_a_transposed_conv_counts_its_multiply_adds():
     assert f"set_threads(1 if sym_n * {work} < {lower.SERIAL_WORK} else nt)" in src
 
 
+def test_a_memory_bound_kernel_counts_its_values():
+    from cnnc.backends.numba_cpu.lower import lower as lower_graph
+    from cnnc.passes.memory_plan import plan_memory
+    g = Graph("ln")
+    x = g.add_input(("N", 196, 768), name="x")
+    ones = g.constant(np.ones(768, np.float32))
+    g.set_outputs(g.add("layer_norm", [x, ones, ones], {"axes": (-1,)}))
+    src = lower_graph(g, plan_memory(g)).source
+    work = 196 * 768 * lower.ELEMENT_WORK    # above SERIAL_WORK at batch 1: two threads
+    assert work >= lower.SERIAL_WORK
+    assert f"set_threads(1 if sym_n * {work} < {lower.SERIAL_WORK} else nt)" in src
+
+
 def test_a_failed_call_restores_the_thread_count():
     m = cnnc.compile(_graph("N"), target="cpu")
     before = get_threads()
