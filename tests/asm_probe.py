@@ -96,6 +96,7 @@ def tail_summary(asm: str) -> dict:
 def _kernels():
     """name -> (source of a kernel named ``kernel``, argument ranks, plan or None)."""
     from cnnc.backends.numba_cpu import convgen, kernels, target
+    from cnnc.ops.fused import num_extras
     S = convgen.ConvSpec
     specs = {
         "conv3x3": S(10, 10, 64, 3, 3, 64, (1, 1), (1, 1, 1, 1)),
@@ -109,12 +110,16 @@ def _kernels():
         # SiLU is left to the kernel's loop-vectorized tail function (kernels.TAIL)
         "conv3x3silu": S(10, 10, 64, 3, 3, 64, (1, 1), (1, 1, 1, 1),
                          epilogue=(("swish", 1.0),)),
+        # ReLU stays in the store (a select: Numba's max left it scalar), after a residual
+        "conv1x1relu": S(16, 16, 16, 1, 1, 64, epilogue=(("relu",),)),
+        "conv3x3addrelu": S(10, 10, 64, 3, 3, 64, (1, 1), (1, 1, 1, 1),
+                            epilogue=(("add",), ("relu",))),
     }
     out = {}
     for name, spec in specs.items():
         pl = convgen.plan(spec)
         ranks = (3 if convgen.padded_shape(spec, pl) else 4,
-                 2 if pl.strategy == "depthwise" else 4, 1, 4)
+                 2 if pl.strategy == "depthwise" else 4, 1, *[4] * num_extras(spec.epilogue), 4)
         out[name] = (convgen.generate(spec, "kernel", pl), ranks, pl)
     cb, p = convgen.dense_tile(64, target.effective())
     out["dense"] = (kernels.dense_tiled("kernel", 512, 64, (), 0, cb, p), (2, 3, 1, 2),

@@ -422,7 +422,7 @@ def _tiled_prologue(spec: ConvSpec, name: str, pl: Plan):
     else:
         tiles = spec.out_hw[1] // pl.p
         s(1, f"xf = x.reshape(n_batch, {spec.h}, {spec.w * spec.cin})")
-    head, tail = split_epilogue(spec.epilogue)
+    head, tail = split_epilogue(spec.epilogue, pl.p * pl.cb)
     if tail:
         s(1, "of = out.reshape(-1)")
     return s, tiles, head, tail

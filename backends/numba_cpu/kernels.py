@@ -291,7 +291,7 @@ def dense_tiled(name: str, in_f: int, out_f: int, epilogue, n_extras: int, cb: i
     from cnnc.backends.numba_cpu.scalar import split_epilogue
     extras = [f"e{k}" for k in range(n_extras)]
     ncb = -(-out_f // cb)
-    head, tail = split_epilogue(epilogue)
+    head, tail = split_epilogue(epilogue, p * cb)
     s = Src()(0, f"def {name}({', '.join(['x', 'wp', 'b', *extras, 'out'])}):")
     s(1, f'"""dense {in_f} -> {out_f}, tile {p} rows x {cb} features, epilogue '
          f'{list(epilogue)}"""')

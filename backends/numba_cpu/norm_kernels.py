@@ -285,7 +285,7 @@ def conv_transpose_tiled(name: str, in_shape, w_shape, epilogue, n_extras: int, 
     oh, ow = h * kh, w * kw
     ncb = kh * kw * cout // cb
     extras = [f"e{k}" for k in range(n_extras)]
-    head, tail = split_epilogue(epilogue)
+    head, tail = split_epilogue(epilogue, p * cb)
     s = Src()(0, f"def {name}({', '.join(['x', 'wp', 'b', *extras, 'out'])}):")
     s(1, f'"""conv_transpose {kh}x{kw} / {kh},{kw}: {h}x{w}x{cin} -> {oh}x{ow}x{cout}, tile '
          f'{p} px x {cb} columns, epilogue {list(epilogue)}"""')

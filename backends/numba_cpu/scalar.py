@@ -33,19 +33,23 @@ def _activation_expr(step: tuple, v: str) -> str:
     op = step[0]
     zero = f32(0)
     if op == "relu":
-        return f"max({v}, {zero})"
+        # max(v, 0) with Python's semantics (NaN passes through) as a select: the SLP
+        # vectorizer left Numba's max scalar in a register tile's store (1x1 16->64 + ReLU on
+        # 112x112: 176 us against 69).  The clamps below keep min/max: as two selects they
+        # ran 10x slower in such a store (they go to the tail function, CHEAP_ACTIVATIONS)
+        return f"({zero} if {v} < {zero} else {v})"
     if op == "relu6":
         return f"min(max({v}, {zero}), {f32(6)})"
     if op == "clip":
         return f"min(max({v}, {f32(step[1])}), {f32(step[2])})"
     if op == "leaky_relu":
         return f"({v} if {v} >= {zero} else {v} * {f32(step[1])})"
+    if op == "softsign":
+        return f"{v} / ({f32(1)} + abs({v}))"
     if op == "hard_sigmoid":
         return f"min(max({v} * {f32(step[1])} + {f32(step[2])}, {zero}), {f32(1)})"
     if op == "hard_swish":
         return f"{v} * min(max({v} / {f32(6)} + {f32(0.5)}, {zero}), {f32(1)})"
-    if op == "softsign":
-        return f"{v} / ({f32(1)} + abs({v}))"
     if op == "thresholded_relu":
         return f"({v} if {v} > {f32(step[1])} else {zero})"
     if op == "shrink":
@@ -222,22 +226,37 @@ def _tanh_lines(v: str) -> list[str]:
             f"{v} = np.float32(tanh_y if abs(tanh_t) < 9.0109 else tanh_t / 9.0109)"]
 
 
-#: activations cheap enough to stay in a register-tiled conv's scalar store: selects,
-#: multiplies and adds, no division and no exponential
-CHEAP_ACTIVATIONS = frozenset({"relu", "relu6", "clip", "leaky_relu", "hard_sigmoid",
-                               "hard_swish", "neg", "abs", "thresholded_relu", "shrink"})
+#: activations that stay in a register-tiled conv's store, which the SLP vectorizer turns
+#: into vector code with them (one select, or none); any other activation ending an
+#: epilogue goes to the kernel's loop-vectorized tail function
+CHEAP_ACTIVATIONS = frozenset({"relu", "neg", "abs", "thresholded_relu"})
+#: ... in tiles of at most this many values; in larger ones only these, and not after a
+#: residual add.  Measured on AVX-512 (benchmarks/RESULTS.md): a clamp (relu6, clip,
+#: hard_sigmoid, hard_swish), leaky_relu or shrink left an 8 px x 32 ch store scalar (1x1
+#: 16->64 on 112x112: 216-234 us in the store, 98-101 in the tail, 69 with a ReLU in the
+#: store); a ReLU after a residual add, tiles of 256 values or more (1x1 64->256 on 56x56 +
+#: add + ReLU: 430 us in the store, 260 in the tail; 3x3 64->64: 555 and 528; a 12 px x 16 ch
+#: tile was vectorized).  AVX2's tiles (at most 6 px x 16 ch) lost 2-5 % with the tail.
+SMALL_TILE = 192
+#: activations that stay in the store of a tile of at most SMALL_TILE values
+SMALL_TILE_ACTIVATIONS = CHEAP_ACTIVATIONS | {"relu6", "clip", "leaky_relu", "hard_sigmoid",
+                                              "hard_swish", "shrink"}
 
 
-def split_epilogue(epilogue) -> tuple[tuple, tuple]:
-    """(head, tail) of ``epilogue``: ``tail`` is its longest suffix of activations when one of
-    them is not in :data:`CHEAP_ACTIVATIONS` (else empty): element-wise steps that consume no
-    per-channel vector and no residual, which a kernel whose store loop stays scalar can
-    leave to a vectorized pass over the values it has just written."""
+def split_epilogue(epilogue, values: int = 0) -> tuple[tuple, tuple]:
+    """(head, tail) of ``epilogue`` for a register tile of ``values`` accumulators: ``tail``
+    is its longest suffix of activations when one of them does not stay in such a tile's store
+    (:data:`CHEAP_ACTIVATIONS`, :data:`SMALL_TILE`), else empty: element-wise steps that
+    consume no per-channel vector and no residual, which a kernel can leave to a vectorized
+    pass over the values it has just written."""
     k = len(epilogue)
     while k and epilogue[k - 1][0] not in ("scale_shift", "add"):
         k -= 1
     tail = tuple(epilogue[k:])
-    if all(step[0] in CHEAP_ACTIVATIONS for step in tail):
+    small = values <= SMALL_TILE
+    stays = SMALL_TILE_ACTIVATIONS if small else CHEAP_ACTIVATIONS
+    after_add = not small and any(step[0] == "add" for step in epilogue[:k])
+    if not after_add and all(step[0] in stays for step in tail):
         return tuple(epilogue), ()
     return tuple(epilogue[:k]), tail
 

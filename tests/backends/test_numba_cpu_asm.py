@@ -55,7 +55,7 @@ def test_target_is_the_emulated_one(probe):
 
 
 KERNELS = ["conv3x3", "conv3x3s2", "conv1x1", "conv1x1se", "conv7x7s2", "depthwise3x3",
-           "depthwise5x5", "dense", "conv3x3silu"]
+           "depthwise5x5", "dense", "conv3x3silu", "conv1x1relu", "conv3x3addrelu"]
 BLOCKED = [k for k in KERNELS if k.startswith("conv") or k == "dense"]
 #: (isa, kernel) whose hot loop still moves vectors to or from the stack (strict xfail: the
 #: test reports when a change fixes one)

@@ -109,11 +109,16 @@ def test_depthwise_register_tiles(h, w, c, k, d, pad, epi):
     (target.AVX2, 32, [("add",), ("gelu",)], True),       # blocks of 16, every one full
     (target.AVX2, 40, [("sigmoid",), ("tanh",)], True),    # blocks of 16, ragged last
     (target.AVX2, 32, [("tanh",), ("add",)], False),      # a residual after it: in the store
-    (target.AVX512, 32, [("add",), ("relu",)], False),    # cheap: in the store
+    (target.AVX512, 32, [("relu",)], False),              # one select: in the store
+    # a tile of 9 px x 32 ch (more than scalar.SMALL_TILE values)
+    (target.AVX512, 32, [("add",), ("relu",)], True),     # after a residual: in the tail
+    (target.AVX512, 32, [("relu6",)], True),              # a clamp: in the tail
+    (target.AVX2, 16, [("relu6",)], False),               # 5 px x 16 ch: in the store
 ])
 def test_blocked_conv_epilogue_tail(cpu, cout, epi, tail):
-    """A register-tiled conv hands the transcendental activations ending its epilogue to a
-    loop-vectorized tail function, run over each (row, channel block) it has just stored."""
+    """A register-tiled conv hands the activations ending its epilogue that would leave its
+    store scalar (scalar.split_epilogue) to a loop-vectorized tail function, run over each
+    (row, channel block) it has just stored."""
     from cnnc.backends.numba_cpu import convgen
     rng = np.random.default_rng(cout)
     h, w, cin, k = 7, 9, 5, 3

@@ -116,7 +116,7 @@ def test_source_is_readable_generated_cuda(resnet):
     assert src.count("@cuda.jit") == len(model.lowered.kernels) + 3
     assert all(f"def {fn}(x)" in src for fn in ("vexp", "vexpf", "vgeluf"))
     assert "cuda.shared.array" in src and "cuda.syncthreads()" in src
-    assert "max(v, np.float32(0.0))" in src  # the fused relu epilogue
+    assert "(np.float32(0.0) if v < np.float32(0.0) else v)" in src  # the fused relu epilogue
     compile(src, "<generated>", "exec")
 
 
