@@ -154,7 +154,15 @@ def _machine_key() -> str:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count() or 1
-    return f"{cpu}|{cores} cores|numpy {np.__version__}"
+    return f"{cpu}|{cores} cores|numpy {np.__version__}{_blas_override()}"
+
+
+def _blas_override() -> str:
+    """The OpenBLAS kernels forced by ``OPENBLAS_CORETYPE`` (read when NumPy loads), if any:
+    Haswell's AVX2 kernels reach about half of an AVX-512 CPU's GEMM rate, so a peak measured
+    under them is not the CPU's."""
+    core = os.environ.get("OPENBLAS_CORETYPE")
+    return f", OPENBLAS_CORETYPE={core}" if core else ""
 
 
 def measure_peak(n: int = 2048, repeats: int = 5, rounds: int = 3) -> float:
@@ -245,7 +253,7 @@ class Profile:
         flops = sum(r.flops for r in self.rows)
         lines = [f"profile of {self.model!r} on {self.target}, batch {self.batch}, median of "
                  f"{self.repeats} warm calls per node; float32 peak {self.peak_gflops:.1f} "
-                 f"GFLOP/s (NumPy matmul 2048²)"]
+                 f"GFLOP/s (NumPy matmul 2048²{_blas_override()})"]
         if self.cpu:
             lines.append(f"cpu target: {self.cpu}")
         lines += _table(head, body, right=(3, 4, 5, 6, 7, 8, 9))

@@ -53,6 +53,21 @@ def test_peak_is_measured_once_and_cached(tmp_path, monkeypatch):
     assert prof.peak_gflops(refresh=True) == 123.0 and len(calls) == 2
 
 
+def test_the_peak_is_kept_per_blas_kernel_choice(tmp_path, monkeypatch):
+    """OPENBLAS_CORETYPE picks NumPy's GEMM kernels (AVX2 ones on an AVX-512 CPU run at half
+    its rate): a peak measured under one choice is not reused under another."""
+    monkeypatch.setenv("CNNC_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("CNNC_PEAK_GFLOPS", raising=False)
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setattr(prof, "measure_peak", lambda: 100.0)
+    assert prof.peak_gflops() == 100.0
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    monkeypatch.setattr(prof, "measure_peak", lambda: 200.0)
+    assert prof.peak_gflops() == 200.0
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    assert prof.peak_gflops() == 100.0
+
+
 def test_measure_peak_is_a_positive_rate():
     assert prof.measure_peak(n=128, repeats=2, rounds=1) > 0
 
