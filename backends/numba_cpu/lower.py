@@ -45,9 +45,9 @@ VIEW_OPS = {"flatten", "reshape", "identity", "dropout"}
 #: holds delays the call by a scheduler time slice (ms), where one thread finishes in
 #: microseconds
 SERIAL_WORK = 1 << 20
-#: the work of a memory-bound kernel per value: one thread streams a value in about the time
-#: it does 8 multiply-adds' worth of a conv's 2^20 operations, and a second thread paid from
-#: ~128k values (relu, add, LayerNorm on Zen 5: even at 64k, 1.2x faster at 128k and 256k;
+#: the work counted per value of a memory-bound kernel's largest operand: with 8, kernels of
+#: 131k values (512 KiB) and more run on every thread (relu, add and LayerNorm on Zen 5, one
+#: thread against two: even at 64k values, 1.2x faster on two at 131k and 262k;
 #: benchmarks/RESULTS.md)
 ELEMENT_WORK = 8
 #: every activation of the registry: one scalar definition each (scalar.py)

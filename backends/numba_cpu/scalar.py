@@ -36,7 +36,8 @@ def _activation_expr(step: tuple, v: str) -> str:
         # max(v, 0) with Python's semantics (NaN passes through) as a select: the SLP
         # vectorizer left Numba's max scalar in a register tile's store (1x1 16->64 + ReLU on
         # 112x112: 176 us against 69).  The clamps below keep min/max: as two selects they
-        # ran 10x slower in such a store (they go to the tail function, CHEAP_ACTIVATIONS)
+        # ran 10x slower in such a store (on large tiles they go to the tail function,
+        # split_epilogue)
         return f"({zero} if {v} < {zero} else {v})"
     if op == "relu6":
         return f"min(max({v}, {zero}), {f32(6)})"
@@ -44,12 +45,12 @@ def _activation_expr(step: tuple, v: str) -> str:
         return f"min(max({v}, {f32(step[1])}), {f32(step[2])})"
     if op == "leaky_relu":
         return f"({v} if {v} >= {zero} else {v} * {f32(step[1])})"
-    if op == "softsign":
-        return f"{v} / ({f32(1)} + abs({v}))"
     if op == "hard_sigmoid":
         return f"min(max({v} * {f32(step[1])} + {f32(step[2])}, {zero}), {f32(1)})"
     if op == "hard_swish":
         return f"{v} * min(max({v} / {f32(6)} + {f32(0.5)}, {zero}), {f32(1)})"
+    if op == "softsign":
+        return f"{v} / ({f32(1)} + abs({v}))"
     if op == "thresholded_relu":
         return f"({v} if {v} > {f32(step[1])} else {zero})"
     if op == "shrink":
