@@ -58,7 +58,8 @@ BLAS_CORETYPE = {"avx2": "Haswell"}
 def blas_kernels(env=None) -> str:
     """Which OpenBLAS kernels NumPy's BLAS runs in environment ``env`` (default: this
     process's)."""
-    core = (os.environ if env is None else env).get("OPENBLAS_CORETYPE")
+    from cnnc.profile import blas_coretype
+    core = blas_coretype(env)
     return (f"OpenBLAS {core} kernels (OPENBLAS_CORETYPE={core})" if core
             else "OpenBLAS kernels chosen for this CPU")
 

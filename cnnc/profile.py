@@ -157,11 +157,16 @@ def _machine_key() -> str:
     return f"{cpu}|{cores} cores|numpy {np.__version__}{_blas_override()}"
 
 
+def blas_coretype(env=None) -> str:
+    """The OpenBLAS kernels ``OPENBLAS_CORETYPE`` forces in environment ``env`` (default:
+    this process's; OpenBLAS reads it when NumPy loads), or "" when OpenBLAS picks them for
+    the CPU.  Haswell's AVX2 kernels reach about half of an AVX-512 CPU's GEMM rate, so a
+    peak measured under them is not the CPU's."""
+    return (os.environ if env is None else env).get("OPENBLAS_CORETYPE", "")
+
+
 def _blas_override() -> str:
-    """The OpenBLAS kernels forced by ``OPENBLAS_CORETYPE`` (read when NumPy loads), if any:
-    Haswell's AVX2 kernels reach about half of an AVX-512 CPU's GEMM rate, so a peak measured
-    under them is not the CPU's."""
-    core = os.environ.get("OPENBLAS_CORETYPE")
+    core = blas_coretype()
     return f", OPENBLAS_CORETYPE={core}" if core else ""
 
 

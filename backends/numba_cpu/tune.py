@@ -52,10 +52,12 @@ def machine() -> dict:
     CPU to the AVX2 ones, at half the GEMM rate)."""
     import llvmlite
     import numba
+
+    from cnnc.profile import blas_coretype
     cpu = target.effective()
     return {"format": FORMAT, "cpu": cpu.name, "features": cpu.features,
             "numba": numba.__version__, "llvmlite": llvmlite.__version__,
-            "blas": os.environ.get("OPENBLAS_CORETYPE", "")}
+            "blas": blas_coretype()}
 
 
 def path(m: dict | None = None) -> str:

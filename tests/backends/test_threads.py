@@ -75,8 +75,9 @@ def test_a_memory_bound_kernel_counts_its_values():
     from cnnc.passes.memory_plan import plan_memory
     g = Graph("ln")
     x = g.add_input(("N", 196, 768), name="x")
-    ones = g.constant(np.ones(768, np.float32))
-    g.set_outputs(g.add("layer_norm", [x, ones, ones], {"axes": (-1,)}))
+    rng = np.random.default_rng(2)
+    scale, bias = (g.constant(rng.standard_normal(768).astype(np.float32)) for _ in range(2))
+    g.set_outputs(g.add("layer_norm", [x, scale, bias], {"axes": (-1,)}))
     src = lower_graph(g, plan_memory(g)).source
     work = 196 * 768 * lower.ELEMENT_WORK    # above SERIAL_WORK at batch 1: two threads
     assert work >= lower.SERIAL_WORK
