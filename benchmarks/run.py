@@ -54,12 +54,14 @@ def randomize_statistics(graph, seed: int = 0):
 
 
 def compile_times(model: str, seed: int = 0, timeout: float = 1800) -> tuple:
-    """(cold s, warm s, note): two fresh processes compiling ``model`` over one new cache."""
+    """(cold s, warm s, note): two fresh processes compiling ``model`` (a built-in name or
+    an ONNX file) over one new cache; the note gives its distinct kernels and kernel calls."""
     with tempfile.TemporaryDirectory(prefix="cnnc-cache-") as cache:
         env = dict(os.environ, CNNC_CACHE_DIR=cache)
         out = []
         for _ in range(2):
-            cmd = [sys.executable, "-m", "benchmarks.compile_time", model, "--seed", str(seed)]
+            cmd = [sys.executable, "-m", "benchmarks.compile_time", model, "--seed", str(seed),
+                   "--json"]
             try:
                 p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
                                    timeout=timeout)
@@ -69,7 +71,7 @@ def compile_times(model: str, seed: int = 0, timeout: float = 1800) -> tuple:
             if "error" in res:
                 return None, None, f"unavailable: {res['error']}"
             out.append(res["seconds"])
-    return out[0], out[1], ""
+    return out[0], out[1], f"{res['kernels']} kernels, {res['calls']} calls"
 
 
 def run(models, quick=False, repeats=None, threads=2, seed=0, torch_compile=True,
