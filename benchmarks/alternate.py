@@ -89,8 +89,10 @@ def worker(system: str, model: str, batch: int, seed: int, seconds: float,
     x = np.random.default_rng(seed + batch).standard_normal((batch, *shape[1:]))
     x = x.astype(np.float32)
     err = harness.max_rel_err(s.fn(x), harness._first(run_reference(graph, x)))
-    sec, reps = harness.measure(s.fn, x, None, seconds, warmup=5)
-    out = {"ms": sec * 1e3, "repeats": reps, "err": err}
+    stats: dict = {}
+    sec, reps = harness.measure(s.fn, x, None, seconds, warmup=5, stats=stats)
+    out = {"ms": sec * 1e3, "mean_ms": stats["mean"] * 1e3, "p90_ms": stats["p90"] * 1e3,
+           "repeats": reps, "err": err}
     if system == "cnnc":
         out["compile_s"] = s.info.get("compile_s")
     return out
@@ -120,6 +122,8 @@ def alternate(configs, isas, args, log=print) -> list[dict]:
     rows = []
     for model, batch in configs:
         times = {s: [] for s in systems}
+        means = {s: [] for s in systems}   # mean and 90th percentile ms of each round
+        p90s = {s: [] for s in systems}
         info = {}
         for r in range(args.rounds + 1):   # round 0 compiles and fills the caches: not kept
             order = systems[r % len(systems):] + systems[:r % len(systems)]
@@ -134,18 +138,25 @@ def alternate(configs, isas, args, log=print) -> list[dict]:
                         info[s] = res
                     else:
                         times[s].append(res["ms"])
+                        means[s].append(res.get("mean_ms", res["ms"]))
+                        p90s[s].append(res.get("p90_ms", res["ms"]))
             finally:
                 if busy:
                     busy.kill()
             log(f"{model}:{batch} round {r}: " + ", ".join(
                 f"{a}-{b} {t[-1]:.3f}" for (a, b), t in times.items() if t and r))
         ort = times[("onnxruntime", "native")]
+        ort_means = means[("onnxruntime", "native")]
         for s in systems:
             t = times[s]
             ratios = [a / b for a, b in zip(t, ort)] if ort else []
+            mean_ratios = [a / b for a, b in zip(means[s], ort_means)]
             first = info.get(s)
+            med = (lambda v: statistics.median(v) if v else None)
             rows.append({"model": model, "batch": batch, "system": f"{s[0]}-{s[1]}"
-                         if s[0] == "cnnc" else s[0], "ms": statistics.median(t) if t else None,
+                         if s[0] == "cnnc" else s[0], "ms": med(t),
+                         "mean_ms": med(means[s]), "p90_ms": med(p90s[s]),
+                         "mean_ratio": med(mean_ratios),
                          "ratio": statistics.median(ratios) if ratios else None,
                          "lo": min(ratios, default=None), "hi": max(ratios, default=None),
                          "err": first.get("err") if isinstance(first, dict) else None,
@@ -157,13 +168,15 @@ def alternate(configs, isas, args, log=print) -> list[dict]:
 def format_rows(rows) -> str:
     f = (lambda v, p=3: "-" if v is None else f"{v:.{p}f}")
     lines = ["| model | batch | system | median ms | x ORT (median of rounds) | range | "
-             "max rel err | first compile s | note |", "|" + "---|" * 9]
+             "mean ms | p90 ms | x ORT by means | max rel err | first compile s | note |",
+             "|" + "---|" * 12]
     for r in rows:
         rng = "-" if r["lo"] is None else f"{r['lo']:.2f}–{r['hi']:.2f}"
         err = "-" if r["err"] is None else f"{r['err']:.1e}"
         lines.append(f"| {r['model']} | {r['batch']} | {r['system']} | {f(r['ms'])} | "
-                     f"{f(r['ratio'], 2)} | {rng} | {err} | {f(r['compile_s'], 1)} | "
-                     f"{r['note'][:80]} |")
+                     f"{f(r['ratio'], 2)} | {rng} | {f(r.get('mean_ms'))} | "
+                     f"{f(r.get('p90_ms'))} | {f(r.get('mean_ratio'), 2)} | {err} | "
+                     f"{f(r['compile_s'], 1)} | {r['note'][:80]} |")
     return "\n".join(lines)
 
 

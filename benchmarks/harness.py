@@ -35,8 +35,11 @@ def count_flops(graph, batch: int = 1) -> int:
 
 # ---- timing --------------------------------------------------------------------------------
 def measure(fn: Callable, x, repeats: int | None = None, min_seconds: float = 1.0,
-            min_repeats: int = 10, warmup: int = 3, max_seconds: float = 60.0):
-    """(median seconds, repeats) of warm calls ``fn(x)``.
+            min_repeats: int = 10, warmup: int = 3, max_seconds: float = 60.0,
+            stats: dict | None = None):
+    """(median seconds, repeats) of warm calls ``fn(x)``; ``stats``, when given, receives
+    their mean and 90th percentile too (a runtime that stalls now and then beside a busy
+    neighbour can have a good median and a poor mean).
 
     Without ``repeats``: enough calls for ``min_seconds`` in total, at least ``min_repeats``
     (fewer only when that would pass ``max_seconds``)."""
@@ -53,6 +56,9 @@ def measure(fn: Callable, x, repeats: int | None = None, min_seconds: float = 1.
         t0 = time.perf_counter()
         fn(x)
         times.append(time.perf_counter() - t0)
+    if stats is not None:
+        stats["mean"] = statistics.fmean(times)
+        stats["p90"] = statistics.quantiles(times, n=10)[-1] if len(times) > 1 else times[0]
     return statistics.median(times), repeats
 
 

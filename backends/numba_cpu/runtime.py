@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from cnnc.backends.base import CompiledModel
+from cnnc.backends.numba_cpu.contention import TeamChooser
 from cnnc.errors import CnncError, KernelError
 
 ALIGN = 16  # elements: buffers start on 64-byte boundaries
@@ -190,10 +191,25 @@ class NumbaCpuModel(CompiledModel):
             arenas[key] = (_aligned_empty(max(total, 1)), offs, scratch)
         return arenas[key]
 
+    def team(self, bindings) -> TeamChooser:
+        """The thread-count chooser of this thread's calls at ``bindings`` (contention.py)."""
+        teams = getattr(self._local, "teams", None)
+        if teams is None:
+            teams = self._local.teams = {}
+        key = tuple(sorted(bindings.items()))
+        if key not in teams:
+            teams[key] = TeamChooser()
+        return teams[key]
+
     def run(self, arrays, bindings):
         from cnnc.backends.numba_cpu.threads import get_threads, set_threads
         args = (*arrays, *self._arena(bindings), *self._weights)
         threads = get_threads()
+        team = self.team(bindings)
+        n = team.threads(threads, time.perf_counter())
+        if n != threads:
+            set_threads(n)
+        t0 = time.perf_counter()
         try:
             outs = self._forward(*args)
         except CnncError:
@@ -201,6 +217,11 @@ class NumbaCpuModel(CompiledModel):
         except Exception as e:  # noqa: BLE001 - nothing raw escapes from generated code
             set_threads(threads)   # forward runs small kernels on one thread
             raise self._kernel_error(args, bindings, e) from e
+        finally:
+            if n != threads:
+                set_threads(threads)
+        t1 = time.perf_counter()
+        team.record(t1 - t0, t1)
         return [np.array(y, dtype=np.float32, copy=True) for y in outs]
 
     def _kernel_error(self, args, bindings, exc) -> KernelError:

@@ -1,6 +1,7 @@
 """Small parallel kernels run on one thread; forward leaves the caller's thread count as it
 found it (after a failure too), and stays in Numba's disk cache."""
 
+import math
 import os
 import subprocess
 import sys
@@ -110,3 +111,80 @@ def test_forward_with_thread_control_is_cached_on_disk(tmp_path):
                            text=True, timeout=600)
         assert p.returncode == 0, p.stderr[-2000:]
     assert float(p.stdout.split()[-1]) < 5, "the second compile loaded from the cache"
+
+
+# ---- the team size under contention (contention.py) ------------------------------------------
+def _drive(chooser, full, seconds_of, start=0.0, calls=400, step=0.01):
+    """Run ``calls`` calls on a fake clock, each taking ``seconds_of(threads)``; returns the
+    thread counts used."""
+    now, used = start, []
+    for _ in range(calls):
+        n = chooser.threads(full, now)
+        now += seconds_of(n)
+        chooser.record(seconds_of(n), now)
+        now += step
+        used.append(n)
+    return used, now
+
+
+def test_a_busy_machine_moves_the_calls_to_one_thread_and_back():
+    from cnnc.backends.numba_cpu import contention
+    c = contention.TeamChooser()
+    # quiet: two threads take 10 ms, one 18 ms; probes of one thread never win
+    quiet = {2: 0.010, 1: 0.018}.get
+    used, now = _drive(c, 2, quiet, calls=300)
+    assert used[0] == 2 and not c.single and c.switches == 0
+    probes = used.count(1)
+    # the intervals double: at most 1 + log2(elapsed / first interval) probes
+    assert 0 < probes <= contention.PROBE_CALLS * (1 + math.log2(now / contention.FIRST_PROBE_S))
+    assert c.interval > contention.FIRST_PROBE_S
+    # a neighbour: two threads 39 ms, one 18 ms -> the next probe switches to one thread
+    busy = {2: 0.039, 1: 0.018}.get
+    used, now = _drive(c, 2, busy, start=now, calls=600)
+    assert c.single and c.switches == 1
+    assert used.count(2) < 0.1 * len(used)   # the switch and the probes of two threads
+    # the neighbour leaves: a probe of the full team wins it back
+    used, now = _drive(c, 2, quiet, start=now, calls=600)
+    assert not c.single and c.switches == 2 and used[-100:].count(2) > 95
+
+
+def test_one_thread_callers_and_the_switch_off_keep_their_count(monkeypatch):
+    from cnnc.backends.numba_cpu import contention
+    c = contention.TeamChooser()
+    used, _ = _drive(c, 1, {1: 0.02}.get, calls=100)
+    assert set(used) == {1}
+    monkeypatch.setattr(contention, "ENABLED", False)
+    c = contention.TeamChooser()
+    used, _ = _drive(c, 2, {2: 0.039, 1: 0.018}.get, calls=200)
+    assert set(used) == {2}
+
+
+def test_a_model_on_one_thread_computes_the_same_and_restores_the_count():
+    """A model whose chooser took one thread (forced here) gives the same output as on the
+    whole team, and leaves the caller's thread count as it found it."""
+    m = cnnc.compile(_graph("N"), target="cpu")
+    x = np.random.default_rng(3).standard_normal((40, 12, 12, 8)).astype(np.float32)
+    before = get_threads()
+    y_team = m(x)
+    team = m.team({"N": 40})
+    assert len(team.recent) == 1    # the call was timed
+    team.size = 1
+    assert team.threads(before, 0.0) == 1 or before == 1
+    y_one = m(x)
+    assert get_threads() == before
+    ref = run_reference(m.graph, x)
+    assert np.abs(y_one - ref).max() / np.abs(ref).max() < 1e-5
+    assert np.array_equal(y_one, y_team)
+
+
+def test_on_more_cores_the_team_shrinks_a_thread_at_a_time_and_grows_back():
+    from cnnc.backends.numba_cpu import contention
+    c = contention.TeamChooser()
+    # 8 threads allowed; two busy neighbours: 6 threads are fastest
+    busy = (lambda n: {8: 0.030, 7: 0.022, 6: 0.012, 5: 0.014, 4: 0.016}.get(n, 0.03))
+    used, now = _drive(c, 8, busy, calls=1500)
+    assert c.current() == 6 and not c.single
+    assert used[-200:].count(6) > 180
+    quiet = (lambda n: 0.08 / n)
+    used, now = _drive(c, 8, quiet, start=now, calls=3000)
+    assert c.current() == 8 and used[-200:].count(8) > 180

@@ -64,7 +64,8 @@ def test_rounds_rotate_and_ratios_are_taken_per_round(monkeypatch):
         calls.append((system, isa))
         if rnd == 0:
             return {"ms": 99.0, "err": 1e-7, "compile_s": 1.5}   # round 0: compiling
-        return {"ms": table[(system, rnd)], "err": 1e-7}
+        ms = table[(system, rnd)]
+        return {"ms": ms, "mean_ms": 2 * ms, "p90_ms": 3 * ms, "err": 1e-7}
 
     monkeypatch.setattr(alternate, "_run_worker", fake)
     args = SimpleNamespace(rounds=2, neighbour=False)
@@ -75,7 +76,10 @@ def test_rounds_rotate_and_ratios_are_taken_per_round(monkeypatch):
     assert cnnc_row["system"] == "cnnc-native" and cnnc_row["ms"] == 2.5
     assert cnnc_row["ratio"] == pytest.approx(1.75)
     assert (cnnc_row["lo"], cnnc_row["hi"]) == (1.5, 2.0) and cnnc_row["compile_s"] == 1.5
-    assert "| m | 1 | cnnc-native | 2.500 | 1.75 | 1.50–2.00 |" in alternate.format_rows(rows)
+    assert cnnc_row["mean_ms"] == 5.0 and cnnc_row["p90_ms"] == 7.5
+    assert cnnc_row["mean_ratio"] == pytest.approx(1.75)
+    assert ("| m | 1 | cnnc-native | 2.500 | 1.75 | 1.50–2.00 | 5.000 | 7.500 | 1.75 |"
+            in alternate.format_rows(rows))
 
 
 @pytest.mark.numba
