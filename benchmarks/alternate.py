@@ -120,6 +120,7 @@ def alternate(configs, isas, args, log=print) -> list[dict]:
     """One row per (model, batch, system): per-round ms and the per-round ratio to ORT."""
     systems = [("cnnc", isa) for isa in isas] + [("onnxruntime", "native")]
     rows = []
+    med = (lambda v: statistics.median(v) if v else None)
     for model, batch in configs:
         times = {s: [] for s in systems}
         means = {s: [] for s in systems}   # mean and 90th percentile ms of each round
@@ -152,7 +153,6 @@ def alternate(configs, isas, args, log=print) -> list[dict]:
             ratios = [a / b for a, b in zip(t, ort)] if ort else []
             mean_ratios = [a / b for a, b in zip(means[s], ort_means)]
             first = info.get(s)
-            med = (lambda v: statistics.median(v) if v else None)
             rows.append({"model": model, "batch": batch, "system": f"{s[0]}-{s[1]}"
                          if s[0] == "cnnc" else s[0], "ms": med(t),
                          "mean_ms": med(means[s]), "p90_ms": med(p90s[s]),

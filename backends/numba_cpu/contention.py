@@ -12,8 +12,9 @@ intervals up to :data:`MAX_INTERVAL_S`, or :data:`MAX_SINGLE_INTERVAL_S` below t
 count) runs calls with one thread fewer (below the caller's count, the caller's count in
 turn), at least :data:`PROBE_CALLS` of them and :data:`PROBE_SECONDS` in all; when they take
 on average at most :data:`SWITCH` times the recent calls' average, the model keeps that team
-size.  On a quiet machine that costs ~20 ms of calls on one thread fewer every 8 s.  ``CNNC_ADAPTIVE_THREADS=0`` in the environment (read at import) or
-:data:`ENABLED` = False keeps the caller's thread count always.
+size.  On a quiet machine that costs ~20 ms of calls on one thread fewer every 8 s.
+``CNNC_ADAPTIVE_THREADS=0`` in the environment (read at import) or :data:`ENABLED` = False
+keeps the caller's thread count always.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class TeamChooser:
         self.probe: list[float] = []     # seconds of the probe's calls so far
         self.probing = False             # the calls run the probe's team size
         self.trial = 0                   # the team size the probe runs
-        self.turns = 0                   # probes so far (they alternate fewer and more)
+        self.turns = 0                   # probes so far (below the caller's count they
+        #                                  alternate one fewer and the caller's count)
         self.interval = FIRST_PROBE_S
         self.next_probe: float | None = None
         self.switches = 0
@@ -61,10 +63,11 @@ class TeamChooser:
 
     @property
     def single(self) -> bool:
-        """Whether the calls run on one thread (of more the caller allows)."""
+        """Whether the calls run on one thread while the caller allows more."""
         return self.full > 1 and self.current() == 1
 
     def current(self) -> int:
+        """The team size of the calls that are not probes."""
         return self.full if self.size is None else min(self.size, self.full)
 
     def threads(self, full: int, now: float) -> int:
