@@ -36,6 +36,8 @@ def build(op: str, rng) -> Graph:
         y = g.add(op, [x], {"bias": 0.2, "lambd": 0.4})
     elif op in ("sqrt", "log", "reciprocal"):  # on positive values: finite results
         y = g.add(op, [g.add("add", [g.add("abs", [x]), g.constant(np.float32(0.5))])])
+    elif op in ("floor", "ceil", "round"):   # x * 4 (exact): several integers and ties
+        y = g.add(op, [g.add("mul", [x, g.constant(np.float32(4.0))])])
     elif op == "pow_scalar":
         y = g.add(op, [g.add("abs", [x])], {"exponent": 1.5})
         y = g.add(op, [y], {"exponent": 3.0})

@@ -173,6 +173,32 @@ def _erf_lines(v: str) -> list[str]:
             f"{v} = np.float32(erf_y if {v} >= 0 else -erf_y) if {v} == {v} else {v}"]
 
 
+#: float32 values this large are integers already (and NaN compares false): returned as is
+_INTEGRAL = f32(2 ** 23)
+
+
+def _rounding_lines(step, v):
+    """floor, ceil or round (half to even) of ``v`` from an integer conversion and selects,
+    which vectorize (``math.floor`` returns a Python int, undefined for NaN and infinities).
+    In float64, where ``v + 0.5`` is exact.  Only values under 2^23 in magnitude are
+    converted (NaN and infinities become 0 first: the CUDA simulator's conversion raises on
+    them); the others are integral already and returned as they are."""
+    op = step[0]
+    w = f"np.float64({v})"
+    lines = [f"rd_w = {w} + 0.5" if op == "round" else f"rd_w = {w}",
+             f"rd_w = rd_w if abs({v}) < {_INTEGRAL} else 0.0",
+             "rd_t = np.float64(np.int64(rd_w))"]   # toward zero
+    if op == "ceil":
+        lines.append("rd_r = rd_t + 1.0 if rd_t < rd_w else rd_t")
+    else:   # floor of v, or of v + 0.5; a tie (exactly x.5) that lands odd goes down
+        lines.append("rd_r = rd_t - 1.0 if rd_t > rd_w else rd_t")
+        if op == "round":
+            lines.append(f"rd_r = rd_r - 1.0 if (rd_r - {w} == 0.5 and "
+                         f"np.int64(rd_r) % 2 != 0) else rd_r")
+    lines.append(f"{v} = np.float32(rd_r) if abs({v}) < {_INTEGRAL} else {v}")
+    return lines
+
+
 _LINES = {
     "tanh": lambda step, v: _tanh_lines(v), "sigmoid": _sigmoid_lines,
     "erf": lambda step, v: _erf_lines(v),
@@ -180,6 +206,7 @@ _LINES = {
     "elu": _elu_lines, "selu": _selu_lines, "celu": _celu_lines,
     "softplus": _softplus_lines, "mish": _mish_lines, "swish": _swish_lines,
     "pow_scalar": _pow_lines,
+    "floor": _rounding_lines, "ceil": _rounding_lines, "round": _rounding_lines,
 }
 
 #: ops computed by one line from operands ``x0, x1, ...`` (arithmetic, comparisons, logic,

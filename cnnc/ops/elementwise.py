@@ -92,6 +92,10 @@ ACTIVATIONS = {
     "neg": (np.negative, {}),
     "abs": (np.abs, {}),
     "reciprocal": (lambda y: _quiet(np.reciprocal, y), {}),
+    # rounding to an integral value (NaN and infinities pass through); round: half to even
+    "floor": (np.floor, {}),
+    "ceil": (np.ceil, {}),
+    "round": (np.round, {}),
     "pow_scalar": (lambda y, exponent: _quiet(np.power, y, y.dtype.type(exponent)),
             {"exponent": Attr("float", doc="a constant exponent")}),
 }

@@ -30,7 +30,7 @@ Conv ConvTranspose MaxPool AveragePool GlobalAveragePool GlobalMaxPool LpPool Gl
 BatchNormalization InstanceNormalization LayerNormalization GroupNormalization LRN
 Relu LeakyRelu PRelu Elu Selu Celu Gelu Sigmoid HardSigmoid HardSwish Tanh Softplus Softsign
 Mish Swish ThresholdedRelu Shrink Clip Softmax LogSoftmax Hardmax
-Erf Sqrt Exp Log Neg Abs Reciprocal Pow Add Sub Mul Div Sum Max Min Mean
+Erf Sqrt Exp Log Neg Abs Reciprocal Floor Ceil Round Pow Add Sub Mul Div Sum Max Min Mean
 ReduceMean ReduceMax ReduceMin ReduceSum ReduceSumSquare ReduceL1 ReduceL2 ReduceLogSumExp
 Gemm MatMul Flatten Reshape Transpose Concat Split Slice Gather Pad Resize Upsample Expand
 ConstantOfShape Tile DepthToSpace SpaceToDepth Squeeze Unsqueeze Identity Dropout

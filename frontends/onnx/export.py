@@ -41,7 +41,8 @@ OPSET = 17
 
 _UNARY = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "hard_swish": "HardSwish",
           "erf": "Erf", "softplus": "Softplus", "softsign": "Softsign", "sqrt": "Sqrt",
-          "exp": "Exp", "log": "Log", "neg": "Neg", "abs": "Abs", "reciprocal": "Reciprocal"}
+          "exp": "Exp", "log": "Log", "neg": "Neg", "abs": "Abs", "reciprocal": "Reciprocal",
+          "floor": "Floor", "ceil": "Ceil", "round": "Round"}
 #: activations that are one ONNX op with the same attributes
 _UNARY_ATTRS = {"elu": "Elu", "selu": "Selu", "celu": "Celu",
                 "thresholded_relu": "ThresholdedRelu", "shrink": "Shrink"}
@@ -249,7 +250,7 @@ class _Exporter(MovementExport, NormExport, NchwTranslator):
     op_erf = op_gelu = op_gelu_tanh = op_elu = op_selu = op_celu = _unary_node
     op_softplus = op_softsign = op_mish = op_swish = op_thresholded_relu = _unary_node
     op_shrink = op_sqrt = op_exp = op_log = op_neg = op_abs = _unary_node
-    op_reciprocal = op_pow_scalar = _unary_node
+    op_reciprocal = op_pow_scalar = op_floor = op_ceil = op_round = _unary_node
 
     def _binary_node(self, node):   # and where, of three operands
         layout = self.result_layout(node)

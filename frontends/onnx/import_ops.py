@@ -211,7 +211,7 @@ def lrn(ctx, a):
 UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hard_swish",
          "Erf": "erf", "Softplus": "softplus", "Softsign": "softsign", "Mish": "mish",
          "Sqrt": "sqrt", "Exp": "exp", "Log": "log", "Neg": "neg", "Abs": "abs",
-         "Reciprocal": "reciprocal"}
+         "Reciprocal": "reciprocal", "Floor": "floor", "Ceil": "ceil", "Round": "round"}
 #: ONNX op -> (cnnc op, {ONNX attribute: (cnnc attribute, ONNX default)})
 UNARY_ATTRS = {
     "Elu": ("elu", {"alpha": ("alpha", 1.0)}),

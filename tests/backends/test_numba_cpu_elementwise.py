@@ -128,3 +128,18 @@ def test_activations_fuse_into_conv_and_dense_epilogues():
         ref = run_reference(g, xs, dtype=np.float64)
         got = model(xs)
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_rounding_at_ties_and_at_the_edges_of_float32():
+    """floor, ceil and round (half to even) exactly as NumPy: ties, the float32 neighbours of
+    +-0.5, values at and past 2^23 (integral already), infinities and NaN."""
+    x = np.array([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 123456.5, -7.5, -0.49999997, 0.49999997,
+                  2.0000002, -3.7, 3.7, 8388607.5, -8388607.5, 8388608.0, 1e30, -1e30,
+                  np.inf, -np.inf, np.nan, 0.0], np.float32)
+    x = np.concatenate([x, np.random.default_rng(4).uniform(-50, 50, 42).astype(np.float32)])
+    for op in ("floor", "ceil", "round"):
+        g = Graph(op)
+        i = g.add_input(("N", x.size), name="x")
+        g.set_outputs(g.add(op, [i]))
+        got = cnnc.compile(g, target="cpu")(x[None])[0]
+        np.testing.assert_array_equal(got, getattr(np, op)(x), err_msg=op)

@@ -47,6 +47,10 @@ ACT_FORMULAS = {
     "abs": ({}, lambda x: np.where(x < 0, -x, x)),
     "reciprocal": ({}, lambda x: 1 / x),
     "pow_scalar": ({"exponent": 3.0}, lambda x: x * x * x),
+    # Python's own rounding (round: half to even)
+    "floor": ({}, lambda x: np.vectorize(lambda v: float(math.floor(v)))(x)),
+    "ceil": ({}, lambda x: np.vectorize(lambda v: float(math.ceil(v)))(x)),
+    "round": ({}, lambda x: np.vectorize(lambda v: float(round(v)))(x)),
 }
 
 
