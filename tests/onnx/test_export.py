@@ -107,6 +107,16 @@ def test_math_activations_after_conv(op, attrs):
     check(g, rnd(rng, 3, 9, 8, 3, scale=2))
 
 
+@pytest.mark.parametrize("op", ["floor", "ceil", "round"])
+def test_rounding_round_trips(op):
+    """On the input times 4 (exact in float32 and float64), so that no value lands on the
+    other side of an integer or a tie in one of the two runtimes."""
+    g, x = new_graph()
+    y = g.add(op, [g.add("mul", [x, g.constant(np.float32(4.0))])])
+    g.set_outputs(y)
+    check(g, rnd(np.random.default_rng(9), 3, 9, 8, 3, scale=2))
+
+
 @pytest.mark.parametrize("op", ["maximum", "minimum", "prelu", "pow"])
 def test_binary_math_after_conv(op):
     rng = np.random.default_rng(5)
