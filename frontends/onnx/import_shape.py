@@ -256,11 +256,15 @@ def transpose(ctx, a):
 
 
 # ---- Pad ---------------------------------------------------------------------------------------
+#: ONNX Pad modes that repeat the input's own values, each NumPy's mode of the same name
+INDEXED_PAD_MODES = ("reflect", "edge", "wrap")
+
+
 @converter("Pad", attrs=("mode", "pads", "value"))
 def pad(ctx, a):
     mode = a.get("mode", "constant")
-    if mode != "constant":
-        ctx.unsupported(f"mode={mode!r} (only 'constant')")
+    if mode != "constant" and mode not in INDEXED_PAD_MODES:
+        ctx.unsupported(f"mode={mode!r} (only 'constant', 'reflect', 'edge' and 'wrap')")
     t = ctx.input(0)
     rank = ctx.rank(t)
     if ctx.opset < 11:
@@ -282,13 +286,37 @@ def pad(ctx, a):
         ctx.unsupported(f"negative pads {pads} (cropping)")
     pairs = [(pads[i], pads[i + rank]) for i in range(rank)]
     if t.is_const:
-        ctx.define(_out(ctx), const=np.pad(t.const, pairs, constant_values=value))
+        kw = {"constant_values": value} if mode == "constant" else {}
+        ctx.define(_out(ctx), const=np.pad(t.const, pairs, mode=mode, **kw))
+    elif mode != "constant":
+        _pad_by_indices(ctx, t, pairs, mode)
     elif ctx.is_nhwc(t):  # the pad follows its input's layout (no transpose either way)
         v = ctx.add("pad", [t.value], {"pads": [pairs[i] for i in TO_NHWC], "value": value})
         ctx.define(_out(ctx), v, NHWC)
     else:
         ctx.define(_out(ctx), ctx.add("pad", [ctx.plain(t)], {"pads": pairs, "value": value}),
                    PLAIN)
+
+
+def _pad_by_indices(ctx, t, pairs, mode) -> None:
+    """Reflect, edge and wrap padding as one gather of constant indices per padded axis:
+    along an axis of ``d`` values, the padded positions read ``np.pad(arange(d), pair,
+    mode)`` (NumPy's modes are ONNX's).  The layout is kept (NHWC stays NHWC)."""
+    shape = ctx.onnx_shape(t)
+    nhwc = ctx.is_nhwc(t)
+    v = t.value if nhwc else ctx.plain(t)
+    for axis, pair in enumerate(pairs):
+        if pair == (0, 0):
+            continue
+        d = shape[axis]
+        if not isinstance(d, int):
+            ctx.unsupported(f"mode={mode!r} padding of the symbolic dim {d!r} (axis {axis})")
+        if d == 0:
+            raise ShapeError(f"{ctx.where}: mode={mode!r} cannot pad the empty axis {axis}")
+        idx = np.pad(np.arange(d), pair, mode=mode)
+        v = ctx.add("take", [v], {"axis": NHWC_AXIS[axis] if nhwc else axis,
+                                  "indices": idx.tolist(), "indices_shape": [idx.size]})
+    ctx.define(_out(ctx), v, NHWC if nhwc else PLAIN)
 
 
 # ---- Cast, Identity, Dropout -------------------------------------------------------------------

@@ -122,6 +122,32 @@ def test_gather_out_of_range_index_is_a_shape_error():
         load_onnx(p)
 
 
+# ---- Pad: reflect, edge, wrap ----------------------------------------------------------------------
+@pytest.mark.parametrize("mode,pads", [
+    ("reflect", [0, 0, 2, 1, 0, 0, 1, 3]),   # NCHW begins, then ends: H and W
+    ("edge", [0, 1, 3, 0, 0, 2, 0, 4]),      # channels too
+    ("wrap", [0, 0, 1, 2, 0, 0, 2, 1]),
+    ("reflect", [0, 0, 6, 0, 0, 0, 0, 8]),   # the whole axis but one each side
+])
+def test_pad_modes_that_repeat_the_input(mode, pads):
+    """Gathers of constant indices along each padded axis, on numpy and cpu, against ONNX
+    Runtime; then a conv reads the padded map (ReflectionPad2d before a conv)."""
+    nodes = [node("Pad", ["c", "p"], "q", mode=mode),
+             node("Conv", ["q", "w2"], "y")]
+    cin = 4 + pads[1] + pads[5]
+    p = behind_conv(nodes, "y", {"p": np.array(pads, I64), "w2": _x(5, cin, 3, 3)},
+                    opset=19)
+    m = run(p, cpu=True)
+    assert "pad" not in [n.op for n in m.to_graph().nodes]
+
+
+def test_pad_mode_of_the_symbolic_batch_is_refused():
+    p = behind_conv([node("Pad", ["c", "p"], "y", mode="edge", name="pd")], "y",
+                    {"p": np.array([1, 0, 0, 0, 0, 0, 0, 0], I64)}, opset=19)
+    with pytest.raises(UnsupportedError, match="pd.*'edge' padding of the symbolic dim"):
+        load_onnx(p)
+
+
 # ---- Expand, Tile ----------------------------------------------------------------------------------
 def test_expand_and_tile():
     nodes = [node("GlobalAveragePool", ["c"], "p"),
