@@ -179,7 +179,8 @@ def reduce(ctx, a):
 @converter("BatchNormalization", attrs=("epsilon", "momentum", "spatial", "training_mode"))
 def batch_norm(ctx, a):
     if a.get("training_mode", 0):
-        ctx.unsupported("training_mode=1 (only inference)")
+        _batch_norm_of_constants(ctx, a)
+        return
     if a.get("spatial", 1) != 1:
         ctx.unsupported("spatial=0 (per-element statistics)")
     if any(ctx.node.output[1:]):
@@ -193,6 +194,31 @@ def batch_norm(ctx, a):
     else:
         y = ctx.add("batch_norm", [ctx.plain(x), *stats], {**attrs, "axis": 1})
         ctx.define(ctx.node.output[0], y, PLAIN)
+
+
+def _batch_norm_of_constants(ctx, a) -> None:
+    """Training-mode BatchNormalization folded at import when every input is a constant: the
+    statistics of the batch itself (weight standardisation, as NF-ResNets export it), in
+    float64, and the updated running mean and variance when they are asked for.  On a
+    computed input it is training, which cnnc does not do."""
+    ins = [ctx.input(i) for i in range(5)]
+    if not all(t.is_const for t in ins):
+        ctx.unsupported("training_mode=1 on a computed input (only inference, or constants "
+                        "folded at import)")
+    x, scale, bias, mean_in, var_in = (np.asarray(t.const, np.float64) for t in ins)
+    if x.ndim < 2:
+        raise ShapeError(f"{ctx.where}: the input must have a channel axis, got shape "
+                         f"{list(x.shape)}")
+    axes = tuple(k for k in range(x.ndim) if k != 1)
+    mean, var = x.mean(axis=axes), x.var(axis=axes)
+    per_channel = (1, -1) + (1,) * (x.ndim - 2)
+    eps, momentum = a.get("epsilon", 1e-5), a.get("momentum", 0.9)
+    y = ((x - mean.reshape(per_channel)) / np.sqrt(var.reshape(per_channel) + eps)
+         * scale.reshape(per_channel) + bias.reshape(per_channel))
+    outs = (y, mean_in * momentum + mean * (1 - momentum), var_in * momentum + var * (1 - momentum))
+    for name, value in zip(ctx.node.output, outs):
+        if name:
+            ctx.define(name, const=value.astype(np.float32))
 
 
 @converter("LRN", attrs=("alpha", "beta", "bias", "size"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from onnx_build import check, inputs_for, model, node, ops, rand
+from onnx_build import check, inputs_for, model, node, ops, rand, run_ort
 
 import cnnc
 from cnnc.frontends.onnx.importer import load_onnx
@@ -326,3 +326,32 @@ def test_batch_norm_rank2():
     nodes = [node("BatchNormalization", ["x", "g", "b", "m", "v"], "y")]
     check(model(nodes, [("x", ("N", 6))], ["y"],
                 {"g": _x(6), "b": _x(6), "m": _x(6), "v": np.abs(_x(6)) + 0.1}), _x(5, 6))
+
+
+def test_training_mode_batch_norm_of_constant_weights_folds():
+    """Weight standardisation as NF-ResNets export it: the conv's weights pass through a
+    training-mode BatchNormalization (their own statistics per output channel), folded at
+    import; a computed input is refused."""
+    rng = np.random.default_rng(21)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32) * 2 + 0.5
+    gain = rng.uniform(0.5, 2.0, 4).astype(np.float32)
+    nodes = [node("Reshape", ["w", "s1"], "w1"),
+             node("BatchNormalization", ["w1", "gain", "zero", "zero", "one"], "w2",
+                  training_mode=1, epsilon=1e-4),
+             node("Reshape", ["w2", "s2"], "ws"),
+             node("Conv", ["x", "ws"], "y", pads=[1, 1, 1, 1])]
+    inits = {"w": w, "s1": np.array([1, 4, -1], np.int64), "gain": gain,
+             "zero": np.zeros(4, np.float32), "one": np.ones(4, np.float32),
+             "s2": np.array([4, 3, 3, 3], np.int64)}
+    proto = model(nodes, [("x", ("N", 3, 6, 5))], [("y", ("N", 4, 6, 5))], inits, opset=15)
+    flat = w.reshape(4, -1).astype(np.float64)
+    std = (flat - flat.mean(1, keepdims=True)) / np.sqrt(flat.var(1, keepdims=True) + 1e-4)
+    ws = (std * gain[:, None]).reshape(w.shape).astype(np.float32)
+    plain = model([node("Conv", ["x", "ws"], "y", pads=[1, 1, 1, 1])], [("x", ("N", 3, 6, 5))],
+                  [("y", ("N", 4, 6, 5))], {"ws": ws})
+    check(proto, _x(2, 3, 6, 5), oracle=lambda p, *xs: run_ort(plain, *xs))
+    computed = [node("BatchNormalization", ["x", "gain", "zero", "zero", "one"], "y",
+                     training_mode=1, name="bn")]
+    with pytest.raises(cnnc.CnncError, match="bn.*training_mode=1 on a computed input"):
+        load_onnx(model(computed, [("x", ("N", 4, 3, 3))], [("y", ("N", 4, 3, 3))], inits,
+                        opset=15))
