@@ -203,8 +203,7 @@ def _batch_norm_of_constants(ctx, a) -> None:
     computed input it is training, which cnnc does not do."""
     ins = [ctx.input(i) for i in range(5)]
     if not all(t.is_const for t in ins):
-        ctx.unsupported("training_mode=1 on a computed input (only inference, or constants "
-                        "folded at import)")
+        ctx.unsupported("training_mode=1 (only inference)")   # of a computed input
     x, scale, bias, mean_in, var_in = (np.asarray(t.const, np.float64) for t in ins)
     if x.ndim < 2:
         raise ShapeError(f"{ctx.where}: the input must have a channel axis, got shape "
