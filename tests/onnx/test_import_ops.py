@@ -355,3 +355,28 @@ def test_training_mode_batch_norm_of_constant_weights_folds():
     with pytest.raises(cnnc.CnncError, match=r"bn.*training_mode=1 \(only inference\)"):
         load_onnx(model(computed, [("x", ("N", 4, 3, 3))], [("y", ("N", 4, 3, 3))], inits,
                         opset=15))
+
+
+def test_tensorflow_same_padding_computed_in_the_graph_folds():
+    """TensorFlow-style SAME padding as timm's ``tf_`` models export it: the pad of a
+    stride-2 conv computed from the input's static H and W (Shape, Gather, Cast, Div, Ceil,
+    Mul, Sub, Max), then Pad and an unpadded Conv; the arithmetic folds at import."""
+    f = TensorProto.FLOAT
+    nodes = [node("Shape", ["x"], "shp"), node("Gather", ["shp", "hw_axes"], "hw", axis=0),
+             node("Cast", ["hw"], "hwf", to=f), node("Div", ["hwf", "two"], "q"),
+             node("Ceil", ["q"], "oc"), node("Sub", ["oc", "one"], "o1"),
+             node("Mul", ["o1", "two"], "o2"), node("Add", ["o2", "three"], "need"),
+             node("Sub", ["need", "hwf"], "tot"), node("Max", ["tot", "zero"], "totp"),
+             node("Div", ["totp", "two"], "half"), node("Floor", ["half"], "lo"),
+             node("Sub", ["totp", "lo"], "hi"),
+             node("Concat", ["z2", "lo", "z2", "hi"], "padsf", axis=0),
+             node("Cast", ["padsf"], "pads", to=TensorProto.INT64),
+             node("Pad", ["x", "pads"], "xp"),
+             node("Conv", ["xp", "w"], "y", strides=[2, 2])]
+    inits = {"hw_axes": np.array([2, 3], np.int64), "two": np.float32(2.0),
+             "one": np.float32(1.0), "three": np.float32(3.0), "zero": np.float32(0.0),
+             "z2": np.zeros(2, np.float32), "w": _x(4, 3, 3, 3)}
+    proto = model(nodes, [("x", ("N", 3, 7, 10))], [("y", ("N", 4, 4, 5))], inits)
+    m = check(proto, _x(2, 3, 7, 10))
+    assert {"pad", "conv2d"} <= {n.op for n in m.to_graph().nodes}
+    assert not {"ceil", "floor", "div", "cast"} & {n.op for n in m.to_graph().nodes}
