@@ -51,6 +51,7 @@ CASES = {
     "clip": [((X4,), {"min": -0.5, "max": 0.5})],
     "erf": ACT, "gelu": ACT, "gelu_tanh": ACT, "softplus": ACT, "softsign": ACT, "mish": ACT,
     "exp": ACT, "neg": ACT, "abs": ACT, "elu": ACT + [((X4,), {"alpha": 0.5})],
+    "floor": ACT, "ceil": ACT, "round": ACT,
     "selu": ACT, "celu": [((X4,), {"alpha": 2.0})], "swish": ACT + [((X4,), {"alpha": 1.7})],
     "thresholded_relu": ACT, "shrink": ACT + [((X4,), {"bias": 0.1, "lambd": 0.3})],
     "sqrt": [((X4,), {}, {0})], "log": [((X4,), {}, {0})], "reciprocal": [((X4,), {}, {0})],
