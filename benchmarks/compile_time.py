@@ -59,9 +59,10 @@ def main(argv=None) -> None:
     print(f"# {machine.cpu_model()}, {machine.usable_cores()} cores; cnnc ISA {args.isa} "
           f"({env.get('NUMBA_CPU_NAME', 'host')}); load {machine.load_average()}\n")
     times = {}
+    fmt = (lambda t: "-" if t is None else f"{t:.1f} s")
     for model in args.models:
-        times[os.path.basename(model)] = compile_times(model, args.seed)
-        print(f"{model}: {times[os.path.basename(model)]}", flush=True)
+        cold, warm, note = times[os.path.basename(model)] = compile_times(model, args.seed)
+        print(f"{model}: cold {fmt(cold)}, warm {fmt(warm)}; {note}", flush=True)
     print("\n" + harness.format_compile_table(times))
 
 
