@@ -179,7 +179,9 @@ _INTEGRAL = f32(2 ** 23)
 
 def _rounding_lines(step, v):
     """floor, ceil or round (half to even) of ``v`` from an integer conversion and selects,
-    which vectorize (``math.floor`` returns a Python int, undefined for NaN and infinities).
+    which vectorize (``math.floor`` returns a Python int, undefined for NaN and infinities);
+    the conversion is to int32, which AVX2 has as a vector instruction (to int64 only
+    AVX-512 has: floor on 56x56x256 on AVX2 code 242 -> 140 us, round 514 -> 291).
     In float64, where ``v + 0.5`` is exact.  Only values under 2^23 in magnitude are
     converted (NaN and infinities become 0 first: the CUDA simulator's conversion raises on
     them); the others are integral already and returned as they are."""
@@ -187,14 +189,14 @@ def _rounding_lines(step, v):
     w = f"np.float64({v})"
     lines = [f"rd_w = {w} + 0.5" if op == "round" else f"rd_w = {w}",
              f"rd_w = rd_w if abs({v}) < {_INTEGRAL} else 0.0",
-             "rd_t = np.float64(np.int64(rd_w))"]   # toward zero
+             "rd_t = np.float64(np.int32(rd_w))"]   # toward zero; int32: AVX2 packs it
     if op == "ceil":
         lines.append("rd_r = rd_t + 1.0 if rd_t < rd_w else rd_t")
     else:   # floor of v, or of v + 0.5; a tie (exactly x.5) that lands odd goes down
         lines.append("rd_r = rd_t - 1.0 if rd_t > rd_w else rd_t")
         if op == "round":
             lines.append(f"rd_r = rd_r - 1.0 if (rd_r - {w} == 0.5 and "
-                         f"np.int64(rd_r) % 2 != 0) else rd_r")
+                         f"(np.int32(rd_r) & 1) != 0) else rd_r")
     lines.append(f"{v} = np.float32(rd_r) if abs({v}) < {_INTEGRAL} else {v}")
     return lines
 
