@@ -178,6 +178,8 @@ class CompiledModel:
         scratch = 4 * lowered.scratch_elements(bindings) if hasattr(lowered,
                                                                     "scratch_elements") else 0
         buffers = plan.buffer_elements(bindings)
+        if hasattr(lowered, "halo_elements"):
+            buffers += lowered.halo_elements(bindings)
         return (inputs + 4 * (sum(buffers) + max(buffers, default=0)) + scratch
                 + sum(size(v) for v in self.graph.outputs))
 

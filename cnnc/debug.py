@@ -106,7 +106,8 @@ class ForwardStepper:
             else:
                 on_call(step, fn, args)
             if step.last and after_node is not None:
-                after_node(step.node, _output_buffer(env, step.node, args))
+                after_node(step.node, _output_buffer(env, step.node, args,
+                                                     self.compiled.lowered))
         return eval(self.result, env) if self.result is not None else ()
 
     def locate_failure(self, args) -> tuple[object, str] | None:
@@ -173,8 +174,15 @@ def _inline_stages(body, fns, stages) -> list:
     return out
 
 
-def _output_buffer(env, node, args):
-    """The array a node's kernel wrote: the ``v<name>`` local of the generated forward."""
+def _output_buffer(env, node, args, lowered=None):
+    """The array a node's kernel wrote: the ``v<name>`` local of the generated forward, or the
+    image inside the zero-bordered halo a conv stored it in alone (lower.Lowered.halo_only)."""
+    held = getattr(lowered, "halo_only", {}).get(node.output.name)
+    if held is not None:
+        name, h = held
+        n, rows, cols, c = env[name].shape[0], *node.output.shape[1:]
+        first = h.left * c
+        return env[name][:, h.top:h.top + rows, first:first + cols * c].reshape(n, rows, cols, c)
     buf = env.get(f"v{node.output.name}")
     if isinstance(buf, np.ndarray):
         return buf

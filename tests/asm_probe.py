@@ -118,7 +118,7 @@ def _kernels():
     out = {}
     for name, spec in specs.items():
         pl = convgen.plan(spec)
-        ranks = (3 if convgen.padded_shape(spec, pl) else 4,
+        ranks = (3 if convgen.halo(spec, pl) else 4,
                  2 if pl.strategy == "depthwise" else 4, 1, *[4] * num_extras(spec.epilogue), 4)
         out[name] = (convgen.generate(spec, "kernel", pl), ranks, pl)
     cb, p = convgen.dense_tile(64, target.effective())

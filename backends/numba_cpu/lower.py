@@ -28,7 +28,7 @@ from cnnc.backends.numba_cpu.scalar import ELEMENTWISE_BODY, unary_body
 from cnnc.ops.elementwise import ACTIVATIONS
 from cnnc.backends.reference import evaluate
 from cnnc.errors import UnsupportedError
-from cnnc.ops.fused import num_extras
+from cnnc.ops.fused import num_extras, residual_positions
 from cnnc.backends.lowering import batch_norm_affine, check_residuals, conv_spec
 from cnnc.ops.padding import resolve_pads
 
@@ -50,6 +50,15 @@ SERIAL_WORK = 1 << 20
 #: thread against two: even at 64k values, 1.2x faster on two at 131k and 262k;
 #: benchmarks/RESULTS.md)
 ELEMENT_WORK = 8
+#: tiled convs write the zero-bordered input of the convs reading their output as they store
+#: it (:meth:`_Lowerer.mirror_for`); False: a PAD_COPY pass before each padded conv instead
+MIRRORS = True
+#: ... when that input takes at most this many bytes per image.  On small images the pass is
+#: mostly its parallel region's start (~1 us): ResNet-20 (32x32x16 and less) 9 % faster at
+#: batch 1, 4 % at 8, even at 64.  From 166 KiB on (ResNet-18's 7x7x512 to 56x56x64) the
+#: saved pass and the slower reads of the halo (3 %, placement in the cache) came out even,
+#: and each variant of a kernel (with a halo, without) costs its compile (benchmarks/RESULTS.md)
+MIRROR_MAX_BYTES = 128 << 10
 #: every activation of the registry: one scalar definition each (scalar.py)
 ACTIVATION_OPS = frozenset(ACTIVATIONS)
 
@@ -83,11 +92,24 @@ class Lowered:
     remarks: list = field(default_factory=list)      # (node, the plan its conv took and why)
     stages: dict = field(default_factory=dict)       # stage of forward -> [ranks of its args]
     packed_weights: np.ndarray | None = None         # forward's ``wts``: weights are views of it
+    # the zero-bordered conv inputs that convs write as they store their outputs (the
+    # arena's halo slots, after the memory plan's buffers): [(leading dim, elements per item)]
+    # of the values each slot holds; a slot only ever holds halos of one geometry, so its
+    # borders, zeroed when the arena is made, stay zero
+    halo_needs: list = field(default_factory=list)
+    # value name -> (local name of its halo view, convgen.Halo) for the values a conv stores
+    # in a halo only (their own buffer is never written; cnnc.debug reads them there)
+    halo_only: dict = field(default_factory=dict)
 
     def scratch_elements(self, bindings: dict[str, int]) -> int:
         """Scratch (float32 elements) one call needs for the symbol ``bindings``."""
         return max((n * (d if isinstance(d, int) else bindings[d])
                     for d, n in self.scratch_needs), default=0)
+
+    def halo_elements(self, bindings: dict[str, int]) -> list[int]:
+        """Elements of each halo slot for the symbol ``bindings``."""
+        return [max(n * (d if isinstance(d, int) else bindings[d]) for d, n in needs)
+                for needs in self.halo_needs]
 
 
 class _Lowerer:
@@ -109,6 +131,13 @@ class _Lowerer:
         self.signatures: dict[str, list[tuple]] = {}
         self.scratch_needs: list = []
         self.remarks: list = []
+        self.readers: dict[int, list] = {}       # id(Value) -> the nodes reading it
+        self.step: dict[int, int] = {}           # id(node) -> its place in the schedule
+        self.conv_plans: dict[int, tuple] = {}   # id(conv node) -> (spec, plan)
+        # value name -> (halo view name, Halo) of the values a conv stores in a halo only
+        self.halos: dict[str, tuple] = {}
+        # [Halo, busy until step, [(dim, elements)], id(Value) it holds]
+        self.halo_slots: list[list] = []
         self.ndim["scratch"] = 1
         self.threads_line = "set_threads(nt)"   # the state forward starts in
         self.cpu = target.for_plans()
@@ -204,6 +233,10 @@ class _Lowerer:
                 if isinstance(d, str) and d not in self.sym:
                     self.sym[d] = f"sym_{d.lower()}"
                     self.body.append(f"{self.sym[d]} = in{i}.shape[{axis}]")
+        for i, node in enumerate(g.nodes):
+            self.step[id(node)] = i
+            for v in node.inputs:
+                self.readers.setdefault(id(v), []).append(node)
         for node in g.nodes:
             if node.op == "constant":
                 self.consts[id(node.output)] = node.data
@@ -245,7 +278,7 @@ class _Lowerer:
         src.append(self.jit_line("forward", head, {**self.signatures, **stage_sigs}))
         return Lowered("".join(src), self.weights, self.kernel_names, self.kernel_nodes,
                        self.signatures, self.scratch_needs, self.cpu, self.remarks, stage_sigs,
-                       packed)
+                       packed, [slot[2] for slot in self.halo_slots], self.halos)
 
     def pack_weights(self) -> tuple[np.ndarray, list[str]]:
         """Every weight in one aligned float32 array (``forward`` takes one argument for all
@@ -410,36 +443,108 @@ class _Lowerer:
         self.add_kernel(node, kernels.COPY4, [self.view4(v, src), self.view4(out, o)]
                         + [f"np.int64({k})" for k in offs])
 
+    def conv_plan(self, node) -> tuple:
+        """(spec, plan) of conv ``node``, chosen once per compile."""
+        if id(node) not in self.conv_plans:
+            spec = conv_spec(node)
+            self.conv_plans[id(node)] = spec, convgen.plan(spec, self.cpu)
+        return self.conv_plans[id(node)]
+
+    def mirror_for(self, node, pl) -> convgen.Mirror | None:
+        """The zero-bordered input (:class:`convgen.Halo`) of a conv reading ``node``'s
+        output that ``node``'s tiled kernel stores its output in, instead of its buffer and a
+        :data:`convgen.PAD_COPY` pass before that conv; None unless every reader reads it
+        there: convs taking it as their padded input (the same halo), tiled convs taking it
+        as a residual.  (Storing into both the buffer and the halo cost as much as the pass
+        on large images: benchmarks/RESULTS.md.)  The halo lives in an arena slot of its own
+        geometry (:attr:`Lowered.halo_needs`), taken until its last reader."""
+        out = node.output
+        if not (MIRRORS and convgen.tiled(pl)) or any(v is out for v in self.graph.outputs):
+            return None
+        readers = self.readers.get(id(out), [])
+        h = next((hc for c in readers if c.op in ("conv2d", "conv2d_fused")
+                  and c.inputs[0] is out and (hc := convgen.halo(*self.conv_plan(c)))), None)
+
+        def reads_halo(c) -> bool:
+            if c.op not in ("conv2d", "conv2d_fused"):
+                return False
+            at = [k for k, v in enumerate(c.inputs) if v is out]
+            if at == [0]:
+                return convgen.halo(*self.conv_plan(c)) == h
+            residual = residual_positions(c.attrs.get("epilogue", ()))
+            return (0 not in at and set(at) <= set(residual)
+                    and convgen.tiled(self.conv_plan(c)[1]) and c.output.shape == out.shape)
+
+        if h is None or 4 * h.rows * h.width > MIRROR_MAX_BYTES or not all(
+                reads_halo(c) for c in readers):
+            return None
+        first, last = self.step[id(node)], max(self.step[id(c)] for c in readers)
+        # a slot whose last reader ran before this node, never the one it reads its input
+        # from; or in place, as the memory plan does, the slot of a residual that dies here
+        # (read value by value where the same value is written; at batch 64 a new slot cost
+        # ResNet-20 8 % for the cache misses of writing it)
+        residual = residual_positions(node.attrs.get("epilogue", ()))
+        dying = {id(node.inputs[k]) for k in residual} - {id(node.inputs[0])}
+        k = next((k for k, (hk, busy, _, held) in enumerate(self.halo_slots)
+                  if hk == h and (busy < first or (busy == first and held in dying))),
+                 len(self.halo_slots))
+        if k == len(self.halo_slots):
+            self.halo_slots.append([h, last, [], None])
+        self.halo_slots[k][1] = last
+        self.halo_slots[k][2].append((out.shape[0], h.rows * h.width))
+        self.halo_slots[k][3] = id(out)
+        name = f"h{out.name}"
+        n = self.size_src(out.shape[:1])
+        self.body.append(f"{name} = view(arena, offs[{self.plan.num_buffers + k}], "
+                         f"({n}, {h.rows}, {h.width}))")
+        self.ndim[name] = 3
+        self.halos[out.name] = (name, h)
+        return convgen.Mirror(h)
+
     def lower_conv(self, node, ins, o) -> None:
         w = node.inputs[1]
         cout = w.shape[3]
-        spec = conv_spec(node)
         check_residuals(node, "Numba CPU")
         wdata = self.consts.get(id(w))
         if wdata is None:
             raise UnsupportedError(f"{node.describe()}: the Numba CPU backend needs constant "
                                    f"conv weights")
-        pl = convgen.plan(spec, self.cpu)
+        spec, pl = self.conv_plan(node)
         self.remarks.append((node, plan_remark(spec, pl, self.cpu)))
         wp = self.weight(convgen.pack_weights(spec, wdata, pl))
         b = ins[2] if len(ins) > 2 else self.weight(np.zeros(cout, np.float32))
         scratch = convgen.scratch_elements(spec, pl)
-        if scratch:
-            self.scratch_needs.append((node.inputs[0].shape[0], scratch))
         x = ins[0]
-        if padded := convgen.padded_shape(spec, pl):
-            rows, width = padded
-            x = f"p{node.output.name}"
-            n = self.size_src(node.inputs[0].shape[:1])
-            self.body.append(f"{x} = view(scratch, 0, ({n}, {rows}, {width}))")
-            self.ndim[x] = 3
-            # np.int64(...): a bare literal would compile the kernel once per distinct value
-            self.add_kernel(node, convgen.PAD_COPY, [ins[0], x, f"np.int64({spec.pads[0]})",
-                                                     f"np.int64({spec.pads[2]})"])
+        if h := convgen.halo(spec, pl):
             scratch = 0
-        self.add_kernel(node, convgen.generate(spec, "__KERNEL__", pl),
-                        [x, wp, b, *ins[3:], o] + (["scratch"] if scratch else []),
-                        register_tiled=not pl.loop_vectorize)
+            if node.inputs[0].name in self.halos:   # its producer stored it padded
+                x = self.halos[node.inputs[0].name][0]
+                self.remarks[-1] = (node, self.remarks[-1][1] + "; reads the zero-bordered "
+                                    "input its producer stored (no pad copy)")
+            else:
+                self.scratch_needs.append((node.inputs[0].shape[0], h.rows * h.width))
+                x = f"p{node.output.name}"
+                n = self.size_src(node.inputs[0].shape[:1])
+                self.body.append(f"{x} = view(scratch, 0, ({n}, {h.rows}, {h.width}))")
+                self.ndim[x] = 3
+                # np.int64(...): a bare literal would compile the kernel once per value
+                self.add_kernel(node, convgen.PAD_COPY, [ins[0], x, f"np.int64({h.top})",
+                                                         f"np.int64({h.left})"])
+        elif scratch:
+            self.scratch_needs.append((node.inputs[0].shape[0], scratch))
+        extras = list(ins[3:])
+        residuals = {}   # residuals held in halos: their extra name -> Halo
+        residual = residual_positions(node.attrs.get("epilogue", ()))
+        for k, name in zip(residual, convgen.residual_names(spec)):
+            if node.inputs[k].name in self.halos:
+                extras[k - 3], residuals[name] = self.halos[node.inputs[k].name]
+        mirror = self.mirror_for(node, pl)
+        args = [x, wp, b, *extras, o] + ([self.halos[node.output.name][0]] if mirror else [])
+        # halo stores and loads: without the loop vectorizer, which vectorized the tile's
+        # store loop badly for some index expressions (3x3 3->16 on 32x32: 14 against 6 us)
+        self.add_kernel(node, convgen.generate(spec, "__KERNEL__", pl, mirror, residuals),
+                        args + (["scratch"] if scratch else []),
+                        register_tiled=not pl.loop_vectorize or bool(mirror or residuals))
 
     def lower_batch_norm(self, node, ins, o) -> None:
         x = node.inputs[0]

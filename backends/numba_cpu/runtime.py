@@ -175,6 +175,8 @@ class NumbaCpuModel(CompiledModel):
         key = tuple(sorted(bindings.items()))
         if key not in arenas:
             sizes = self.plan.buffer_elements(bindings)
+            n_plan = len(sizes)   # then the halo slots (lower.Lowered.halo_needs)
+            sizes += self.lowered.halo_elements(bindings)
             offs = np.zeros(max(len(sizes), 1), dtype=np.int64)
             total = 0
             for i, n in enumerate(sizes):
@@ -188,7 +190,10 @@ class NumbaCpuModel(CompiledModel):
                          f"the buffer arena of model {self.graph.name!r} (target cpu) for "
                          f"{', '.join(f'{k}={v}' for k, v in key) or 'static shapes'}")
             scratch = _aligned_empty(max(n_scratch, 1))
-            arenas[key] = (_aligned_empty(max(total, 1)), offs, scratch)
+            arena = _aligned_empty(max(total, 1))
+            for o, n in zip(offs[n_plan:], sizes[n_plan:]):
+                arena[o:o + n] = 0.0   # a halo's border, which nothing writes again
+            arenas[key] = (arena, offs, scratch)
         return arenas[key]
 
     def team(self, bindings) -> TeamChooser:

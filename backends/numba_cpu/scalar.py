@@ -292,12 +292,13 @@ def split_epilogue(epilogue, values: int = 0) -> tuple[tuple, tuple]:
 
 
 def epilogue_lines(epilogue, v: str, extras: list[str], channel: str, index: str,
-                   vector: bool = False) -> list[str]:
+                   vector: bool = False, indices=None) -> list[str]:
     """Statements updating the scalar ``v`` by each epilogue step in order.
 
     ``extras`` are the names of the arrays the steps consume (scale, shift for
     ``scale_shift``; a residual for ``add``); ``channel`` indexes per-channel vectors and
-    ``index`` the residual (e.g. ``"n, i, j, c"`` or ``"t, c"``).  ``vector``: the loop
+    ``index`` the residual (e.g. ``"n, i, j, c"`` or ``"t, c"``), or ``indices[name]`` the
+    residual ``name`` when given.  ``vector``: the loop
     around the statements is one LLVM's loop vectorizer vectorizes, so exponentials call
     ``vexp`` (vmath.py); else ``sexp``, the C library's exp, faster one element at a time
     (3x3 64->64 56x56 + SiLU in a scalar store: 1.2-1.6 ms with it, 2.1-2.5 with vexp)."""
@@ -307,7 +308,7 @@ def epilogue_lines(epilogue, v: str, extras: list[str], channel: str, index: str
             lines.append(f"{v} = {v} * {extras[k]}[{channel}] + {extras[k + 1]}[{channel}]")
             k += 2
         elif step[0] == "add":
-            lines.append(f"{v} = {v} + {extras[k]}[{index}]")
+            lines.append(f"{v} = {v} + {extras[k]}[{(indices or {}).get(extras[k], index)}]")
             k += 1
         elif vector:
             lines += activation_lines(step, v)

@@ -222,10 +222,10 @@ def build(spec: ConvSpec, pl: Plan, batch: int = 1, seed: int = 0):
     args = [x, convgen.pack_weights(spec, w, pl), np.zeros(spec.cout, np.float32), out]
     extra = convgen.scratch_elements(spec, pl)
     pre = None
-    if padded := convgen.padded_shape(spec, pl):
-        xp = np.empty((batch, *padded), np.float32)
+    if h := convgen.halo(spec, pl):
+        xp = np.empty((batch, h.rows, h.width), np.float32)
         pad = njit(parallel=True, **opts)(ns["pad_copy"])
-        pt, pleft = np.int64(spec.pads[0]), np.int64(spec.pads[2])
+        pt, pleft = np.int64(h.top), np.int64(h.left)
         pre = (pad, (x, xp, pt, pleft))
         args[0] = xp
     elif extra:

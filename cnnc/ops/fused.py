@@ -54,6 +54,16 @@ def num_extras(epilogue) -> int:
     return sum(STEPS[s[0]][0] for s in epilogue)
 
 
+def residual_positions(epilogue) -> list[int]:
+    """The input indices of a fused op's residual operands (the ``add`` steps' extras)."""
+    k, found = 3, []
+    for s in epilogue:
+        if s[0] == "add":
+            found.append(k)
+        k += STEPS[s[0]][0]
+    return found
+
+
 def _check_extras(out: TensorType, extras, epilogue) -> None:
     if len(extras) != num_extras(epilogue):
         raise ShapeError(f"epilogue {[s[0] for s in epilogue]} needs {num_extras(epilogue)} "

@@ -150,13 +150,11 @@ def _take(free: list[int], sizes, want) -> int:
 def _in_place_donor(n: Node, root, last, i, inputs, buffer) -> Value | None:
     """The operand whose buffer ``n`` may overwrite, or None."""
     if n.op in ("conv2d_fused", "dense_fused"):
-        steps = [s[0] for s in n.attrs["epilogue"]]
-        if "add" not in steps:
+        from cnnc.ops.fused import residual_positions
+        at = residual_positions(n.attrs["epilogue"])
+        if not at:
             return None
-        k = 3
-        for s in n.attrs["epilogue"][:steps.index("add")]:
-            k += 2 if s[0] == "scale_shift" else 0
-        cand = n.inputs[k]
+        cand = n.inputs[at[0]]
     else:
         from cnnc.ops.registry import get_op
         if "elementwise" not in get_op(n.op).traits or not n.inputs:

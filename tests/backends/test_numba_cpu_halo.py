@@ -1,0 +1,140 @@
+"""Convs that store their output in the zero-bordered input of the conv reading it (the halo,
+``lower._Lowerer.mirror_for``) instead of their buffer and a PAD_COPY pass: against the
+float64 reference, against the same model compiled with PAD_COPY passes (to the bit: the
+arithmetic is the same), and what the lowering chose."""
+
+import re
+
+import numpy as np
+import pytest
+
+import cnnc
+from cnnc.backends.numba_cpu import lower, target
+from cnnc.backends.reference import run_reference
+from cnnc.debug import compare
+from cnnc.ir import Graph
+
+pytestmark = pytest.mark.numba
+
+TOL = 1e-4
+
+
+def _conv(g, x, rng, cout, k=3, act="relu", **attrs):
+    cin = x.type.shape[-1] // attrs.get("groups", 1)
+    w = g.constant((rng.standard_normal((k, k, cin, cout)) / np.sqrt(k * k * cin))
+                   .astype(np.float32))
+    b = g.constant(rng.standard_normal(cout).astype(np.float32) * 0.1)
+    y = g.add("conv2d", [x, w, b], {"padding": "same", **attrs})
+    return g.add(act, [y]) if act else y
+
+
+def _blocks(h, c, name):
+    """Two residual blocks: conv-relu-conv, + the block's input, relu."""
+    rng = np.random.default_rng(h * c)
+    g = Graph(name)
+    x = g.add_input(("N", h, h, 3), name="x")
+    x = _conv(g, x, rng, c)
+    for _ in range(2):
+        y = _conv(g, _conv(g, x, rng, c), rng, c, act=None)
+        x = g.add("relu", [g.add("add", [y, x])])
+    g.set_outputs(x)
+    return g
+
+
+def _compile(graph, mirrors: bool):
+    saved = lower.MIRRORS
+    lower.MIRRORS = mirrors
+    try:
+        return cnnc.compile(graph.copy(), target="cpu")
+    finally:
+        lower.MIRRORS = saved
+
+
+def _pad_copies(compiled) -> int:
+    """PAD_COPY calls in forward (the kernel whose source begins with its docstring)."""
+    src = compiled.source()
+    pad = {m.group(1) for m in re.finditer(r"def (k\d+)\(x, xf, pt, pl\):", src)}
+    return sum(1 for line in src.splitlines() if line.strip().split("(")[0] in pad)
+
+
+def _check(graph, batches=(1, 3)):
+    halo, plain = _compile(graph, True), _compile(graph, False)
+    rng = np.random.default_rng(5)
+    for n in batches:
+        x = rng.standard_normal((n, *graph.inputs[0].type.shape[1:])).astype(np.float32)
+        ys, refs = halo(x), run_reference(graph, x, dtype=np.float64)
+        ys, refs = (ys, refs) if isinstance(ys, (list, tuple)) else ([ys], [refs])
+        for y, ref, same in zip(ys, refs, plain(x) if len(ys) > 1 else [plain(x)]):
+            err = np.max(np.abs(y - ref)) / np.max(np.abs(ref))
+            assert err < TOL, f"{graph.name} batch {n}: relative error {err:.2e}"
+            np.testing.assert_array_equal(y, same)
+    return halo, plain
+
+
+@pytest.mark.parametrize("h, c", [(13, 16), (8, 64)])
+def test_residual_blocks_read_their_inputs_and_residuals_from_halos(h, c):
+    """13x13x16: ragged tiles; 8x8x64: the ReLU after the residual add runs in the tail
+    function on the halo (a tile of more than SMALL_TILE values)."""
+    halo, plain = _check(_blocks(h, c, f"blocks_{h}x{c}"))
+    # every conv but the first (it reads the graph input) reads a halo
+    assert _pad_copies(plain) == 5 and _pad_copies(halo) == 1
+    remarks = [text for _, text in halo.lowered.remarks]
+    assert sum("no pad copy" in text for text in remarks) == 4
+    assert len(halo.lowered.halo_only) == 4
+    # a residual that dies at a conv gives its slot to that conv's output: fewer slots
+    # than values held in them
+    assert len(halo.lowered.halo_needs) < len(halo.lowered.halo_only)
+
+
+@pytest.mark.parametrize("attrs", [
+    {"strides": 2},                          # asymmetric SAME padding (0, 1)
+    {"dilation": 2},
+    {"padding": "valid"},                    # no padding, a ragged last tile
+    {"padding": ((2, 0), (0, 3))},
+])
+def test_strided_dilated_and_unpadded_consumers(attrs):
+    rng = np.random.default_rng(1)
+    g = Graph("consumer_" + "_".join(map(str, attrs.values())).replace(" ", ""))
+    x = g.add_input(("N", 15, 15, 8), name="x")
+    x = _conv(g, _conv(g, x, rng, 24), rng, 24, k=3, **attrs)
+    g.set_outputs(_conv(g, x, rng, 16, k=5, act="sigmoid"))
+    halo, _ = _check(g, batches=(2,))
+    assert halo.lowered.halo_only, "no conv stored its output in a halo"
+
+
+def test_depthwise_producer_and_consumer():
+    rng = np.random.default_rng(2)
+    g = Graph("depthwise_halo")
+    x = _conv(g, g.add_input(("N", 16, 16, 32), name="x"), rng, 32)
+    x = _conv(g, x, rng, 32, k=5, groups=32)
+    x = _conv(g, x, rng, 32, k=5, groups=32, act="swish")
+    g.set_outputs(_conv(g, x, rng, 16))
+    halo, _ = _check(g, batches=(1,))
+    if target.for_plans().lanes >= 16:   # depthwise register tiles (convgen.plan)
+        assert len(halo.lowered.halo_only) == 3
+
+
+def test_values_read_elsewhere_or_returned_keep_their_buffers():
+    rng = np.random.default_rng(3)
+    g = Graph("shared_values")
+    x = g.add_input(("N", 10, 10, 8), name="x")
+    a = _conv(g, x, rng, 16)
+    b = _conv(g, a, rng, 16)           # a: also read by the pool below
+    c = _conv(g, b, rng, 16)           # b: also a graph output
+    g.set_outputs(c, b, g.add("global_avg_pool", [a]))
+    halo, _ = _check(g, batches=(2,))
+    assert not halo.lowered.halo_only
+
+
+def test_the_debugger_reads_values_held_in_halos():
+    """cnnc.debug.compare checks each node's output where its kernel left it: for a value
+    held in a halo only, the image inside the halo (its own buffer is never written)."""
+    g = _blocks(9, 16, "blocks_debug")
+    compiled = _compile(g, True)
+    held = set(compiled.lowered.halo_only)
+    x = np.random.default_rng(4).standard_normal((2, 9, 9, 3)).astype(np.float32)
+    result = compare(compiled, x)
+    assert result.ok, str(result)
+    checked = {c.name: c for c in result.checks}
+    assert held and held <= set(checked)
+    assert all(checked[name].error < TOL for name in held)
