@@ -174,15 +174,21 @@ def _inline_stages(body, fns, stages) -> list:
     return out
 
 
+def image_in_halo(buf, h, shape):
+    """The (n, rows, cols, c) images (``shape`` without n) held in the zero-bordered halo
+    ``buf`` (n, h.rows, h.width) of geometry ``h`` (backends/numba_cpu/convgen.Halo), as a
+    view."""
+    rows, cols, c = shape
+    first = h.left * c
+    return buf[:, h.top:h.top + rows, first:first + cols * c].reshape(-1, rows, cols, c)
+
+
 def _output_buffer(env, node, args, lowered=None):
     """The array a node's kernel wrote: the ``v<name>`` local of the generated forward, or the
     image inside the zero-bordered halo a conv stored it in alone (lower.Lowered.halo_only)."""
     held = getattr(lowered, "halo_only", {}).get(node.output.name)
     if held is not None:
-        name, h = held
-        n, rows, cols, c = env[name].shape[0], *node.output.shape[1:]
-        first = h.left * c
-        return env[name][:, h.top:h.top + rows, first:first + cols * c].reshape(n, rows, cols, c)
+        return image_in_halo(env[held[0]], held[1], node.output.shape[1:])
     buf = env.get(f"v{node.output.name}")
     if isinstance(buf, np.ndarray):
         return buf
