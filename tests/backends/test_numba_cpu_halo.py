@@ -7,6 +7,8 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import cnnc
 from cnnc.backends.numba_cpu import lower, target
@@ -144,3 +146,40 @@ def test_the_debugger_reads_values_held_in_halos():
     checked = {c.name: c for c in result.checks}
     assert held and held <= set(checked)
     assert all(checked[name].error < TOL for name in held)
+
+
+LAYER = st.fixed_dictionaries({
+    "k": st.sampled_from([1, 3, 5]), "cout": st.sampled_from([8, 16, 24]),
+    "strides": st.sampled_from([1, 1, 2]), "dilation": st.sampled_from([1, 1, 2]),
+    "padding": st.sampled_from(["same", "same", "valid"]), "grouped": st.booleans(),
+    "act": st.sampled_from(["relu", "swish", None]), "residual": st.booleans()})
+
+
+@settings(deadline=None, max_examples=5)
+@given(h=st.integers(7, 16), c0=st.sampled_from([3, 8, 16]), batch=st.integers(1, 3),
+       layers=st.lists(LAYER, min_size=2, max_size=4), seed=st.integers(0, 2 ** 16))
+def test_random_conv_chains_match_the_reference(h, c0, batch, layers, seed):
+    """Chains of convs (grouped, strided, dilated, padded or not) with residual adds where
+    the shapes allow: whatever the lowering holds in halos, the result is the reference's."""
+    rng = np.random.default_rng(seed)
+    g = Graph("halo_chain")
+    v = g.add_input(("N", h, h, c0), name="x")
+    seen = [v]
+    for spec in layers:
+        cin = v.type.shape[-1]
+        groups = 2 if spec["grouped"] and cin % 2 == 0 and spec["cout"] % 2 == 0 else 1
+        span = (spec["k"] - 1) * spec["dilation"] + 1
+        padding = spec["padding"] if v.type.shape[1] >= span else "same"
+        y = _conv(g, v, rng, spec["cout"], k=spec["k"], act=spec["act"], groups=groups,
+                  strides=spec["strides"], dilation=spec["dilation"], padding=padding)
+        same = [u for u in seen if u.type.shape == y.type.shape]
+        if spec["residual"] and same:
+            y = g.add("relu", [g.add("add", [y, same[-1]])])
+        seen.append(y)
+        v = y
+    g.set_outputs(v)
+    compiled = _compile(g, True)
+    x = rng.standard_normal((batch, h, h, c0)).astype(np.float32)
+    ref = run_reference(g, x, dtype=np.float64)
+    err = np.max(np.abs(compiled(x) - ref)) / np.max(np.abs(ref))
+    assert err < TOL, (err, sorted(compiled.lowered.halo_only))
