@@ -37,7 +37,8 @@ bounds (numpy/OpenBLAS GEMM of the same size: 160-190 GFLOP/s when the machine w
     For groups == 1, dilation_w == 1 and cin >= 16 the kw and cin loops are merged (the
     NHWC input row is contiguous over (kw, cin)); with fewer channels they stay separate
     (cin unrolled: 7x7 3->64 1.46 instead of 2.69 ms).  Padding and a ragged last tile read
-    a zero-padded copy of the input made by the shape-generic ``PAD_COPY`` kernel.
+    a zero-padded copy of the input (a :class:`Halo`) made by the shape-generic ``PAD_COPY``
+    kernel, or stored there by the conv producing it (lower.py, ``mirror_for``).
     3x3 64->64 56x56: 181-228 GFLOP/s on a quiet machine; 3x3/2 128->256: 160.
 """
 from __future__ import annotations
@@ -326,7 +327,7 @@ def _epilogue(spec: ConvSpec, co: str, ridx: str, steps=None, vector: bool = Tru
     return epilogue_lines(steps, "v", names, co, ridx, vector, index)
 
 
-def _header(spec: ConvSpec, name: str, pl: Plan, mirror: Mirror | None = None) -> Src:
+def _header(spec: ConvSpec, name: str, pl: Plan, mirror: Halo | None = None) -> Src:
     s = Src()
     args = ", ".join(["x", "wp", "b", *_extra_names(spec), "out", *(["xh"] if mirror else [])])
     oh, ow = spec.out_hw
@@ -426,11 +427,12 @@ def _depthwise_tiles_pay(spec: ConvSpec, cpu: Target) -> bool:
             and spec.stride == (1, 1) and spec.kh * spec.kw >= 25 and spec.out_hw[1] >= 14)
 
 
-def _tiled_prologue(spec: ConvSpec, name: str, pl: Plan, mirror: Mirror | None = None,
+def _tiled_prologue(spec: ConvSpec, name: str, pl: Plan, mirror: Halo | None = None,
                     residuals=None):
     """The start of a register-tiled kernel (blocked or depthwise): its header, ``xf`` the
     input as (n, rows, cols * cin) (the zero-padded copy made by PAD_COPY when the conv has
-    padding or a ragged last tile), ``of`` the flat output when a tail function follows.
+    padding or a ragged last tile), ``of`` the flat output when a tail function follows,
+    ``xhf`` and ``<residual>f`` the flat halos it stores into and reads residuals from.
     Returns (source, tiles per row, head steps, tail steps) of the epilogue."""
     geo = _padded_geometry(spec, pl)
     s = _header(spec, name, pl, mirror)
@@ -453,7 +455,7 @@ def _tiled_prologue(spec: ConvSpec, name: str, pl: Plan, mirror: Mirror | None =
 
 
 def _gen_depthwise_tiled(spec: ConvSpec, name: str, pl: Plan,
-                         mirror: Mirror | None = None, residuals=None) -> str:
+                         mirror: Halo | None = None, residuals=None) -> str:
     """P px x CB ch register tiles over the zero-padded input copy, as the blocked convs: per
     tap one weight vector for the P pixels' input vectors (the per-pixel loop reloads the
     weight for each pixel: two loads per FMA).  Where they pay: :func:`_depthwise_tiles_pay`.
@@ -536,7 +538,7 @@ def _gen_depthwise(spec: ConvSpec, name: str, pl: Plan) -> str:
 
 
 def _emit_store(s: Src, d: int, spec: ConvSpec, pl: Plan, acc: str, npix: str, owexpr: str,
-                steps=None, mirror: Mirror | None = None, residuals=None):
+                steps=None, mirror: Halo | None = None, residuals=None):
     """Store the tile through the unsigned channel index ``UNSIGNED``: Numba then adds no
     negative-index wraparound select per value, and the SLP vectorizer stores whole vectors
     (with a signed index a 1x1 16->96 conv on 112x112 spent twice as long in its 256 scalar
@@ -549,7 +551,7 @@ def _emit_store(s: Src, d: int, spec: ConvSpec, pl: Plan, acc: str, npix: str, o
     s(d + 2, f"co = {UNSIGNED}(co0 + j)", f"v = {acc}[p, j] + b[co]")
     s(d + 2, *_epilogue(spec, "co", "n, oh, ow, co", steps, False, residuals))
     if mirror:
-        s(d + 2, f"xhf[{halo_index(mirror.halo, COUT, 'co')}] = v")
+        s(d + 2, f"xhf[{halo_index(mirror, COUT, 'co')}] = v")
     else:
         s(d + 2, "out[n, oh, ow, co] = v")
 
@@ -573,19 +575,11 @@ class Halo:
     last tile) reads: ``rows`` rows of ``width`` floats per image, the image's pixel (0, 0)
     at row ``top`` and float ``left * cin`` of its row; zeros everywhere else.  Made by
     :data:`PAD_COPY` into scratch, or written by the producing conv itself as it stores its
-    output (:class:`Mirror`)."""
+    output (``generate(..., mirror=...)``)."""
     top: int
     left: int
     rows: int
     width: int
-
-
-@dataclass(frozen=True)
-class Mirror:
-    """A tiled conv's output stored into the :class:`Halo` ``xh`` (its last argument) that a
-    consumer conv reads as its padded input, and not into ``out``; every other reader of the
-    value reads it there too, as a residual (``residuals`` of :func:`generate`)."""
-    halo: Halo
 
 
 def halo(spec: ConvSpec, pl: Plan | None = None) -> Halo | None:
@@ -630,7 +624,7 @@ PAD_COPY = '''def __KERNEL__(x, xf, pt, pl):
 '''
 
 
-def _gen_blocked(spec: ConvSpec, name: str, pl: Plan, mirror: Mirror | None = None,
+def _gen_blocked(spec: ConvSpec, name: str, pl: Plan, mirror: Halo | None = None,
                  residuals=None) -> str:
     """Register tiles of P output pixels x CB output channels over every output column.
 
@@ -683,7 +677,7 @@ def _gen_blocked(spec: ConvSpec, name: str, pl: Plan, mirror: Mirror | None = No
     return _finish(s, name, spec, tail, CB, mirror)
 
 
-def _finish(s: Src, name: str, spec: ConvSpec, tail, cb: int, mirror: Mirror | None) -> str:
+def _finish(s: Src, name: str, spec: ConvSpec, tail, cb: int, mirror: Halo | None) -> str:
     """The tiled kernel's source, its parallel body ending (when the epilogue has a ``tail``)
     with the call of the tail function on the values it just stored, still in cache: the
     output row (n, oh) when ``cb`` spans every channel, else channel block ``co0``'s runs of
@@ -692,8 +686,8 @@ def _finish(s: Src, name: str, spec: ConvSpec, tail, cb: int, mirror: Mirror | N
     COUT = spec.cout
     if tail:
         if mirror:
-            h = mirror.halo
-            flat, row = "xhf", f"(n * {h.rows} + oh + {h.top}) * {h.width} + {h.left * COUT}"
+            m = mirror
+            flat, row = "xhf", f"(n * {m.rows} + oh + {m.top}) * {m.width} + {m.left * COUT}"
         else:
             flat, row = "of", f"(n * {OH} + oh) * {OW * COUT}"
         if cb >= COUT:   # the output row is one contiguous run
@@ -706,9 +700,10 @@ def _finish(s: Src, name: str, spec: ConvSpec, tail, cb: int, mirror: Mirror | N
 
 
 def generate(spec: ConvSpec, name: str, pl: Plan | None = None,
-             mirror: Mirror | None = None, residuals=None) -> str:
-    """The kernel's source.  Tiled plans only: with ``mirror`` it stores its output in the
-    zero-bordered input ``xh`` of a consumer conv, its last argument, instead of ``out``;
+             mirror: Halo | None = None, residuals=None) -> str:
+    """The kernel's source.  Tiled plans only: with ``mirror`` (a :class:`Halo`) it stores its
+    output in that zero-bordered input ``xh`` of a consumer conv, its last argument, instead
+    of ``out`` (every other reader of the value reads it there too);
     ``residuals`` (extra name -> :class:`Halo`) are residual operands held in such halos.
     Either spares a :data:`PAD_COPY` pass, a parallel region that reads and writes the whole
     image again, before the consumer."""

@@ -450,7 +450,7 @@ class _Lowerer:
             self.conv_plans[id(node)] = spec, convgen.plan(spec, self.cpu)
         return self.conv_plans[id(node)]
 
-    def mirror_for(self, node, pl) -> convgen.Mirror | None:
+    def mirror_for(self, node, pl) -> convgen.Halo | None:
         """The zero-bordered input (:class:`convgen.Halo`) of a conv reading ``node``'s
         output that ``node``'s tiled kernel stores its output in, instead of its buffer and a
         :data:`convgen.PAD_COPY` pass before that conv; None unless every reader reads it
@@ -499,7 +499,7 @@ class _Lowerer:
                          f"({n}, {h.rows}, {h.width}))")
         self.ndim[name] = 3
         self.halos[out.name] = (name, h)
-        return convgen.Mirror(h)
+        return h
 
     def lower_conv(self, node, ins, o) -> None:
         w = node.inputs[1]
