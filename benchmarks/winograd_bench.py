@@ -38,14 +38,23 @@ def layer(h, w, cin, cout, seed=0):
 
 
 def compiled(g, wino: bool):
+    """``g`` compiled with Winograd off, or taken wherever it applies (whatever the default
+    plan's gate says on this ISA)."""
     import cnnc
     from cnnc.backends.numba_cpu import winograd
-    old = winograd.ENABLED
+    old = winograd.ENABLED, winograd.DEFAULT_ISAS, winograd.MIN_CIN, winograd.MIN_PIXELS
     winograd.ENABLED = wino
+    if wino:
+        winograd.DEFAULT_ISAS, winograd.MIN_CIN, winograd.MIN_PIXELS = (target().isa,), 0, 0
     try:
         return cnnc.compile(g, target="cpu", opt_level=0)
     finally:
-        winograd.ENABLED = old
+        winograd.ENABLED, winograd.DEFAULT_ISAS, winograd.MIN_CIN, winograd.MIN_PIXELS = old
+
+
+def target():
+    from cnnc.backends.numba_cpu import target as t
+    return t.effective()
 
 
 def best_time(model, x, repeats):

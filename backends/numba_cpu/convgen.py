@@ -124,7 +124,7 @@ def scratch_elements(spec: ConvSpec, pl: Plan | None = None) -> int:
     takes none."""
     pl = pl or plan(spec)
     if pl.strategy == "winograd":
-        return winograd.scratch_elements(spec)
+        return winograd.scratch_elements(spec, pl)
     if pl.strategy == "im2col":
         oh, ow = spec.out_hw
         return oh * ow * spec.kh * spec.kw * spec.cin
@@ -150,7 +150,7 @@ def plan(spec: ConvSpec, cpu: Target | None = None, tuned: bool = True,
         if (pl := tune.lookup(dataclasses.replace(spec, epilogue=()), cpu)) is not None:
             return pl
     if winograd_ok and winograd.chosen(spec, cpu):   # winograd.py: when it pays
-        return Plan("winograd", cb=0, p=1, merged=False)
+        return winograd.default_plan(spec, cpu)
     pointwise = (spec.kh == spec.kw == 1 and spec.stride == (1, 1)
                  and spec.pads == (0, 0, 0, 0) and g == 1)
     if pointwise and GEMM_ENABLED and _gemm_pays(spec):
@@ -274,7 +274,7 @@ def pack_weights(spec: ConvSpec, w_hwio: np.ndarray, pl: Plan | None = None) -> 
     assert w.shape == (spec.kh, spec.kw, cin_g, spec.cout), w.shape
     pl = pl or plan(spec)
     if pl.strategy == "winograd":
-        return winograd.pack_weights(spec, w)
+        return winograd.pack_weights(spec, w, pl)
     if pl.strategy == "depthwise":
         # (kh*kw, cout): output channel c reads input channel c // m
         return np.ascontiguousarray(w.reshape(spec.kh * spec.kw, spec.cout))

@@ -30,6 +30,9 @@ class Src:
 
 #: suffix of the name of the function a register-tiled kernel hands its epilogue's tail to
 TAIL = "_tail"
+#: suffix of the name of a kernel's tuple of its other loop-vectorized helpers, ((name, ranks of
+#: its arguments as runtime.kernel_signature takes them), ...), compiled like the tail function
+HELPERS = "_helpers"
 
 
 def tail_function(name: str, tail) -> str:
@@ -54,14 +57,18 @@ def tail_function(name: str, tail) -> str:
 
 
 def compile_tail(kernel) -> None:
-    """Compile the tail function of jitted ``kernel`` (if it has one) with the loop vectorizer
-    as it stands: call it before compiling ``kernel`` without it, which then links this
-    compiled version instead of compiling its own."""
+    """Compile the tail function and the other helpers (:data:`HELPERS`) of jitted ``kernel``
+    with the loop vectorizer as it stands: call it before compiling ``kernel`` without it,
+    which then links these compiled versions instead of compiling its own."""
     from numba import types
+
+    from cnnc.backends.numba_cpu.runtime import kernel_signature
     py = kernel.py_func
     helper = py.__globals__.get(py.__name__ + TAIL)
     if helper is not None:
         helper.compile((types.Array(types.float32, 1, "C"), *[types.int64] * 4))
+    for name, ranks in py.__globals__.get(py.__name__ + HELPERS, ()):
+        py.__globals__[name].compile(kernel_signature(ranks))
 
 
 def _strides(shape) -> list:
@@ -254,13 +261,17 @@ def dense(name: str, in_f: int, out_f: int, epilogue, n_extras: int) -> str:
 UNSIGNED = "np.uint64"
 
 
-def register_tile(s: Src, d: int, p: int, cb: int, var: str, length: int, x: str, w: str):
+def register_tile(s: Src, d: int, p: int, cb: int, var: str, length: int, x: str, w: str,
+                  alloc: bool = True):
     """Emit at depth ``d`` a (p, cb) register tile ``acc`` of zeros and the reduction
     ``acc[r, j] += x * w`` over ``var`` in ``range(length)``: ``x`` (an expression of ``var``
     and the row ``r``) is loaded once per row and step, ``w`` (of ``var`` and the column
     ``j``) once per step and column.  Compiled without the loop vectorizer, LLVM unrolls the
-    tile into ``p * cb / lanes`` vector accumulators (convgen.py)."""
-    s(d, f"acc = np.empty(({p}, {cb}), np.float32)   # register tile")
+    tile into ``p * cb / lanes`` vector accumulators (convgen.py).  ``alloc=False``: ``acc``
+    exists already; it must be allocated in the parallel loop's body, not in a loop inside
+    it (an allocation per tile stays in memory: 33 instead of ~450 GFLOP/s)."""
+    if alloc:
+        s(d, f"acc = np.empty(({p}, {cb}), np.float32)   # register tile")
     s(d, f"for r in range({p}):", f"    for j in range({cb}):", "        acc[r, j] = 0.0")
     s(d, f"for {var} in range({length}):")
     s(d + 1, f"for r in range({p}):")

@@ -111,7 +111,7 @@ def _plan_of(entry) -> Plan | None:
     except (TypeError, KeyError):
         return None
     ok = (pl.strategy in ("blocked", "winograd") and isinstance(pl.cb, int)
-          and isinstance(pl.p, int) and (pl.strategy != "blocked" or (pl.cb >= 1 and pl.p >= 1)))
+          and isinstance(pl.p, int) and pl.cb >= 1 and pl.p >= 1)
     return pl if ok else None
 
 
@@ -187,10 +187,11 @@ def candidates(spec: ConvSpec, cpu=None) -> list[Plan]:
     switched = dataclasses.replace(blocked, loop_vectorize=not blocked.loop_vectorize)
     if not switched.loop_vectorize or switched.p * switched.cb <= UNROLLED:
         add(switched)
-    # Winograd where it can pay (~5 s to compile; on ResNet-18's layers on AVX-512 it ran
-    # 2-10x slower than the direct kernel)
+    # Winograd where it can pay, in both loop orders
     if winograd.ENABLED and winograd.applies(spec) and winograd.large_enough(spec):
-        add(Plan("winograd", cb=0, p=1, merged=False))
+        wino = winograd.default_plan(spec, cpu)
+        add(wino)
+        add(dataclasses.replace(wino, cb_outer=not wino.cb_outer))
     return out[:8]
 
 
@@ -252,8 +253,7 @@ def build(spec: ConvSpec, pl: Plan, batch: int = 1, seed: int = 0):
 
 def uses_blas(pl: Plan) -> bool:
     """Whether the kernel of plan ``pl`` calls BLAS (np.dot)."""
-    return pl.strategy in ("gemm", "im2col") or (pl.strategy == "winograd"
-                                                 and winograd.GEMM == "blas")
+    return pl.strategy in ("gemm", "im2col")
 
 
 def warm(run, seconds: float = WARM) -> None:
@@ -311,10 +311,12 @@ class Tuned:
 
 def describe(plan: dict | Plan) -> str:
     pl = plan if isinstance(plan, Plan) else Plan(**plan)
+    order = ", channel blocks outer" if pl.cb_outer else ""
+    if pl.strategy == "winograd":
+        return f"winograd, products in tiles of {pl.p} tiles x {pl.cb} ch{order}"
     if pl.strategy != "blocked":
         return pl.strategy
     lv = "" if pl.loop_vectorize else ", no loop vectorizer"
-    order = ", channel blocks outer" if pl.cb_outer else ""
     return f"blocked {pl.p} px x {pl.cb} ch{order}{lv}"
 
 

@@ -5,17 +5,17 @@ For a 3x3, stride 1, dilation 1, groups 1 convolution each 2x2 block of output p
 16 products per input/output channel pair instead of 36, i.e. 2.25x fewer multiplies.
 
 * filter transform ``U = G g G^T``: at compile time, in float64, stored float32 as
-  ``wp[k, ci, co]`` (k = 4 * row + column of the 4x4 transformed point), the right operand
-  of 16 GEMMs;
-* input transform: a parallel pass writing ``V[k, tile, ci] = (B^T d B)[k]`` into scratch.
-  Rows above or below the image read a zero row; tiles at the left and right borders take a
-  bounds-checked path, all others none, so there is no padded copy of the input;
-* 16 GEMMs ``M[k] = V[k] @ U[k]`` (``np.dot`` into scratch: multi-threaded BLAS, called
-  outside the parallel loops so its threads do not compete with Numba's);
-* output transform ``A^T M A`` fused with the bias and the epilogue (scale/shift, activation,
-  residual add: :func:`~cnnc.backends.numba_cpu.scalar.epilogue_lines`), written to ``out``.
+  ``wp[channel block, k, ci, j]`` (k = 4 * row + column of the 4x4 transformed point);
+* input transform: a parallel pass over rows of tiles writing ``V = B^T d B`` into scratch
+  (loop-vectorized helper; rows above or below the image read a zero row, border tiles
+  check their columns: no padded copy of the input);
+* per (row of tiles, block of output channels), in one parallel step: the 16 products
+  ``M[k] = V[k] @ U[k]`` as register tiles of P tiles x CB channels (the direct kernels'
+  register tiles, :func:`default_plan`) into a local M, then the output transform ``A^T M A``
+  fused with the bias and the epilogue (scale/shift, activation, residual add:
+  :func:`~cnnc.backends.numba_cpu.scalar.epilogue_lines`) while M is in cache.
 
-Scratch per image: ``16 * tiles * (cin + cout)`` float32 (V then M).
+Scratch per image: ``16 * tile rows * padded tiles per row * cin`` float32 (V).
 
 ``CNNC_WINOGRAD=0`` in the environment (read at import) or ``ENABLED = False`` turns it off;
 :func:`why_not` says why a spec does not take it.
@@ -28,14 +28,10 @@ import os
 import numpy as np
 
 from cnnc.backends.numba_cpu import target
-from cnnc.backends.numba_cpu.kernels import Src, register_tile
+from cnnc.backends.numba_cpu.kernels import HELPERS, UNSIGNED, Src, register_tile
 from cnnc.backends.numba_cpu.scalar import epilogue_lines
 
 ENABLED = os.environ.get("CNNC_WINOGRAD", "1").strip() != "0"
-# how the 16 products run: "blas" (np.dot per point) or "loops" (a register-tiled loop nest
-# of P tiles x CB channels in a prange); see benchmarks/RESULTS.md for the comparison
-GEMM = os.environ.get("CNNC_WINOGRAD_GEMM", "blas")
-P, CB = 8, 8
 # where it pays on AVX2 (Zen 3, 2 cores, batch 1; benchmarks/RESULTS.md): against the
 # register-tiled direct kernel (~100-128 GFLOP/s on 3x3 layers) Winograd wins on wide, large
 # layers only (56x56 256->256: 151, 28x28 256->512: 177, 28x28 512->512: 164 direct-equivalent
@@ -96,18 +92,32 @@ def tiles(spec) -> tuple[int, int]:
     return -(-oh // 2), -(-ow // 2)
 
 
-def scratch_elements(spec) -> int:
+def default_plan(spec, cpu=None):
+    """The register tile of the transformed-domain products on ``cpu``: two vectors of output
+    channels (one when there are that few) and the most tiles per register tile that
+    :func:`convgen.pixel_range` allows for a 1x1 reduction (at most ``convgen.MAX_PIXELS``),
+    chosen like a narrow-ISA row (:func:`convgen._row_pixels`) so that a row of tiles is
+    padded little; channel blocks inner (a row of transformed tiles is read once)."""
+    from cnnc.backends.numba_cpu import convgen
+    cpu = cpu or target.for_plans()
+    cb = cpu.lanes if spec.cout <= cpu.lanes else 2 * cpu.lanes
+    lo, hi = convgen.pixel_range(cb, cpu)
+    hi = min(hi, convgen.MAX_PIXELS)
+    p = convgen._row_pixels(tiles(spec)[1], min(lo, hi), hi)
+    return convgen.Plan("winograd", cb=cb, p=p, merged=False, loop_vectorize=False)
+
+
+def _geometry(spec, pl):
+    """(TH, TW, TWP, NCB): tile rows, tiles per row, tiles per row padded to whole register
+    tiles, channel blocks."""
     th, tw = tiles(spec)
-    return 16 * (th * tw + _spare_rows()) * (spec.cin + _cout_padded(spec))
+    return th, tw, -(-tw // pl.p) * pl.p, -(-spec.cout // pl.cb)
 
 
-def _spare_rows() -> int:
-    """The loop nest reads and writes whole blocks of P tiles, past the last tile."""
-    return P if GEMM == "loops" else 0
-
-
-def _cout_padded(spec) -> int:
-    return -(-spec.cout // CB) * CB if GEMM == "loops" else spec.cout
+def scratch_elements(spec, pl) -> int:
+    """Float32 elements per image: the transformed input V (16 points of every tile)."""
+    th, _, twp, _ = _geometry(spec, pl)
+    return 16 * th * twp * spec.cin
 
 
 def transform_filter(w_hwio) -> np.ndarray:
@@ -117,115 +127,167 @@ def transform_filter(w_hwio) -> np.ndarray:
     return u.reshape(16, w.shape[2], w.shape[3])
 
 
-def pack_weights(spec, w_hwio) -> np.ndarray:
+def pack_weights(spec, w_hwio, pl) -> np.ndarray:
+    """U as the products read it: (channel block, k, ci, CB), the last block zero-padded."""
     assert np.shape(w_hwio) == (3, 3, spec.cin, spec.cout), np.shape(w_hwio)
-    u = np.zeros((16, spec.cin, _cout_padded(spec)), np.float32)
+    ncb = _geometry(spec, pl)[3]
+    u = np.zeros((16, spec.cin, ncb * pl.cb), np.float32)
     u[..., :spec.cout] = transform_filter(w_hwio)
-    return u
+    return np.ascontiguousarray(u.reshape(16, spec.cin, ncb, pl.cb).transpose(2, 0, 1, 3))
 
 
 # ----------------------------------------------------------------------------------------------
 # source generation
+#: suffixes of the kernel's two loop-vectorized helpers (compiled before it, see
+#: kernels.compile_tail): the input transform of a row of tiles and the output transform
+IN, OUT = "_wgin", "_wgout"
+_U = UNSIGNED
 
-def _input_transform(s: Src, d: int, load) -> None:
-    """Statements computing V[:, tile, ci] from d_rc = ``load(r, c)``."""
+
+def _input_transform(s: Src, d: int, load, store) -> None:
+    """Statements computing the 16 points of (B^T d B) from d_rc = ``load(r, c)`` and storing
+    point k by ``store(k, value)``."""
     for r in range(4):
-        for c in range(4):
-            s(d, f"d{r}{c} = {load(r, c)}")
+        s(d, *(f"d{r}{c} = {load(r, c)}" for c in range(4)))
     for c in range(4):   # B^T d
         s(d, f"t0{c} = d0{c} - d2{c}", f"t1{c} = d1{c} + d2{c}", f"t2{c} = d2{c} - d1{c}",
           f"t3{c} = d1{c} - d3{c}")
     for r in range(4):   # (B^T d) B
         us = [f"t{r}0 - t{r}2", f"t{r}1 + t{r}2", f"t{r}2 - t{r}1", f"t{r}1 - t{r}3"]
         for c in range(4):
-            s(d, f"tv[{4 * r + c}, tile, ci] = {us[c]}")
+            s(d, store(4 * r + c, us[c]))
 
 
-def generate(spec, name: str, pl=None) -> str:
-    from cnnc.backends.numba_cpu.convgen import _extra_names
-    H, W, CIN, COUT = spec.h, spec.w, spec.cin, spec.cout
-    PT, _, PL, _ = spec.pads
-    OH, OW = spec.out_hw
-    TH, TW = tiles(spec)
-    extras = _extra_names(spec)
-    COUTP = _cout_padded(spec)
-    s = Src()
-    s(0, f"def {name}({', '.join(['x', 'wp', 'b', *extras, 'out', 'scratch'])}):")
-    s(1, f'"""winograd F(2x2, 3x3) conv: {H}x{W}x{CIN} -> {OH}x{OW}x{COUT}, p{spec.pads}, '
-         f'{TH}x{TW} tiles, {GEMM} products, epilogue {list(spec.epilogue)}"""')
-    s(1, "n_batch = x.shape[0]", f"nt = n_batch * {TH * TW}",
-         f"ntp = nt + {_spare_rows()}",
-         f"tv = scratch[:ntp * {16 * CIN}].reshape(16, ntp, {CIN})",
-         f"tm = scratch[ntp * {16 * CIN}:ntp * {16 * (CIN + COUTP)}].reshape(16, ntp, {COUTP})",
-         f"xf = x.reshape(n_batch, {H}, {W * CIN})",
-         f"zrow = np.zeros({W * CIN}, np.float32)   # stands in for rows in the padding")
-    # -- input transform
-    s(1, f"for t in prange(n_batch * {TH}):")
-    s(2, f"n = t // {TH}", f"ih = (t % {TH}) * 2 - {PT}")
-    for r in range(4):
-        s(2, f"r{r} = xf[n, ih + {r}] if ih + {r} >= 0 and ih + {r} < {H} else zrow")
+def _gen_input(spec, name: str, pl) -> str:
+    """``{name}_wgin(r0, r1, r2, r3, v, vb)``: the 4 input rows under a row of tiles (a zero
+    row for rows in the padding) into ``v[vb + (k * TWP + tile) * CIN + ci]``.  Interior tiles
+    index with unsigned integers and no bounds checks, so the channel loop is vectorized;
+    border tiles check their columns; the spare tiles that pad the row to whole register
+    tiles get zeros."""
+    W, CIN, PL = spec.w, spec.cin, spec.pads[2]
+    _, TW, TWP, _ = _geometry(spec, pl)
+    s = Src()(0, '@njit(fastmath=FASTMATH, error_model="numpy", cache=True)')
+    s(0, f"def {name}{IN}(r0, r1, r2, r3, v, vb):")
+    s(1, '"""winograd input transform of one row of tiles"""')
     # tiles whose 4 input columns all lie inside the image
     lo = -(-PL // 2)
     hi = min(TW, (W - 4 + PL) // 2 + 1) if W - 4 + PL >= 0 else 0
     lo, hi = (lo, hi) if hi > lo else (0, 0)
+    store = lambda k, val: f"v[vt + {_U}({k * TWP * CIN}) + cu] = {val}"   # noqa: E731
     if hi > lo:
-        s(2, f"for tw in range({lo}, {hi}):   # interior tiles: no bounds checks")
-        s(3, f"tile = t * {TW} + tw", f"base = (tw * 2 - {PL}) * {CIN}")
-        s(3, f"for ci in range({CIN}):")
-        _input_transform(s, 4, lambda r, c: f"r{r}[base + {c * CIN} + ci]")
+        s(1, f"for tw in range({lo}, {hi}):   # interior tiles: no bounds checks")
+        s(2, f"xb = {_U}((tw * 2 - {PL}) * {CIN})", f"vt = {_U}(vb + tw * {CIN})")
+        s(2, f"for ci in range({CIN}):", f"    cu = {_U}(ci)")
+        _input_transform(s, 3, lambda r, c: f"r{r}[xb + {_U}({c * CIN}) + cu]", store)
     nedge = TW - (hi - lo)
     if nedge:
-        s(2, f"for e in range({nedge}):   # border tiles")
-        s(3, f"tw = e if e < {lo} else e + {hi - lo}")
-        s(3, f"tile = t * {TW} + tw", f"iw = tw * 2 - {PL}")
-        for c in range(4):
-            s(3, f"ok{c} = iw + {c} >= 0 and iw + {c} < {W}")
-        s(3, f"for ci in range({CIN}):")
-        _input_transform(s, 4, lambda r, c: f"r{r}[(iw + {c}) * {CIN} + ci] if ok{c} else "
-                                             f"np.float32(0.0)")
-    # -- the 16 transformed-domain products
-    if GEMM == "loops":
-        _loop_gemm(s, CIN, COUTP)
-    else:
-        s(1, "for k in range(16):", "    np.dot(tv[k], wp[k], tm[k])")
-    # -- output transform + epilogue
-    s(1, f"for t in prange(n_batch * {TH}):")
-    s(2, f"n = t // {TH}", f"oh0 = (t % {TH}) * 2")
-    s(2, f"for tw in range({TW}):")
-    s(3, f"tile = t * {TW} + tw", "ow0 = tw * 2")
+        s(1, f"for e in range({nedge}):   # border tiles")
+        s(2, f"tw = e if e < {lo} else e + {hi - lo}", f"iw = tw * 2 - {PL}",
+          f"vt = {_U}(vb + tw * {CIN})")
+        s(2, *(f"ok{c} = iw + {c} >= 0 and iw + {c} < {W}" for c in range(4)))
+        s(2, f"for ci in range({CIN}):", f"    cu = {_U}(ci)")
+        _input_transform(s, 3, lambda r, c: f"r{r}[(iw + {c}) * {CIN} + ci] if ok{c} else "
+                                             f"np.float32(0.0)", store)
+    if TWP > TW:
+        s(1, f"for k in range(16):   # spare tiles")
+        s(2, f"for i in range({(TWP - TW) * CIN}):")
+        s(3, f"v[{_U}(vb + (k * {TWP} + {TW}) * {CIN} + i)] = np.float32(0.0)")
+    return s.text()
+
+
+def _gen_output(spec, name: str, pl, extras: list[str]) -> str:
+    """``{name}_wgout(m3, b, *extras, of, n, th, co0)``: A^T M A of a row of tiles for channel
+    block ``co0`` (M as ``m3[k, tile, j]``), plus the bias and the epilogue,
+    into the flat output ``of`` (residuals flat too); vectorized over the block's channels."""
+    OH, OW, COUT, CB = *spec.out_hw, spec.cout, pl.cb
+    _, TW, TWP, _ = _geometry(spec, pl)
+    s = Src()(0, '@njit(fastmath=FASTMATH, error_model="numpy", cache=True)')
+    s(0, f"def {name}{OUT}({', '.join(['m3', 'b', *extras, 'of', 'n', 'th', 'co0'])}):")
+    s(1, '"""winograd output transform and epilogue of one row of tiles, one channel block"""')
+    s(1, "m = m3.reshape(-1)", "oh0 = th * 2")
     if OH % 2:
-        s(3, f"row1 = oh0 + 1 < {OH}")
+        s(1, f"row1 = oh0 + 1 < {OH}")
+    width = str(CB) if COUT % CB == 0 else f"min({CB}, {COUT} - co0)"
+    s(1, f"for tw in range({TW}):")
+    s(2, "ow0 = tw * 2", f"mb = {_U}(tw * {CB})",
+      f"ob = {_U}(((n * {OH} + oh0) * {OW} + ow0) * {COUT} + co0)")
     if OW % 2:
-        s(3, f"col1 = ow0 + 1 < {OW}")
-    s(3, f"for co in range({COUT}):")
-    for k in range(16):
-        s(4, f"m{k // 4}{k % 4} = tm[{k}, tile, co]")
+        s(2, f"col1 = ow0 + 1 < {OW}")
+    s(2, f"for j in range({width}):")
+    s(3, f"ju = {_U}(j)", f"c = {_U}(co0) + ju")
+    s(3, *(f"m{k // 4}{k % 4} = m[mb + {_U}({k * TWP * CB}) + ju]" for k in range(16)))
     for c in range(4):   # A^T M
-        s(4, f"s0{c} = m0{c} + m1{c} + m2{c}", f"s1{c} = m1{c} - m2{c} - m3{c}")
-    s(4, "bias = b[co]")
+        s(3, f"s0{c} = m0{c} + m1{c} + m2{c}", f"s1{c} = m1{c} - m2{c} - m3{c}")
+    s(3, "bias = b[c]")
+    residuals = {e: "oi" for e in extras if e.startswith("res")}
     for r in range(2):
         for c in range(2):
             y = f"s{r}0 + s{r}1 + s{r}2" if c == 0 else f"s{r}1 - s{r}2 - s{r}3"
             conds = ([] if r == 0 or OH % 2 == 0 else ["row1"]) + \
                     ([] if c == 0 or OW % 2 == 0 else ["col1"])
-            d = 4
+            d = 3
             if conds:
-                s(4, f"if {' and '.join(conds)}:")
-                d = 5
-            s(d, f"oh = oh0 + {r}", f"ow = ow0 + {c}", f"v = {y} + bias")
-            s(d, *epilogue_lines(spec.epilogue, "v", extras, "co", "n, oh, ow, co", True))
-            s(d, "out[n, oh, ow, co] = v")
+                s(3, f"if {' and '.join(conds)}:")
+                d = 4
+            s(d, f"oi = ob + {_U}({(r * OW + c) * COUT}) + ju", f"v = {y} + bias")
+            s(d, *epilogue_lines(spec.epilogue, "v", extras, "c", "oi", True, residuals))
+            s(d, "of[oi] = v")
     return s.text()
 
 
-def _loop_gemm(s: Src, CIN: int, COUTP: int) -> None:
-    """tm[k, t, :] = tv[k, t, :] @ wp[k] as P x CB register tiles; blocks of P tiles that
-    run past nt read (and write) the spare rows of the scratch."""
-    NCB = COUTP // CB
-    s(1, f"ntb = (nt + {P - 1}) // {P}")
-    s(1, f"for q in prange({16 * NCB} * ntb):")
-    s(2, "tb = q % ntb", "kc = q // ntb", f"cb = kc % {NCB}", f"k = kc // {NCB}",
-         f"t0 = tb * {P}", f"co0 = cb * {CB}")
-    register_tile(s, 2, P, CB, "ci", CIN, "tv[k, t0 + r, ci]", "wp[k, ci, co0 + j]")
-    s(2, f"for r in range({P}):", f"    for j in range({CB}):",
-         "        tm[k, t0 + r, co0 + j] = acc[r, j]")
+def generate(spec, name: str, pl=None) -> str:
+    """The kernel ``name(x, wp, b, *extras, out, scratch)`` and its two helpers.
+
+    A parallel pass transforms the input into ``scratch`` (V: 16 points x tiles x cin per
+    image, :func:`_gen_input`); then each parallel step takes one row of tiles and one block
+    of CB output channels: 16 products V[k] @ U[k] as register tiles of P tiles x CB channels
+    (:func:`kernels.register_tile`, compiled without the loop vectorizer like the direct
+    kernels) into a local M of the row, and its output transform with the epilogue
+    (:func:`_gen_output`) while M is still in cache."""
+    from cnnc.backends.numba_cpu.convgen import _extra_names
+    pl = pl if pl is not None and pl.cb >= 1 else default_plan(spec)
+    H, W, CIN, COUT = spec.h, spec.w, spec.cin, spec.cout
+    PT = spec.pads[0]
+    OH, OW = spec.out_hw
+    TH, TW, TWP, NCB = _geometry(spec, pl)
+    P, CB = pl.p, pl.cb
+    extras = _extra_names(spec)
+    flat = [f"{e}f" if e.startswith("res") else e for e in extras]
+    s = Src()
+    s(0, f"def {name}({', '.join(['x', 'wp', 'b', *extras, 'out', 'scratch'])}):")
+    s(1, f'"""winograd F(2x2, 3x3) conv: {H}x{W}x{CIN} -> {OH}x{OW}x{COUT}, p{spec.pads}, '
+         f'{TH}x{TW} tiles, products in tiles of {P} x {CB}ch, epilogue '
+         f'{list(spec.epilogue)}"""')
+    s(1, "n_batch = x.shape[0]", f"xf = x.reshape(n_batch, {H}, {W * CIN})",
+         f"vf = scratch[:n_batch * {16 * TH * TWP * CIN}]",
+         f"v3 = vf.reshape(n_batch * {16 * TH}, {TWP * CIN})", "of = out.reshape(-1)",
+         *(f"{e}f = {e}.reshape(-1)" for e in extras if e.startswith("res")),
+         f"zrow = np.zeros({W * CIN}, np.float32)   # stands in for rows in the padding")
+    s(1, f"for t in prange(n_batch * {TH}):")
+    s(2, f"ih = (t % {TH}) * 2 - {PT}", f"n = t // {TH}")
+    for r in range(4):
+        s(2, f"r{r} = xf[n, ih + {r}] if ih + {r} >= 0 and ih + {r} < {H} else zrow")
+    s(2, f"{name}{IN}(r0, r1, r2, r3, vf, np.int64(t * {16 * TWP * CIN}))")
+    s(1, f"for q in prange(n_batch * {TH * NCB}):")
+    if pl.cb_outer:
+        s(2, f"cb = q // (n_batch * {TH})", f"t = q % (n_batch * {TH})")
+    else:
+        s(2, f"t = q // {NCB}", f"cb = q % {NCB}")
+    s(2, f"n = t // {TH}", f"th = t % {TH}", "vr = t * 16",
+      f"m = np.empty((16, {TWP}, {CB}), np.float32)   # the row's M, one channel block",
+      f"acc = np.empty(({P}, {CB}), np.float32)   # register tile")
+    s(2, "for k in range(16):")
+    s(3, f"for tb in range({TWP // P}):")
+    s(4, f"t0 = tb * {P}")
+    register_tile(s, 4, P, CB, "ci", CIN, f"v3[vr + k, (t0 + r) * {CIN} + ci]",
+                  "wp[cb, k, ci, j]", alloc=False)
+    s(4, f"for r in range({P}):", f"    for j in range({CB}):",
+      "        m[k, t0 + r, j] = acc[r, j]")
+    # m itself, not a flat view of it: a view of it made here kept the register tile in
+    # memory (9.4 ms instead of 0.39 for 28x28 128->128)
+    s(2, f"{name}{OUT}({', '.join(['m', 'b', *flat, 'of', 'n', 'th', 'cb * ' + str(CB)])})")
+    helpers = ((f"{name}{IN}", (1, 1, 1, 1, 1, -1)),
+               (f"{name}{OUT}", (3, 1, *[1] * len(extras), 1, -1, -1, -1)))
+    return (s.text() + "\n\n" + _gen_input(spec, name, pl) + "\n\n"
+            + _gen_output(spec, name, pl, extras)
+            + f"\n\n{name}{HELPERS} = {helpers!r}\n")

@@ -3,6 +3,8 @@
 Tolerance: max |y - ref| / max |ref| < 1e-4 (the project's bar), float32 kernel vs float64
 reference. Shapes come from a small set so that examples share compiled kernels."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -72,16 +74,20 @@ def test_winograd_conv_matches_reference(hw, ch, padding, epilogue, batch, seed)
     assert err < TOL, f"relative error {err:.2e}"
 
 
-@pytest.mark.parametrize("gemm", ["blas", "loops"])
-def test_both_product_variants_match_reference(monkeypatch, gemm):
-    """The 16 transformed-domain products by np.dot and by register-tiled loops
-    (``CNNC_WINOGRAD_GEMM``), with a SiLU epilogue and a batch past one tile of rows."""
-    monkeypatch.setattr(winograd, "GEMM", gemm)
+@pytest.mark.parametrize("cb_outer", [False, True])
+def test_register_tiles_ragged_rows_and_channel_blocks(monkeypatch, cb_outer):
+    """Rows of tiles that are not whole register tiles (spare tiles), a last channel block
+    of fewer channels, odd output sizes, both loop orders, a SiLU epilogue and a batch of 3."""
     rng = np.random.default_rng(7)
-    g, _ = _conv_graph(rng, 6, 9, 32, 37, "same", (("scale_shift",), ("swish", 1.0)))
+    g, _ = _conv_graph(rng, 7, 11, 32, 37, "same", (("scale_shift",), ("swish", 1.0)))
+    spec = ConvSpec(7, 11, 32, 3, 3, 37, pads=(1, 1, 1, 1))
+    pl = dataclasses.replace(winograd.default_plan(spec), p=4, cb_outer=cb_outer)
+    _, tw, twp, ncb = winograd._geometry(spec, pl)
+    assert twp > tw and ncb * pl.cb > 37   # spare tiles and a partial channel block
+    monkeypatch.setattr(winograd, "default_plan", lambda spec, cpu=None: pl)
     compiled = cnnc.compile(g, target="cpu", opt_level=0)
-    assert "winograd F(2x2, 3x3) conv" in compiled.source()
-    x = rng.standard_normal((3, 6, 9, 32)).astype(np.float32)
+    assert f"products in tiles of 4 x {pl.cb}ch" in compiled.source()
+    x = rng.standard_normal((3, 7, 11, 32)).astype(np.float32)
     err = _rel_err(compiled(x), run_reference(g, x, dtype=np.float64))
     assert err < TOL, f"relative error {err:.2e}"
 
