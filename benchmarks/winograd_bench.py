@@ -21,6 +21,7 @@ SHAPES = [  # (h, w, cin, cout)
     (56, 56, 64, 64), (28, 28, 128, 128), (14, 14, 256, 256), (7, 7, 512, 512),
     (112, 112, 64, 128), (56, 56, 128, 256), (56, 56, 256, 256), (28, 28, 256, 512),
     (28, 28, 512, 512), (14, 14, 512, 512),
+    (32, 32, 16, 16), (16, 16, 32, 32), (8, 8, 64, 64),   # ResNet-20 (CIFAR)
 ]
 
 
@@ -42,14 +43,14 @@ def compiled(g, wino: bool):
     plan's gate says on this ISA)."""
     import cnnc
     from cnnc.backends.numba_cpu import winograd
-    old = winograd.ENABLED, winograd.DEFAULT_ISAS, winograd.MIN_CIN, winograd.MIN_PIXELS
+    old = winograd.ENABLED, winograd.GATES
     winograd.ENABLED = wino
     if wino:
-        winograd.DEFAULT_ISAS, winograd.MIN_CIN, winograd.MIN_PIXELS = (target().isa,), 0, 0
+        winograd.GATES = {target().isa: (0, 0)}
     try:
         return cnnc.compile(g, target="cpu", opt_level=0)
     finally:
-        winograd.ENABLED, winograd.DEFAULT_ISAS, winograd.MIN_CIN, winograd.MIN_PIXELS = old
+        winograd.ENABLED, winograd.GATES = old
 
 
 def target():

@@ -32,17 +32,17 @@ from cnnc.backends.numba_cpu.kernels import HELPERS, UNSIGNED, Src, register_til
 from cnnc.backends.numba_cpu.scalar import epilogue_lines
 
 ENABLED = os.environ.get("CNNC_WINOGRAD", "1").strip() != "0"
-# where it pays on AVX2 (Zen 3, 2 cores, batch 1; benchmarks/RESULTS.md): against the
-# register-tiled direct kernel (~100-128 GFLOP/s on 3x3 layers) Winograd wins on wide, large
-# layers only (56x56 256->256: 151, 28x28 256->512: 177, 28x28 512->512: 164 direct-equivalent
-# GFLOP/s) and loses on ResNet's (56x56 64->64: 82, 14x14 256->256: 65, 7x7 512->512: 35)
-MIN_CIN = 256
-MIN_PIXELS = 28 * 28
-#: the ISAs whose default plan takes it.  On AVX-512 the 14 px x 32 ch direct kernel runs
-#: 3x3 layers at 350-430 GFLOP/s, faster than BLAS-backed Winograd even on VGG's widest:
-#: 56x56 256->256 9.4 vs 22.2 ms, 28x28 256->512 4.9 vs 10.0 ms (Zen 5, `cnnc tune vgg11`;
-#: benchmarks/RESULTS.md).  `cnnc tune` still times it there.
-DEFAULT_ISAS = ("avx2",)
+#: where the default plan takes it, per ISA: (fewest input and output channels, fewest output
+#: pixels).  Measured against the direct kernel with its padded copy, batch 1, Zen 5
+#: (`python -m benchmarks.winograd_bench`, benchmarks/RESULTS.md).  AVX-512: 1.3-1.8x on
+#: ResNet-18's and VGG's layers from 14x14 up (56x56 64->64 1.31, 14x14 256->256 1.69),
+#: 1.05 on 7x7 512->512 (its transformed weights, 16 MB, are 1.8x the direct ones), 0.78-0.92
+#: on ResNet-20's 16 and 32 channels.  AVX2 code: 1.56-1.93x on every ResNet-18 and VGG
+#: layer, 1.34 on 16x16 32->32, 1.05 on 32x32 16->16.  ISAs not listed (not measured) keep
+#: the direct kernel; ``cnnc tune`` times both wherever :data:`TUNE_GATE` lets it.
+GATES = {"avx512": (64, 14 * 14), "avx2": (32, 1)}
+#: the tuner's candidate gate on every ISA, (channels, output pixels)
+TUNE_GATE = (16, 1)
 
 # F(2x2, 3x3) transforms (Lavin & Gray 2015)
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
@@ -64,23 +64,23 @@ def why_not(spec, cpu=None) -> str | None:
     if not applies(spec):
         return "Winograd F(2x2, 3x3) needs a 3x3 kernel, stride 1, dilation 1 and groups 1"
     cpu = cpu or target.for_plans()
-    if cpu.isa not in DEFAULT_ISAS:
-        return (f"on {cpu.isa} the direct kernel is faster (Winograd is the default on "
-                f"{', '.join(DEFAULT_ISAS)} only; cnnc tune times both from {MIN_CIN} "
-                f"channels and {MIN_PIXELS} output pixels)")
-    if not large_enough(spec):
+    if cpu.isa not in GATES:
+        return (f"not measured on {cpu.isa}: the default plan there is the direct kernel "
+                f"(cnnc tune times both)")
+    if not large_enough(spec, GATES[cpu.isa]):
         oh, ow = spec.out_hw
+        cin, pixels = GATES[cpu.isa]
         return (f"{spec.cin} -> {spec.cout} channels on {oh}x{ow}: the direct kernel is "
-                f"faster (Winograd pays from {MIN_CIN} channels and {MIN_PIXELS} output "
+                f"faster on {cpu.isa} (Winograd pays from {cin} channels and {pixels} output "
                 f"pixels)")
     return None
 
 
-def large_enough(spec) -> bool:
-    """Whether ``spec`` has the channels and output pixels from which Winograd can pay (the
-    default plan's gate on AVX2, the tuner's candidate gate on every ISA)."""
+def large_enough(spec, gate=TUNE_GATE) -> bool:
+    """Whether ``spec`` has the channels and output pixels of ``gate`` (default: the tuner's
+    candidate gate, :data:`TUNE_GATE`)."""
     oh, ow = spec.out_hw
-    return spec.cin >= MIN_CIN and spec.cout >= MIN_CIN and oh * ow >= MIN_PIXELS
+    return spec.cin >= gate[0] and spec.cout >= gate[0] and oh * ow >= gate[1]
 
 
 def chosen(spec, cpu=None) -> bool:
@@ -160,36 +160,33 @@ def _input_transform(s: Src, d: int, load, store) -> None:
 
 def _gen_input(spec, name: str, pl) -> str:
     """``{name}_wgin(r0, r1, r2, r3, v, vb)``: the 4 input rows under a row of tiles (a zero
-    row for rows in the padding) into ``v[vb + (k * TWP + tile) * CIN + ci]``.  Interior tiles
-    index with unsigned integers and no bounds checks, so the channel loop is vectorized;
-    border tiles check their columns; the spare tiles that pad the row to whole register
-    tiles get zeros."""
+    row for rows in the padding) into ``v[vb + (k * TWP + tile) * CIN + ci]``.  A tile reads
+    its 4x4 patch from the rows themselves, or, at the left and right borders, from a local
+    copy with zeros for the columns in the padding, so the transform is written once; it
+    indexes with unsigned integers, so the channel loop is vectorized.  The spare tiles
+    that pad the row to whole register tiles get zeros."""
     W, CIN, PL = spec.w, spec.cin, spec.pads[2]
     _, TW, TWP, _ = _geometry(spec, pl)
     s = Src()(0, '@njit(fastmath=FASTMATH, error_model="numpy", cache=True)')
     s(0, f"def {name}{IN}(r0, r1, r2, r3, v, vb):")
     s(1, '"""winograd input transform of one row of tiles"""')
-    # tiles whose 4 input columns all lie inside the image
-    lo = -(-PL // 2)
-    hi = min(TW, (W - 4 + PL) // 2 + 1) if W - 4 + PL >= 0 else 0
-    lo, hi = (lo, hi) if hi > lo else (0, 0)
-    store = lambda k, val: f"v[vt + {_U}({k * TWP * CIN}) + cu] = {val}"   # noqa: E731
-    if hi > lo:
-        s(1, f"for tw in range({lo}, {hi}):   # interior tiles: no bounds checks")
-        s(2, f"xb = {_U}((tw * 2 - {PL}) * {CIN})", f"vt = {_U}(vb + tw * {CIN})")
-        s(2, f"for ci in range({CIN}):", f"    cu = {_U}(ci)")
-        _input_transform(s, 3, lambda r, c: f"r{r}[xb + {_U}({c * CIN}) + cu]", store)
-    nedge = TW - (hi - lo)
-    if nedge:
-        s(1, f"for e in range({nedge}):   # border tiles")
-        s(2, f"tw = e if e < {lo} else e + {hi - lo}", f"iw = tw * 2 - {PL}",
-          f"vt = {_U}(vb + tw * {CIN})")
-        s(2, *(f"ok{c} = iw + {c} >= 0 and iw + {c} < {W}" for c in range(4)))
-        s(2, f"for ci in range({CIN}):", f"    cu = {_U}(ci)")
-        _input_transform(s, 3, lambda r, c: f"r{r}[(iw + {c}) * {CIN} + ci] if ok{c} else "
-                                             f"np.float32(0.0)", store)
+    s(1, f"pt = np.zeros((4, {4 * CIN}), np.float32)   # a border tile's patch")
+    s(1, f"for tw in range({TW}):")
+    s(2, f"iw = tw * 2 - {PL}", f"vt = {_U}(vb + tw * {CIN})")
+    s(2, f"if iw >= 0 and iw + 4 <= {W}:")
+    s(3, "a0, a1, a2, a3 = r0, r1, r2, r3", f"xb = {_U}(iw * {CIN})")
+    s(2, "else:")
+    s(3, "for c in range(4):")
+    s(4, f"ok = iw + c >= 0 and iw + c < {W}", f"lo = (iw + c) * {CIN} if ok else 0")
+    s(4, f"for i in range({CIN}):")
+    s(5, *(f"pt[{r}, c * {CIN} + i] = r{r}[lo + i] if ok else np.float32(0.0)"
+           for r in range(4)))
+    s(3, "a0, a1, a2, a3 = pt[0], pt[1], pt[2], pt[3]", f"xb = {_U}(0)")
+    s(2, f"for ci in range({CIN}):", f"    cu = {_U}(ci)")
+    _input_transform(s, 3, lambda r, c: f"a{r}[xb + {_U}({c * CIN}) + cu]",
+                     lambda k, val: f"v[vt + {_U}({k * TWP * CIN}) + cu] = {val}")
     if TWP > TW:
-        s(1, f"for k in range(16):   # spare tiles")
+        s(1, "for k in range(16):   # spare tiles")
         s(2, f"for i in range({(TWP - TW) * CIN}):")
         s(3, f"v[{_U}(vb + (k * {TWP} + {TW}) * {CIN} + i)] = np.float32(0.0)")
     return s.text()

@@ -58,14 +58,17 @@ def test_every_candidate_plan_matches_the_reference(spec):
 def test_candidates_skip_plans_known_to_lose(cpu):
     """No tile of more than tune.UNROLLED values with the loop vectorizer on (not unrolled:
     ~100x slower), and Winograd only where it can pay, on every ISA."""
-    small = ConvSpec(28, 28, 128, 3, 3, 128, (1, 1), (1, 1, 1, 1))
+    small = ConvSpec(28, 28, 8, 3, 3, 32, (1, 1), (1, 1, 1, 1))   # too few input channels
     large = ConvSpec(56, 56, 256, 3, 3, 256, (1, 1), (1, 1, 1, 1))
     for spec in (small, large):
         cands = tune.candidates(spec, cpu)
         assert all(not c.loop_vectorize or c.p * c.cb <= tune.UNROLLED
                    for c in cands if c.strategy == "blocked"), cands
-        has_winograd = any(c.strategy == "winograd" for c in cands)
-        assert has_winograd == (spec is large) == winograd.large_enough(spec)
+        winos = [c for c in cands if c.strategy == "winograd"]
+        assert bool(winos) == (spec is large) == winograd.large_enough(spec)
+        # both loop orders, compiled without the loop vectorizer (register tiles)
+        assert sorted(c.cb_outer for c in winos) == ([False, True] if winos else [])
+        assert not any(c.loop_vectorize for c in winos)
 
 
 def test_a_cache_miss_then_a_hit_and_later_compiles_take_the_winner(cache):

@@ -25,13 +25,13 @@ EPILOGUES = [(), (("relu",),), (("scale_shift",), ("relu",)), (("add",),),
 def setup_module():
     # the tests exercise Winograd on small shapes: take it wherever it applies
     global _SAVED
-    _SAVED = winograd.MIN_CIN, winograd.MIN_PIXELS, winograd.DEFAULT_ISAS
-    winograd.MIN_CIN, winograd.MIN_PIXELS = 32, 1
-    winograd.DEFAULT_ISAS = ("avx2", "avx512", "neon", "sse", "avx", "generic")
+    _SAVED = winograd.GATES
+    winograd.GATES = {isa: (32, 1) for isa in ("avx2", "avx512", "neon", "sse", "avx",
+                                               "generic")}
 
 
 def teardown_module():
-    winograd.MIN_CIN, winograd.MIN_PIXELS, winograd.DEFAULT_ISAS = _SAVED
+    winograd.GATES = _SAVED
 
 
 def _rel_err(y, ref):
@@ -115,21 +115,24 @@ def test_plan_picks_winograd_only_where_it_applies(monkeypatch):
                   ConvSpec(28, 28, 3, 3, 3, 64, pads=(1, 1, 1, 1))):
         assert convgen.plan(other).strategy != "winograd", other
         assert winograd.why_not(other)
-    # the measured defaults: on AVX2 VGG's wide layers take it, ResNet's do not; on
-    # AVX-512 none does (the direct kernel is faster there)
-    monkeypatch.setattr(winograd, "MIN_CIN", _SAVED[0])
-    monkeypatch.setattr(winograd, "MIN_PIXELS", _SAVED[1])
-    monkeypatch.setattr(winograd, "DEFAULT_ISAS", _SAVED[2])
-    vgg_layer = ConvSpec(28, 28, 512, 3, 3, 512, pads=(1, 1, 1, 1))
+    # the measured defaults: on both ISAs ResNet-18's and VGG's layers take it; on AVX-512
+    # not 7x7 512->512 (1.05x) nor ResNet-20's 16 and 32 channels (slower than direct)
+    monkeypatch.setattr(winograd, "GATES", _SAVED)
     avx2, avx512 = target.AVX2, target.AVX512
-    assert convgen.plan(vgg_layer, avx2, tuned=False).strategy == "winograd"
-    assert convgen.plan(vgg_layer, avx512, tuned=False).strategy == "blocked"
-    assert "on avx512 the direct kernel is faster" in winograd.why_not(vgg_layer, avx512)
-    for resnet_layer in (big, ConvSpec(14, 14, 256, 3, 3, 256, pads=(1, 1, 1, 1)),
-                         ConvSpec(56, 56, 64, 3, 3, 64, pads=(1, 1, 1, 1))):
+    for layer in (big, ConvSpec(28, 28, 512, 3, 3, 512, pads=(1, 1, 1, 1)),
+                  ConvSpec(14, 14, 256, 3, 3, 256, pads=(1, 1, 1, 1)),
+                  ConvSpec(56, 56, 64, 3, 3, 64, pads=(1, 1, 1, 1))):
         for cpu in (avx2, avx512):
-            assert convgen.plan(resnet_layer, cpu, tuned=False).strategy == "blocked"
-        assert "direct kernel is faster" in winograd.why_not(resnet_layer, avx2)
+            assert convgen.plan(layer, cpu, tuned=False).strategy == "winograd", (layer, cpu)
+    deep = ConvSpec(7, 7, 512, 3, 3, 512, pads=(1, 1, 1, 1))
+    cifar = ConvSpec(32, 32, 16, 3, 3, 16, pads=(1, 1, 1, 1))
+    assert convgen.plan(deep, avx2, tuned=False).strategy == "winograd"
+    for layer in (deep, cifar):
+        assert convgen.plan(layer, avx512, tuned=False).strategy == "blocked"
+        assert "the direct kernel is faster on avx512" in winograd.why_not(layer, avx512)
+    assert convgen.plan(cifar, avx2, tuned=False).strategy == "blocked"
+    neon = dataclasses.replace(avx2, isa="neon", lanes=4, registers=32)
+    assert "not measured on neon" in winograd.why_not(big, neon)
     monkeypatch.setattr(winograd, "ENABLED", False)
     assert convgen.plan(big).strategy == "blocked"
     assert "CNNC_WINOGRAD=0" in winograd.why_not(big)
