@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cnnc.backends.numba_cpu import (convgen, extern, kernels, movement, norm_kernels, stages,
-                                     target)
+                                     target, winograd)
 from cnnc.backends.numba_cpu.scalar import ELEMENTWISE_BODY, unary_body
 from cnnc.ops.elementwise import ACTIVATIONS
 from cnnc.backends.reference import evaluate
@@ -538,6 +538,9 @@ class _Lowerer:
         for k, name in zip(residual, convgen.residual_names(spec)):
             if node.inputs[k].name in self.halos:
                 extras[k - 3], residuals[name] = self.halos[node.inputs[k].name]
+        if pl.strategy == "winograd":   # its input transform first, into the scratch
+            self.add_kernel(node, winograd.generate_input(spec, "__KERNEL__", pl),
+                            [x, "scratch"])
         mirror = self.mirror_for(node, pl)
         args = [x, wp, b, *extras, o] + ([self.halos[node.output.name][0]] if mirror else [])
         # halo stores and loads: without the loop vectorizer, which vectorized the tile's

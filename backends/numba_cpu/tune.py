@@ -231,10 +231,13 @@ def build(spec: ConvSpec, pl: Plan, batch: int = 1, seed: int = 0):
         args[0] = xp
     elif extra:
         args.append(np.empty(batch * extra, np.float32))
+    if pl.strategy == "winograd":   # its input-transform kernel runs first
+        exec(winograd.generate_input(spec, "transform", pl), ns)
+        pre = (njit(parallel=True, **opts)(ns["transform"]), (x, args[-1]))
     compile_tail(fn)   # with the loop vectorizer, before the kernel links it
+    if pre:   # a kernel of its own, with the loop vectorizer as cnnc compiles it
+        pre[0](*pre[1])
     with loop_vectorizer(pl.loop_vectorize):
-        if pre:
-            pre[0](*pre[1])
         fn(*args)
     if pre:
         pad_fn, pad_args = pre

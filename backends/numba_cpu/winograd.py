@@ -6,9 +6,10 @@ For a 3x3, stride 1, dilation 1, groups 1 convolution each 2x2 block of output p
 
 * filter transform ``U = G g G^T``: at compile time, in float64, stored float32 as
   ``wp[channel block, k, ci, j]`` (k = 4 * row + column of the 4x4 transformed point);
-* input transform: a parallel pass over rows of tiles writing ``V = B^T d B`` into scratch
-  (loop-vectorized helper; rows above or below the image read a zero row, border tiles
-  check their columns: no padded copy of the input);
+* input transform: a kernel of its own (loop-vectorized, shared by convs of one input
+  geometry), a parallel pass over rows of tiles writing ``V = B^T d B`` into scratch (rows
+  above or below the image read a zero row, border tiles a zero-padded local patch: no
+  padded copy of the input);
 * per (row of tiles, block of output channels), in one parallel step: the 16 products
   ``M[k] = V[k] @ U[k]`` as register tiles of P tiles x CB channels (the direct kernels'
   register tiles, :func:`default_plan`) into a local M, then the output transform ``A^T M A``
@@ -138,9 +139,9 @@ def pack_weights(spec, w_hwio, pl) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------
 # source generation
-#: suffixes of the kernel's two loop-vectorized helpers (compiled before it, see
-#: kernels.compile_tail): the input transform of a row of tiles and the output transform
-IN, OUT = "_wgin", "_wgout"
+#: suffix of the kernel's loop-vectorized output-transform helper (compiled before it, see
+#: kernels.compile_tail)
+OUT = "_wgout"
 _U = UNSIGNED
 
 
@@ -158,37 +159,47 @@ def _input_transform(s: Src, d: int, load, store) -> None:
             s(d, store(4 * r + c, us[c]))
 
 
-def _gen_input(spec, name: str, pl) -> str:
-    """``{name}_wgin(r0, r1, r2, r3, v, vb)``: the 4 input rows under a row of tiles (a zero
-    row for rows in the padding) into ``v[vb + (k * TWP + tile) * CIN + ci]``.  A tile reads
-    its 4x4 patch from the rows themselves, or, at the left and right borders, from a local
-    copy with zeros for the columns in the padding, so the transform is written once; it
-    indexes with unsigned integers, so the channel loop is vectorized.  The spare tiles
-    that pad the row to whole register tiles get zeros."""
-    W, CIN, PL = spec.w, spec.cin, spec.pads[2]
-    _, TW, TWP, _ = _geometry(spec, pl)
-    s = Src()(0, '@njit(fastmath=FASTMATH, error_model="numpy", cache=True)')
-    s(0, f"def {name}{IN}(r0, r1, r2, r3, v, vb):")
-    s(1, '"""winograd input transform of one row of tiles"""')
-    s(1, f"pt = np.zeros((4, {4 * CIN}), np.float32)   # a border tile's patch")
-    s(1, f"for tw in range({TW}):")
-    s(2, f"iw = tw * 2 - {PL}", f"vt = {_U}(vb + tw * {CIN})")
-    s(2, f"if iw >= 0 and iw + 4 <= {W}:")
-    s(3, "a0, a1, a2, a3 = r0, r1, r2, r3", f"xb = {_U}(iw * {CIN})")
-    s(2, "else:")
-    s(3, "for c in range(4):")
-    s(4, f"ok = iw + c >= 0 and iw + c < {W}", f"lo = (iw + c) * {CIN} if ok else 0")
-    s(4, f"for i in range({CIN}):")
-    s(5, *(f"pt[{r}, c * {CIN} + i] = r{r}[lo + i] if ok else np.float32(0.0)"
+def generate_input(spec, name: str, pl) -> str:
+    """The kernel ``name(x, scratch)`` writing the transformed input V into ``scratch`` as
+    ``v[(((n * TH + th) * 16 + k) * TWP + tile) * CIN + ci]``: a parallel loop over rows of tiles
+    (a zero row for rows in the padding).  A tile reads its 4x4 patch from the rows
+    themselves, or, at the left and right borders, from a local copy with zeros for the
+    columns in the padding, so the transform is written once; it indexes with unsigned
+    integers, so the channel loop is vectorized (compiled with the loop vectorizer).  The
+    spare tiles that pad a row to whole register tiles get zeros.  It depends on the input
+    geometry only, so convs of the same input shape share it (a plain and a residual
+    variant of one ResNet layer)."""
+    H, W, CIN, PT, PL = spec.h, spec.w, spec.cin, spec.pads[0], spec.pads[2]
+    TH, TW, TWP, _ = _geometry(spec, pl)
+    s = Src()(0, f"def {name}(x, scratch):")
+    s(1, f'"""winograd F(2x2, 3x3) input transform: {H}x{W}x{CIN}, pads top {PT} left {PL}, '
+         f'{TH}x{TW} tiles padded to {TWP} per row"""')
+    s(1, "n_batch = x.shape[0]", f"xf = x.reshape(n_batch, {H}, {W * CIN})",
+      f"v = scratch[:n_batch * {16 * TH * TWP * CIN}]",
+      f"zrow = np.zeros({W * CIN}, np.float32)   # stands in for rows in the padding")
+    s(1, f"for t in prange(n_batch * {TH}):")
+    s(2, f"ih = (t % {TH}) * 2 - {PT}", f"n = t // {TH}", f"vb = t * {16 * TWP * CIN}")
+    for r in range(4):
+        s(2, f"r{r} = xf[n, ih + {r}] if ih + {r} >= 0 and ih + {r} < {H} else zrow")
+    s(2, f"pt = np.zeros((4, {4 * CIN}), np.float32)   # a border tile's patch")
+    s(2, f"for tw in range({TW}):")
+    s(3, f"iw = tw * 2 - {PL}", f"vt = {_U}(vb + tw * {CIN})")
+    s(3, f"if iw >= 0 and iw + 4 <= {W}:")
+    s(4, "a0, a1, a2, a3 = r0, r1, r2, r3", f"xb = {_U}(iw * {CIN})")
+    s(3, "else:")
+    s(4, "for c in range(4):")
+    s(5, f"ok = iw + c >= 0 and iw + c < {W}", f"lo = (iw + c) * {CIN} if ok else 0")
+    s(5, f"for i in range({CIN}):")
+    s(6, *(f"pt[{r}, c * {CIN} + i] = r{r}[lo + i] if ok else np.float32(0.0)"
            for r in range(4)))
-    s(3, "a0, a1, a2, a3 = pt[0], pt[1], pt[2], pt[3]", f"xb = {_U}(0)")
-    s(2, f"for ci in range({CIN}):", f"    cu = {_U}(ci)")
-    _input_transform(s, 3, lambda r, c: f"a{r}[xb + {_U}({c * CIN}) + cu]",
+    s(4, "a0, a1, a2, a3 = pt[0], pt[1], pt[2], pt[3]", f"xb = {_U}(0)")
+    s(3, f"for ci in range({CIN}):", f"    cu = {_U}(ci)")
+    _input_transform(s, 4, lambda r, c: f"a{r}[xb + {_U}({c * CIN}) + cu]",
                      lambda k, val: f"v[vt + {_U}({k * TWP * CIN}) + cu] = {val}")
     if TWP > TW:
-        s(1, "for k in range(16):   # spare tiles")
-        s(2, f"for i in range({(TWP - TW) * CIN}):")
-        s(3, f"v[{_U}(vb + (k * {TWP} + {TW}) * {CIN} + i)] = np.float32(0.0)")
+        s(2, "for k in range(16):   # spare tiles")
+        s(3, f"for i in range({(TWP - TW) * CIN}):")
+        s(4, f"v[{_U}(vb + (k * {TWP} + {TW}) * {CIN} + i)] = np.float32(0.0)")
     return s.text()
 
 
@@ -233,18 +244,18 @@ def _gen_output(spec, name: str, pl, extras: list[str]) -> str:
 
 
 def generate(spec, name: str, pl=None) -> str:
-    """The kernel ``name(x, wp, b, *extras, out, scratch)`` and its two helpers.
+    """The kernel ``name(x, wp, b, *extras, out, scratch)`` and its output-transform helper;
+    it reads the transformed input that :func:`generate_input`'s kernel, called before it,
+    left in ``scratch`` (``x`` only gives the batch size).
 
-    A parallel pass transforms the input into ``scratch`` (V: 16 points x tiles x cin per
-    image, :func:`_gen_input`); then each parallel step takes one row of tiles and one block
-    of CB output channels: 16 products V[k] @ U[k] as register tiles of P tiles x CB channels
+    Each parallel step takes one row of tiles and one block of CB output channels: 16
+    products V[k] @ U[k] as register tiles of P tiles x CB channels
     (:func:`kernels.register_tile`, compiled without the loop vectorizer like the direct
-    kernels) into a local M of the row, and its output transform with the epilogue
-    (:func:`_gen_output`) while M is still in cache."""
+    kernels) into a local M of the row, then its output transform with the epilogue
+    (:func:`_gen_output`, loop-vectorized) while M is still in cache."""
     from cnnc.backends.numba_cpu.convgen import _extra_names
     pl = pl if pl is not None and pl.cb >= 1 else default_plan(spec)
     H, W, CIN, COUT = spec.h, spec.w, spec.cin, spec.cout
-    PT = spec.pads[0]
     OH, OW = spec.out_hw
     TH, TW, TWP, NCB = _geometry(spec, pl)
     P, CB = pl.p, pl.cb
@@ -255,16 +266,10 @@ def generate(spec, name: str, pl=None) -> str:
     s(1, f'"""winograd F(2x2, 3x3) conv: {H}x{W}x{CIN} -> {OH}x{OW}x{COUT}, p{spec.pads}, '
          f'{TH}x{TW} tiles, products in tiles of {P} x {CB}ch, epilogue '
          f'{list(spec.epilogue)}"""')
-    s(1, "n_batch = x.shape[0]", f"xf = x.reshape(n_batch, {H}, {W * CIN})",
-         f"vf = scratch[:n_batch * {16 * TH * TWP * CIN}]",
-         f"v3 = vf.reshape(n_batch * {16 * TH}, {TWP * CIN})", "of = out.reshape(-1)",
-         *(f"{e}f = {e}.reshape(-1)" for e in extras if e.startswith("res")),
-         f"zrow = np.zeros({W * CIN}, np.float32)   # stands in for rows in the padding")
-    s(1, f"for t in prange(n_batch * {TH}):")
-    s(2, f"ih = (t % {TH}) * 2 - {PT}", f"n = t // {TH}")
-    for r in range(4):
-        s(2, f"r{r} = xf[n, ih + {r}] if ih + {r} >= 0 and ih + {r} < {H} else zrow")
-    s(2, f"{name}{IN}(r0, r1, r2, r3, vf, np.int64(t * {16 * TWP * CIN}))")
+    s(1, "n_batch = x.shape[0]",
+         f"v3 = scratch[:n_batch * {16 * TH * TWP * CIN}].reshape(n_batch * {16 * TH}, "
+         f"{TWP * CIN})", "of = out.reshape(-1)",
+         *(f"{e}f = {e}.reshape(-1)" for e in extras if e.startswith("res")))
     s(1, f"for q in prange(n_batch * {TH * NCB}):")
     if pl.cb_outer:
         s(2, f"cb = q // (n_batch * {TH})", f"t = q % (n_batch * {TH})")
@@ -283,8 +288,6 @@ def generate(spec, name: str, pl=None) -> str:
     # m itself, not a flat view of it: a view of it made here kept the register tile in
     # memory (9.4 ms instead of 0.39 for 28x28 128->128)
     s(2, f"{name}{OUT}({', '.join(['m', 'b', *flat, 'of', 'n', 'th', 'cb * ' + str(CB)])})")
-    helpers = ((f"{name}{IN}", (1, 1, 1, 1, 1, -1)),
-               (f"{name}{OUT}", (3, 1, *[1] * len(extras), 1, -1, -1, -1)))
-    return (s.text() + "\n\n" + _gen_input(spec, name, pl) + "\n\n"
-            + _gen_output(spec, name, pl, extras)
+    helpers = ((f"{name}{OUT}", (3, 1, *[1] * len(extras), 1, -1, -1, -1)),)
+    return (s.text() + "\n\n" + _gen_output(spec, name, pl, extras)
             + f"\n\n{name}{HELPERS} = {helpers!r}\n")
