@@ -7,7 +7,10 @@ Each layer is a SAME-padded 3x3 stride-1 conv with bias and ReLU compiled throug
 ``cnnc.compile(..., target="cpu")`` twice: once with Winograd off (the direct kernel, with
 its padded-copy kernel) and once forced on. The generated ``forward`` is timed directly
 (best of ``--repeats`` warm calls). GFLOP/s are direct-equivalent: 2*OH*OW*Cout*9*Cin per
-image over the time, next to the NumPy float32 GEMM peak measured in the same run.
+image over the time, next to the NumPy float32 GEMM peak of this ISA's BLAS measured in the
+same run (in a fresh process: ``OPENBLAS_CORETYPE`` may pin older kernels in this one).
+``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES`` (``../shared/cpu/README.md``) time another ISA's
+code, e.g. AVX2 on an AVX-512 machine.
 """
 
 from __future__ import annotations
@@ -82,8 +85,15 @@ def main(argv=None):
     models = [(s, compiled(layer(*s), False), compiled(layer(*s), True)) for s in shapes]
     if args.compile_only:
         return
-    peak = gemm_peak()
-    print(f"CPU {cpu_model()}, batch {args.batch}, GEMM peak {peak:.1f} GFLOP/s")
+    from benchmarks.alternate import child_env
+    from benchmarks.machine import blas_kernels, gemm_peak_with
+    # the peak of the BLAS built for this ISA, in a fresh process (this one's environment
+    # may pin older kernels: OPENBLAS_CORETYPE)
+    isa = "avx2" if target().isa == "avx2" else "native"
+    peak = gemm_peak_with(child_env(isa))
+    print(f"CPU {cpu_model()}, cnnc target {target().describe()}, batch {args.batch}, GEMM "
+          f"peak {peak:.1f} GFLOP/s ({blas_kernels(child_env(isa))}, fresh process; "
+          f"this process {gemm_peak():.1f})")
     print("| layer | direct ms | direct GF/s | winograd ms | winograd GF/s | x direct | x peak |"
           " rel err |")
     print("|---|---|---|---|---|---|---|---|")
@@ -98,7 +108,7 @@ def main(argv=None):
         print(f"| {h}x{w} {cin}->{cout} | {td * 1e3:.3f} | {flops / td / 1e9:.0f} | "
               f"{tw * 1e3:.3f} | {flops / tw / 1e9:.0f} | {td / tw:.2f} | "
               f"{flops / tw / 1e9 / peak:.2f} | {err:.1e} |", flush=True)
-    print(f"GEMM peak after: {gemm_peak():.1f} GFLOP/s")
+    print(f"GEMM peak after: {gemm_peak_with(child_env(isa)):.1f} GFLOP/s")
 
 
 if __name__ == "__main__":

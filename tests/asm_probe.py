@@ -79,6 +79,12 @@ def scalar_adds(asm: str) -> int:
     return sum(bool(re.match(r"^\s+vaddss\s", ln)) for ln in asm.splitlines())
 
 
+def vector_ops(asm: str) -> dict:
+    """The register kinds of packed float32 adds and subtracts, and how many there are."""
+    ops = [ln for ln in asm.splitlines() if re.match(r"^\s+v(add|sub)ps\s", ln)]
+    return {"packed_add": len(ops), "add_widths": sorted({_VREG.findall(ln)[-1] for ln in ops})}
+
+
 def tail_summary(asm: str) -> dict:
     """What a kernel's epilogue tail function compiled to: the register kinds of its packed
     FMAs (either precision), how many scalar ones it has, and the functions it calls by
@@ -95,7 +101,9 @@ def tail_summary(asm: str) -> dict:
 
 def _kernels():
     """name -> (source of a kernel named ``kernel``, argument ranks, plan or None)."""
-    from cnnc.backends.numba_cpu import convgen, kernels, target
+    import dataclasses
+
+    from cnnc.backends.numba_cpu import convgen, kernels, target, winograd
     from cnnc.ops.fused import num_extras
     S = convgen.ConvSpec
     specs = {
@@ -117,10 +125,18 @@ def _kernels():
     }
     out = {}
     for name, spec in specs.items():
-        pl = convgen.plan(spec)
+        pl = convgen.plan(spec, winograd_ok=False)   # the direct kernels
         ranks = (3 if convgen.halo(spec, pl) else 4,
                  2 if pl.strategy == "depthwise" else 4, 1, *[4] * num_extras(spec.epilogue), 4)
         out[name] = (convgen.generate(spec, "kernel", pl), ranks, pl)
+    # Winograd: the products' register tile, the input transform (loop-vectorized) and the
+    # output transform with a SiLU epilogue (the kernel's helper, kernels.HELPERS)
+    spec = S(28, 28, 64, 3, 3, 64, (1, 1), (1, 1, 1, 1))
+    pl = winograd.default_plan(spec)
+    out["winograd3x3"] = (winograd.generate(spec, "kernel", pl), (4, 4, 1, 4, 1), pl)
+    out["winograd_in"] = (winograd.generate_input(spec, "kernel", pl), (4, 1), None)
+    spec = dataclasses.replace(spec, epilogue=(("swish", 1.0),))
+    out["winograd3x3silu"] = (winograd.generate(spec, "kernel", pl), (4, 4, 1, 4, 1), pl)
     cb, p = convgen.dense_tile(64, target.effective())
     out["dense"] = (kernels.dense_tiled("kernel", 512, 64, (), 0, cb, p), (2, 3, 1, 2),
                     convgen.Plan("blocked", cb=cb, p=p, loop_vectorize=False))
@@ -154,6 +170,11 @@ def main() -> None:
         if tail := ns.get("kernel" + kernels.TAIL):
             asm = "".join(tail.inspect_asm().values())
             report["kernels"][name]["tail"] = tail_summary(asm)
+        for helper, _ in ns.get("kernel" + kernels.HELPERS, ()):
+            asm = "".join(ns[helper].inspect_asm().values())
+            report["kernels"][name]["helper"] = tail_summary(asm) | vector_ops(asm)
+        if pl is None:   # loop-vectorized: its packed arithmetic
+            report["kernels"][name]["vector"] = vector_ops(asm)
     print(json.dumps(report))
 
 

@@ -55,8 +55,10 @@ def test_target_is_the_emulated_one(probe):
 
 
 KERNELS = ["conv3x3", "conv3x3s2", "conv1x1", "conv1x1se", "conv7x7s2", "depthwise3x3",
-           "depthwise5x5", "dense", "conv3x3silu", "conv1x1relu", "conv3x3addrelu"]
+           "depthwise5x5", "dense", "conv3x3silu", "conv1x1relu", "conv3x3addrelu",
+           "winograd3x3"]
 BLOCKED = [k for k in KERNELS if k.startswith("conv") or k == "dense"]
+TILED = BLOCKED + ["winograd3x3"]   # register tiles: Winograd's transformed-domain products
 #: (isa, kernel) whose hot loop still moves vectors to or from the stack (strict xfail: the
 #: test reports when a change fixes one)
 _LV = ("loop-vectorized kernel: the loop vectorizer vectorizes across the reduction and "
@@ -96,17 +98,17 @@ def test_depthwise_register_tile(probe):
     assert hot["accumulators"] >= plan["p"] and hot["fma_loop_stores"] == 0, (plan, hot)
 
 
-@pytest.mark.parametrize("kernel", BLOCKED)
+@pytest.mark.parametrize("kernel", TILED)
 def test_register_tile_is_stored_after_its_loops(probe, kernel):
     """No reduction loop writes the tile back to memory on every step."""
     isa, plan, hot = _hot(probe, kernel)
     assert hot["fma_loop_stores"] == 0, (kernel, plan, hot)
 
 
-@pytest.mark.parametrize("kernel", BLOCKED)
+@pytest.mark.parametrize("kernel", TILED)
 def test_register_tile_has_independent_accumulators(probe, kernel):
     isa, plan, hot = _hot(probe, kernel)
-    assert plan["strategy"] == "blocked"
+    assert plan["strategy"] == ("winograd" if kernel == "winograd3x3" else "blocked")
     need = plan["p"] * -(-plan["cb"] // TARGETS[isa][3])
     assert hot["accumulators"] >= need, (kernel, plan, hot)
     assert hot["fma"] >= need, (kernel, plan, hot)
@@ -137,6 +139,19 @@ def test_epilogue_tail_is_vectorized(probe):
     tail = report["kernels"]["conv3x3silu"]["tail"]
     assert tail["packed_fma"] >= 7 and TARGETS[isa][2] in tail["widths"], tail
     assert not [c for c in tail["calls"] if "exp" in c], tail
+
+
+def test_winograd_transforms_are_vectorized(probe):
+    """Winograd's input transform (a loop-vectorized kernel) and its output transform with
+    a SiLU epilogue (the products kernel's helper) run as full-width vectors."""
+    isa, report = probe
+    width = TARGETS[isa][2]
+    vin = report["kernels"]["winograd_in"]["vector"]
+    assert vin["packed_add"] >= 32 and width in vin["add_widths"], vin
+    out = report["kernels"]["winograd3x3silu"]["helper"]
+    assert out["packed_add"] >= 16 and width in out["add_widths"], out
+    assert out["packed_fma"] >= 7 and width in out["widths"], out   # vexpf's polynomial
+    assert not [c for c in out["calls"] if "exp" in c], out
 
 
 # ---- the checker itself can fail --------------------------------------------------------------
