@@ -545,8 +545,14 @@ class _Lowerer:
         args = [x, wp, b, *extras, o] + ([self.halos[node.output.name][0]] if mirror else [])
         # halo stores and loads: without the loop vectorizer, which vectorized the tile's
         # store loop badly for some index expressions (3x3 3->16 on 32x32: 14 against 6 us)
-        self.add_kernel(node, convgen.generate(spec, "__KERNEL__", pl, mirror, residuals),
-                        args + (["scratch"] if scratch else []),
+        if pl.strategy == "winograd":   # reading a residual it overwrites from its output
+            donor = self.plan.in_place.get(node.output.name)
+            source = winograd.generate(spec, "__KERNEL__", pl, tuple(
+                name for k, name in zip(residual, convgen.residual_names(spec))
+                if node.inputs[k].name == donor))
+        else:
+            source = convgen.generate(spec, "__KERNEL__", pl, mirror, residuals)
+        self.add_kernel(node, source, args + (["scratch"] if scratch else []),
                         register_tiled=not pl.loop_vectorize or bool(mirror or residuals))
 
     def lower_batch_norm(self, node, ins, o) -> None:

@@ -92,6 +92,30 @@ def test_register_tiles_ragged_rows_and_channel_blocks(monkeypatch, cb_outer):
     assert err < TOL, f"relative error {err:.2e}"
 
 
+def test_residual_overwritten_by_the_output():
+    """A residual block whose sum takes the buffer of its dying residual (the memory plan's
+    in-place rule): the output transform reads that residual from the output itself."""
+    rng = np.random.default_rng(3)
+    g = Graph("wino_block")
+    x = g.add_input(("N", 9, 10, 32), name="x")
+    attrs = dict(strides=(1, 1), padding="same", dilation=(1, 1), groups=1)
+
+    def conv(v, epilogue, *extras):
+        w = g.constant(rng.standard_normal((3, 3, 32, 32)) * 0.2)
+        b = g.constant(rng.standard_normal(32))
+        return g.add("conv2d_fused", [v, w, b, *extras], {**attrs, "epilogue": epilogue})
+    a = conv(x, (("relu",),))
+    y = conv(conv(a, (("relu",),)), (("add",), ("relu",)), a)
+    g.set_outputs(y)
+    compiled = cnnc.compile(g, target="cpu", opt_level=0)
+    src = compiled.source()
+    assert src.count("winograd F(2x2, 3x3) conv") == 2   # the plain and the residual kernel
+    assert "v = v + of[oi]" in src
+    xs = rng.standard_normal((2, 9, 10, 32)).astype(np.float32)
+    err = _rel_err(compiled(xs), run_reference(g, xs, dtype=np.float64))
+    assert err < TOL, f"relative error {err:.2e}"
+
+
 def test_filter_transform_reproduces_a_direct_tile():
     """One 4x4 input patch through the transforms equals the 2x2 direct convolution."""
     rng = np.random.default_rng(0)
