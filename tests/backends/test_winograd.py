@@ -74,14 +74,18 @@ def test_winograd_conv_matches_reference(hw, ch, padding, epilogue, batch, seed)
     assert err < TOL, f"relative error {err:.2e}"
 
 
-@pytest.mark.parametrize("cb_outer", [False, True])
-def test_register_tiles_ragged_rows_and_channel_blocks(monkeypatch, cb_outer):
+@pytest.mark.parametrize("isa, cb_outer", [("avx512", False), ("avx512", True),
+                                           ("avx2", False)])
+def test_register_tiles_ragged_rows_and_channel_blocks(monkeypatch, isa, cb_outer):
     """Rows of tiles that are not whole register tiles (spare tiles), a last channel block
-    of fewer channels, odd output sizes, both loop orders, a SiLU epilogue and a batch of 3."""
+    of fewer channels, odd output sizes, both loop orders, a SiLU epilogue and a batch of 3;
+    with the tiles of the AVX-512 and of the AVX2 plan (which run here too, only slower)."""
     rng = np.random.default_rng(7)
     g, _ = _conv_graph(rng, 7, 11, 32, 37, "same", (("scale_shift",), ("swish", 1.0)))
     spec = ConvSpec(7, 11, 32, 3, 3, 37, pads=(1, 1, 1, 1))
-    pl = dataclasses.replace(winograd.default_plan(spec), p=4, cb_outer=cb_outer)
+    cpu = target.AVX512 if isa == "avx512" else target.AVX2
+    pl = dataclasses.replace(winograd.default_plan(spec, cpu), p=4, cb_outer=cb_outer)
+    assert pl.cb == 2 * cpu.lanes
     _, tw, twp, ncb = winograd._geometry(spec, pl)
     assert twp > tw and ncb * pl.cb > 37   # spare tiles and a partial channel block
     monkeypatch.setattr(winograd, "default_plan", lambda spec, cpu=None: pl)
