@@ -66,9 +66,8 @@ def test_candidates_skip_plans_known_to_lose(cpu):
                    for c in cands if c.strategy == "blocked"), cands
         winos = [c for c in cands if c.strategy == "winograd"]
         assert bool(winos) == (spec is large) == winograd.large_enough(spec)
-        # both loop orders, compiled without the loop vectorizer (register tiles)
-        assert sorted(c.cb_outer for c in winos) == ([False, True] if winos else [])
-        assert not any(c.loop_vectorize for c in winos)
+        # compiled without the loop vectorizer (register tiles)
+        assert len(winos) <= 1 and not any(c.loop_vectorize for c in winos)
 
 
 def test_a_cache_miss_then_a_hit_and_later_compiles_take_the_winner(cache):
