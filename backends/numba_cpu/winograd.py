@@ -39,9 +39,12 @@ ENABLED = os.environ.get("CNNC_WINOGRAD", "1").strip() != "0"
 #: ResNet-18's and VGG's layers from 14x14 up (56x56 64->64 1.31, 14x14 256->256 1.69),
 #: 1.05 on 7x7 512->512 (its transformed weights, 16 MB, are 1.8x the direct ones), 0.78-0.92
 #: on ResNet-20's 16 and 32 channels.  AVX2 code: 1.56-1.93x on every ResNet-18 and VGG
-#: layer, 1.34 on 16x16 32->32, 1.05 on 32x32 16->16.  ISAs not listed (not measured) keep
-#: the direct kernel; ``cnnc tune`` times both wherever :data:`TUNE_GATE` lets it.
-GATES = {"avx512": (64, 14 * 14), "avx2": (32, 1)}
+#: layer, 1.53 on 8x8 64->64, 1.34 on 16x16 32->32, 1.05 on 32x32 16->16; from 64 channels
+#: only, as each Winograd conv takes ~3 s more to compile than a direct one (GoogLeNet's 15
+#: convs of 32 channels or more: 69 s cold on AVX2 code, against the 60 s bar).  ISAs not
+#: listed (not measured) keep the direct kernel; ``cnnc tune`` times both wherever
+#: :data:`TUNE_GATE` lets it.
+GATES = {"avx512": (64, 14 * 14), "avx2": (64, 1)}
 #: the tuner's candidate gate on every ISA, (channels, output pixels)
 TUNE_GATE = (16, 1)
 
@@ -71,9 +74,9 @@ def why_not(spec, cpu=None) -> str | None:
     if not large_enough(spec, GATES[cpu.isa]):
         oh, ow = spec.out_hw
         cin, pixels = GATES[cpu.isa]
-        return (f"{spec.cin} -> {spec.cout} channels on {oh}x{ow}: the direct kernel is "
-                f"faster on {cpu.isa} (Winograd pays from {cin} channels and {pixels} output "
-                f"pixels)")
+        return (f"{spec.cin} -> {spec.cout} channels on {oh}x{ow}: below the default plan's "
+                f"Winograd gate on {cpu.isa} ({cin} channels, {pixels} output pixels: "
+                f"winograd.GATES says why; cnnc tune times both)")
     return None
 
 
