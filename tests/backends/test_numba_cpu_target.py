@@ -58,7 +58,7 @@ def test_narrow_plans_fit_the_register_file(cpu):
     """Channel tile a multiple of the lanes; accumulators + weight vectors + two broadcasts
     within the vector registers; at least MIN_ACCUMULATORS chains when the row is wide."""
     for spec in SPECS:
-        pl = convgen.plan(spec, cpu)
+        pl = convgen.plan(spec, cpu, winograd_ok=False)   # the direct kernels' tiles
         assert pl.strategy == "blocked"
         assert pl.cb % cpu.lanes == 0, (spec, pl)
         vecs = pl.cb // cpu.lanes
@@ -73,7 +73,8 @@ def test_avx512_plans():
     vectorizer, the pixels dividing the row; one zmm of 9-16 channels by 8-14 px the same way
     where the reduction is contiguous or long and the row has 10 px or more; else one zmm,
     loop-vectorized: 5 px for spatial convs on rows of 10 or more, else 4."""
-    pl = convgen.plan(convgen.ConvSpec(56, 56, 64, 3, 3, 64, (1, 1), (1,) * 4), target.AVX512)
+    pl = convgen.plan(convgen.ConvSpec(56, 56, 64, 3, 3, 64, (1, 1), (1,) * 4), target.AVX512,
+                      winograd_ok=False)   # the direct kernel's tile (Winograd by default)
     assert (pl.p, pl.cb, pl.loop_vectorize) == (14, 32, False)
     pl = convgen.plan(convgen.ConvSpec(224, 224, 3, 7, 7, 64, (2, 2), (3,) * 4), target.AVX512)
     assert (pl.p, pl.cb, pl.loop_vectorize) == (14, 32, False)
