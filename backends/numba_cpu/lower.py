@@ -538,20 +538,21 @@ class _Lowerer:
         for k, name in zip(residual, convgen.residual_names(spec)):
             if node.inputs[k].name in self.halos:
                 extras[k - 3], residuals[name] = self.halos[node.inputs[k].name]
-        if pl.strategy == "winograd":   # its input transform first, into the scratch
-            self.add_kernel(node, winograd.generate_input(spec, "__KERNEL__", pl),
-                            [x, "scratch"])
         mirror = self.mirror_for(node, pl)
         args = [x, wp, b, *extras, o] + ([self.halos[node.output.name][0]] if mirror else [])
-        # halo stores and loads: without the loop vectorizer, which vectorized the tile's
-        # store loop badly for some index expressions (3x3 3->16 on 32x32: 14 against 6 us)
-        if pl.strategy == "winograd":   # reading a residual it overwrites from its output
+        if pl.strategy == "winograd":
+            # its input transform first, into the scratch; a residual the output overwrites
+            # is read from the output
+            self.add_kernel(node, winograd.generate_input(spec, "__KERNEL__", pl),
+                            [x, "scratch"])
             donor = self.plan.in_place.get(node.output.name)
             source = winograd.generate(spec, "__KERNEL__", pl, tuple(
                 name for k, name in zip(residual, convgen.residual_names(spec))
                 if node.inputs[k].name == donor))
         else:
             source = convgen.generate(spec, "__KERNEL__", pl, mirror, residuals)
+        # halo stores and loads: without the loop vectorizer, which vectorized the tile's
+        # store loop badly for some index expressions (3x3 3->16 on 32x32: 14 against 6 us)
         self.add_kernel(node, source, args + (["scratch"] if scratch else []),
                         register_tiled=not pl.loop_vectorize or bool(mirror or residuals))
 

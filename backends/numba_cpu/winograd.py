@@ -97,16 +97,15 @@ def tiles(spec) -> tuple[int, int]:
 
 
 def default_plan(spec, cpu=None):
-    """The register tile of the transformed-domain products on ``cpu``: two vectors of output
-    channels (one when there are that few) and the most tiles per register tile that
-    :func:`convgen.pixel_range` allows for a 1x1 reduction (at most ``convgen.MAX_PIXELS``),
-    chosen like a narrow-ISA row (:func:`convgen._row_pixels`) so that a row of tiles is
-    padded little; channel blocks inner (a row of transformed tiles is read once)."""
+    """The register tile of the transformed-domain products on ``cpu``: the products are a
+    1x1 reduction, so the dense layer's tile (:func:`convgen.dense_tile`: two vectors of
+    output channels, one when there are that few, and at most its rows), with as many tiles
+    as keep a row of tiles little padded (:func:`convgen._row_pixels`); channel blocks inner
+    (a row of transformed tiles is read once)."""
     from cnnc.backends.numba_cpu import convgen
     cpu = cpu or target.for_plans()
-    cb = cpu.lanes if spec.cout <= cpu.lanes else 2 * cpu.lanes
-    lo, hi = convgen.pixel_range(cb, cpu)
-    hi = min(hi, convgen.MAX_PIXELS)
+    cb, hi = convgen.dense_tile(spec.cout, cpu)
+    lo = convgen.pixel_range(cb, cpu)[0]
     p = convgen._row_pixels(tiles(spec)[1], min(lo, hi), hi)
     return convgen.Plan("winograd", cb=cb, p=p, merged=False, loop_vectorize=False)
 
