@@ -148,13 +148,13 @@ def main() -> None:
     from numba import njit
 
     from cnnc.backends.numba_cpu import kernels, target
-    from cnnc.backends.numba_cpu.lower import HEADER
+    from cnnc.backends.numba_cpu.lower import PRELUDE
     from cnnc.backends.numba_cpu.runtime import kernel_signature, loop_vectorizer
     report = {"target": target.effective().describe(), "lanes": target.effective().lanes,
               "kernels": {}}
     for name, (source, ranks, pl) in _kernels().items():
         ns: dict = {}
-        exec(HEADER.format(name=name, n_kernels=1), ns)
+        exec(PRELUDE, ns)
         exec(source.replace("cache=True", "cache=False"), ns)   # no file to cache for
         fn = njit(parallel=True, fastmath=ns["FASTMATH"], error_model="numpy")(ns["kernel"])
         sig = kernel_signature(ranks)

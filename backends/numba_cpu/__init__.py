@@ -52,14 +52,15 @@ def compile_graph(graph, report=None):
     import time
 
     from cnnc.backends.numba_cpu.lower import lower
-    from cnnc.backends.numba_cpu.runtime import NumbaCpuModel, compile_kernels, load_module
+    from cnnc.backends.numba_cpu.runtime import (NumbaCpuModel, compile_kernels, load_lowered,
+                                                 load_module)
     from cnnc.errors import CnncError
     from cnnc.passes.memory_plan import plan_memory
     plan = getattr(report, "plan", None) or plan_memory(graph)
     lowered = lower(graph, plan)
     if report is not None:
         report.remarks.extend(("cpu plan", node.describe(), msg) for node, msg in lowered.remarks)
-    module = load_module(lowered.source)
+    module = load_lowered(lowered)
     model = NumbaCpuModel(graph, report, plan, lowered, module)
     tty = sys.stderr.isatty()
 
@@ -73,8 +74,8 @@ def compile_graph(graph, report=None):
         model.warm_up()
     except CnncError:
         raise
-    except Exception:  # a corrupt or stale Numba cache entry: rebuild it once from scratch
-        module = load_module(lowered.source, True)
+    except Exception:  # a corrupt or stale Numba cache entry: rebuild it once from scratch,
+        module = load_module(lowered.source, True)   # its kernels in the module itself
         model = NumbaCpuModel(graph, report, plan, lowered, module)
         compile_kernels(lowered, module, workers=1)
         model.warm_up()

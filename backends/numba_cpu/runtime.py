@@ -7,6 +7,10 @@ code of the modules linked into the generated functions (:func:`_linked_code`); 
 own ``cache=True`` then stores the machine code beside it, so a second process compiling the
 same model skips Numba compilation. Writes are atomic (temp file + rename); an
 entry that fails to load is removed and rebuilt.
+
+Each kernel of a model is a module of its own (:func:`load_lowered`), so a kernel that
+another model has (the same model exported at another batch size, a shared block, a
+retrained head) is compiled once for all of them.
 """
 
 from __future__ import annotations
@@ -99,6 +103,28 @@ def load_module(source: str, fresh: bool = False):
             if attempt:
                 raise CnncError(f"cannot load generated module {path}: {e}") from e
             _evict(path)
+
+
+def load_lowered(lowered):
+    """The module of a lowered model: each kernel's module is written to the cache first
+    (the model's module loads its kernels from there by key: :func:`load_kernel`)."""
+    for key, text in lowered.kernel_modules.values():
+        path = os.path.join(cache_dir(), f"cnnc_{key}.py")
+        if not _same_file(path, text):
+            _evict(path)
+            _atomic_write(path, text)
+    return load_module(lowered.module_source)
+
+
+def load_kernel(key: str):
+    """The kernel of generated kernel module ``key`` (written by :func:`load_lowered`)."""
+    path = os.path.join(cache_dir(), f"cnnc_{key}.py")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise CnncError(f"generated kernel module {path} is missing: {e}") from e
+    return load_module(text).kernel
 
 
 def _same_file(path: str, source: str) -> bool:
@@ -309,7 +335,10 @@ def kernel_signature(ndims):
 
 def is_cached(source: str) -> bool:
     """Whether Numba's cache already holds machine code for this generated module."""
-    path = module_path(source)
+    return _has_machine_code(module_path(source))
+
+
+def _has_machine_code(path: str) -> bool:
     base = os.path.splitext(os.path.basename(path))[0]
     pyc = os.path.join(os.path.dirname(path), "__pycache__")
     try:
@@ -318,29 +347,36 @@ def is_cached(source: str) -> bool:
         return False
 
 
+def _file_of(dispatcher) -> str:
+    return sys.modules[dispatcher.py_func.__module__].__file__
+
+
 def compile_kernels(lowered, module, workers: int | None = None, progress=None) -> None:
     """Compile every distinct kernel, then every stage of ``forward`` (stages.py), spreading
-    a cold build over worker processes.
+    what the disk cache lacks over worker processes.
 
     Each worker compiles its share into the disk cache; this process compiles its own share
     meanwhile, then loads the rest from the cache (``forward`` calls the loaded kernels:
     extern.py). Kernels are independent, so the speed-up is close to the number of cores;
     the stages, which call the kernels, follow once every kernel is in the cache."""
-    cold = not is_cached(lowered.source)
     kernels = sorted(set(lowered.kernel_names), key=lambda k: int(k[1:]))
+    cold = [k for k in kernels if not _has_machine_code(_file_of(getattr(module, k)))]
+    _compile_shared(module, cold, lowered.signatures, workers, progress)
+    for k in kernels:   # those the cache had
+        compile_kernel(module, k, lowered.signatures[k])
     stage_sigs = getattr(lowered, "stages", None) or {}
-    for names, sigs in ((kernels, lowered.signatures), (list(stage_sigs), stage_sigs)):
-        _compile_shared(lowered, module, names, sigs, workers if cold else 1, progress)
+    _compile_shared(module, list(stage_sigs), stage_sigs,
+                    1 if _has_machine_code(module.__file__) else workers, progress)
 
 
-def _compile_shared(lowered, module, names, signatures, workers, progress) -> None:
+def _compile_shared(module, names, signatures, workers, progress) -> None:
     import subprocess
     workers = min(workers or os.cpu_count() or 1, len(names))
     if not names:
         return
     shares = [names[i::workers] for i in range(workers)]
     procs = []
-    path = module_path(lowered.source)
+    path = module.__file__
     for share in shares[1:]:
         spec = ";".join(f"{k}:" + "|".join(",".join(map(str, nd)) for nd in signatures[k])
                         for k in share)

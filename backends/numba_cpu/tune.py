@@ -203,13 +203,13 @@ def build(spec: ConvSpec, pl: Plan, batch: int = 1, seed: int = 0):
     epilogue may hold activations only (benchmarks/epilogue.py times them)."""
     from numba import njit
     from cnnc.backends.numba_cpu.kernels import compile_tail
-    from cnnc.backends.numba_cpu.lower import HEADER
+    from cnnc.backends.numba_cpu.lower import PRELUDE
     from cnnc.backends.numba_cpu.runtime import loop_vectorizer
     from cnnc.ops.fused import num_extras
     if num_extras(spec.epilogue):
         raise ValueError("tune.build takes no epilogue step with operands (scale_shift, add)")
     ns: dict = {}
-    exec(HEADER.format(name="tune", n_kernels=2), ns)
+    exec(PRELUDE, ns)
     # a tail function is cached by its module's file; this source has none
     exec(convgen.generate(spec, "kernel", pl).replace("cache=True", "cache=False"), ns)
     exec(convgen.PAD_COPY.replace("__KERNEL__", "pad_copy"), ns)

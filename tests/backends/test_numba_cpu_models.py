@@ -85,6 +85,38 @@ def test_second_process_hits_the_disk_cache_and_corrupt_entries_rebuild(tmp_path
     assert float(third["OUT"]) == pytest.approx(float(first["OUT"]), rel=1e-6)
 
 
+def test_models_share_the_kernels_they_have_in_common(tmp_path, monkeypatch):
+    """Each kernel is a module named by its text: a second model with the same body and
+    another head compiles only the kernels the first did not have (cold: those the disk
+    cache lacks) and runs the shared ones from the same compiled code."""
+    from cnnc.backends.numba_cpu import runtime
+    monkeypatch.setenv("CNNC_CACHE_DIR", str(tmp_path))
+    L = cnnc.layers
+
+    def net(classes, name):   # models no other test compiles
+        return cnnc.Sequential([cnnc.Input((11, 9, 3)),
+                                L.Conv2D(7, 3, padding="same", activation="relu", seed=31),
+                                L.Conv2D(7, 3, padding="same", activation="relu", seed=32),
+                                L.GlobalAveragePooling2D(), L.Dense(classes, seed=33)],
+                               name=name)
+    compiled_cold = []
+    real = runtime._compile_shared
+    monkeypatch.setattr(runtime, "_compile_shared", lambda module, names, *a:
+                        compiled_cold.append(list(names)) or real(module, names, *a))
+    a = _check(net(4, "shared_kernels_a"), batches=(2,))
+    cold_a = compiled_cold[0]
+    b = _check(net(6, "shared_kernels_b"), batches=(2,))
+    cold_b = compiled_cold[2]
+    assert cold_a   # (kernels another test of this process compiled are not cold)
+    keys_a = {key for key, _ in a.lowered.kernel_modules.values()}
+    new_b = [k for k, (key, _) in b.lowered.kernel_modules.items() if key not in keys_a]
+    assert new_b and len(new_b) < len(set(b.lowered.kernel_names))
+    assert set(cold_b) <= set(new_b)   # nothing a compiled again
+    for k in set(b.lowered.kernel_names) - set(new_b):
+        shared = getattr(b.module, k)
+        assert any(getattr(a.module, j) is shared for j in a.lowered.kernel_names), k
+
+
 def test_forward_calls_the_kernels_without_a_copy_of_them(tmp_path, monkeypatch):
     """forward's machine code declares the kernels and calls them by name (compiling it does
     not re-optimise and re-emit every kernel), and it compiles them first if nobody did."""

@@ -17,9 +17,9 @@ def loop(x, out):
 
 def _loop(fn: str):
     """A loop applying ``fn`` compiled as a generated module compiles its kernels."""
-    from cnnc.backends.numba_cpu.lower import HEADER
+    from cnnc.backends.numba_cpu.lower import PRELUDE
     ns = {}
-    exec(HEADER.format(name="vmath", n_kernels=1) + LOOP.format(fn=fn), ns)
+    exec(PRELUDE + LOOP.format(fn=fn), ns)
     return ns["loop"]
 
 
