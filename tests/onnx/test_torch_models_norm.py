@@ -5,9 +5,10 @@ cheap depthwise conv, concat, channel slice) and CSPDarknet (CS3Darknet-S: cross
 split/concat), random weights, exported by ``torch.onnx.export`` at batch 1 and at a fixed
 batch of 2, run on the numpy and cpu targets against ONNX Runtime.
 
-Every model is checked on cpu at both batches (cold compiles on 2 cores: GhostNet ~40 s per
-batch, the U-Net 7 s, CSPDarknet 14 s, ConvNeXt-T ~20 s since its GELUs, layer scales and
-Linear layers fuse into 1x1 convs).
+Every model is checked on cpu at both batches (cold compiles on 2 cores: GhostNet ~50 s, the
+U-Net 7 s, CSPDarknet 14 s, ConvNeXt-T ~20 s since its GELUs, layer scales and Linear layers
+fuse into 1x1 convs; at batch 2 most kernels are batch 1's, from the disk cache: GhostNet
+~10 s).
 """
 
 from __future__ import annotations
