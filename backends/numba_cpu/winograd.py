@@ -37,14 +37,15 @@ ENABLED = os.environ.get("CNNC_WINOGRAD", "1").strip() != "0"
 #: pixels).  Measured against the direct kernel with its padded copy, batch 1, Zen 5
 #: (`python -m benchmarks.winograd_bench`, benchmarks/RESULTS.md).  AVX-512: 1.26-1.94x on
 #: ResNet-18's and VGG's layers from 14x14 up (56x56 64->64 1.50, 14x14 256->256 1.86),
-#: 1.06 on 7x7 512->512 (its transformed weights, 16 MB, are 1.8x the direct ones), 0.85-1.06
-#: on ResNet-20's 16 to 64 channels.  AVX2 code: 1.59-1.98x on every ResNet-18 and VGG
+#: 1.06 on 7x7 512->512 (its transformed weights, 16 MB, are 1.8x the direct ones), 8x8
+#: 64->64 1.10 at batch 1, 1.29 at 8, 1.50 at 64; ResNet-20's 16 and 32 channels 0.85-1.19
+#: (compiles cost more than that).  AVX2 code: 1.59-1.98x on every ResNet-18 and VGG
 #: layer, 1.46 on 8x8 64->64, 1.39 on 16x16 32->32, 0.95 on 32x32 16->16; from 64 channels
 #: only, as each Winograd conv takes ~3 s more to compile than a direct one (GoogLeNet's 15
 #: convs of 32 channels or more: 69 s cold on AVX2 code, against the 60 s bar).  ISAs not
 #: listed (not measured) keep the direct kernel; ``cnnc tune`` times both wherever
 #: :data:`TUNE_GATE` lets it.
-GATES = {"avx512": (64, 14 * 14), "avx2": (64, 1)}
+GATES = {"avx512": (64, 8 * 8), "avx2": (64, 1)}
 #: the tuner's candidate gate on every ISA, (channels, output pixels)
 TUNE_GATE = (16, 1)
 

@@ -143,14 +143,15 @@ def test_plan_picks_winograd_only_where_it_applies(monkeypatch):
                   ConvSpec(28, 28, 3, 3, 3, 64, pads=(1, 1, 1, 1))):
         assert convgen.plan(other).strategy != "winograd", other
         assert winograd.why_not(other)
-    # the measured defaults: on both ISAs ResNet-18's and VGG's layers take it; on AVX-512
-    # not 7x7 512->512 (1.05x) nor ResNet-20's 16 and 32 channels (slower than direct); on
-    # AVX2 not under 64 channels (compile time)
+    # the measured defaults: on both ISAs ResNet-18's and VGG's layers and ResNet-20's 8x8
+    # 64->64 take it; on AVX-512 not 7x7 512->512 (1.05x) nor ResNet-20's 16 and 32 channels
+    # (no faster than direct); on AVX2 not under 64 channels (compile time)
     monkeypatch.setattr(winograd, "GATES", _SAVED)
     avx2, avx512 = target.AVX2, target.AVX512
     for layer in (big, ConvSpec(28, 28, 512, 3, 3, 512, pads=(1, 1, 1, 1)),
                   ConvSpec(14, 14, 256, 3, 3, 256, pads=(1, 1, 1, 1)),
-                  ConvSpec(56, 56, 64, 3, 3, 64, pads=(1, 1, 1, 1))):
+                  ConvSpec(56, 56, 64, 3, 3, 64, pads=(1, 1, 1, 1)),
+                  ConvSpec(8, 8, 64, 3, 3, 64, pads=(1, 1, 1, 1))):
         for cpu in (avx2, avx512):
             assert convgen.plan(layer, cpu, tuned=False).strategy == "winograd", (layer, cpu)
     deep = ConvSpec(7, 7, 512, 3, 3, 512, pads=(1, 1, 1, 1))
