@@ -259,17 +259,17 @@ class _Lowerer:
             outs.append(self.ref(v))
         params = args + ["arena", "offs", "scratch", "wts"]
         packed, weight_lines = self.pack_weights()
-        head_src = HEADER.format(name=g.name, n_kernels=len(self.kernels)) + PRELUDE
-        src, loaded, kernel_modules = [head_src], [head_src, LOAD_KERNEL], {}
+        # the readable module defines its kernels, the loaded one loads them by key; the
+        # schedule after them (src) is the same in both
+        inline, loaded, kernel_modules = [], [LOAD_KERNEL], {}
         for name, template in self.kernels:
-            src.append(_jitted(template).replace("__KERNEL__", name))
+            inline.append(_jitted(template).replace("__KERNEL__", name))
             text = kernel_module(template, name in self.register_tiled)
             key = runtime.cache_key(text)
             kernel_modules[name] = key, text
             loaded.append(f"{name} = load_kernel({key!r})\n")
         tiled = sorted(self.register_tiled, key=lambda k: int(k[1:]))
-        src.append(f"\n# {NO_LOOP_VECTORIZE_DOC}\nNO_LOOP_VECTORIZE = {tuple(tiled)!r}\n")
-        rest = len(src)
+        src = [f"\n# {NO_LOOP_VECTORIZE_DOC}\nNO_LOOP_VECTORIZE = {tuple(tiled)!r}\n"]
         ranks = {**self.ndim, "arena": 1, "wts": 1, "offs": stages.OFFSETS, "nt": -1}
         body = weight_lines + self.body
         staged, head = stages.split(body, params, ranks, self.is_call)
@@ -288,10 +288,12 @@ class _Lowerer:
             src.append("    set_threads(nt)\n")
         src.append(f"    return ({', '.join(outs)},)\n")
         src.append(self.jit_line("forward", head, {**self.signatures, **stage_sigs}))
-        return Lowered("".join(src), self.weights, self.kernel_names, self.kernel_nodes,
-                       self.signatures, self.scratch_needs, self.cpu, self.remarks, stage_sigs,
+        top = HEADER.format(name=g.name, n_kernels=len(self.kernels)) + PRELUDE
+        return Lowered("".join([top, *inline, *src]), self.weights, self.kernel_names,
+                       self.kernel_nodes, self.signatures, self.scratch_needs, self.cpu,
+                       self.remarks, stage_sigs,
                        packed, [slot[2] for slot in self.halo_slots], self.halos,
-                       "".join(loaded + src[rest - 1:]), kernel_modules)
+                       "".join([top, *loaded, *src]), kernel_modules)
 
     def pack_weights(self) -> tuple[np.ndarray, list[str]]:
         """Every weight in one aligned float32 array (``forward`` takes one argument for all

@@ -69,7 +69,11 @@ def _linked_code() -> str:
 
 
 def module_path(source: str) -> str:
-    return os.path.join(cache_dir(), f"cnnc_{cache_key(source)}.py")
+    return _path_of(cache_key(source))
+
+
+def _path_of(key: str) -> str:
+    return os.path.join(cache_dir(), f"cnnc_{key}.py")
 
 
 def load_module(source: str, fresh: bool = False):
@@ -85,9 +89,7 @@ def load_module(source: str, fresh: bool = False):
         _evict(path)
     for attempt in range(2):
         try:
-            if not _same_file(path, source):
-                _evict(path)  # Numba's entries for a damaged file are not to be trusted
-                _atomic_write(path, source)
+            _write(path, source)
             if name in sys.modules:
                 return sys.modules[name]
             spec = importlib.util.spec_from_file_location(name, path)
@@ -109,22 +111,26 @@ def load_lowered(lowered):
     """The module of a lowered model: each kernel's module is written to the cache first
     (the model's module loads its kernels from there by key: :func:`load_kernel`)."""
     for key, text in lowered.kernel_modules.values():
-        path = os.path.join(cache_dir(), f"cnnc_{key}.py")
-        if not _same_file(path, text):
-            _evict(path)
-            _atomic_write(path, text)
+        _write(_path_of(key), text)
     return load_module(lowered.module_source)
 
 
 def load_kernel(key: str):
     """The kernel of generated kernel module ``key`` (written by :func:`load_lowered`)."""
-    path = os.path.join(cache_dir(), f"cnnc_{key}.py")
+    path = _path_of(key)
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except OSError as e:
         raise CnncError(f"generated kernel module {path} is missing: {e}") from e
     return load_module(text).kernel
+
+
+def _write(path: str, source: str) -> None:
+    """``source`` at ``path`` unless it is there already."""
+    if not _same_file(path, source):
+        _evict(path)  # Numba's entries for a damaged file are not to be trusted
+        _atomic_write(path, source)
 
 
 def _same_file(path: str, source: str) -> bool:
@@ -333,12 +339,8 @@ def kernel_signature(ndims):
                  types.int64 if nd == -1 else types.Array(types.int64, 1, "C") for nd in ndims)
 
 
-def is_cached(source: str) -> bool:
-    """Whether Numba's cache already holds machine code for this generated module."""
-    return _has_machine_code(module_path(source))
-
-
 def _has_machine_code(path: str) -> bool:
+    """Whether Numba's cache holds machine code for the generated module at ``path``."""
     base = os.path.splitext(os.path.basename(path))[0]
     pyc = os.path.join(os.path.dirname(path), "__pycache__")
     try:
