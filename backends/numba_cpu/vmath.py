@@ -15,10 +15,11 @@ to float32, where anything past that range is 0 or inf anyway); NaN stays NaN.  
 backend defines both over ``math.exp`` (numba_cuda/lower.py).
 
 :func:`vexpf` is ``e^x`` for float32 ``x <= 0`` in float32 arithmetic (sixteen lanes per
-AVX-512 vector instead of eight): Cody-Waite reduction by ``ln 2 = C1 + C2``, a degree-7
-Taylor polynomial (truncation below 1e-8 relative), and ``2^k`` applied as two factors so
-that results down to float32's subnormals round once.  Within 1 ulp; the sigmoid and SiLU
-kernels use it (a 1.2M-element SiLU pass: 0.26 ms in float64 with :func:`vexp`).
+AVX-512 vector instead of eight): Cody-Waite reduction by ``ln 2 = C1 + C2``, a degree-6
+polynomial fitted in float32 coefficients (relative error below 4e-9), and ``2^k`` applied as
+two factors so that results down to float32's subnormals round once.  Within 1 ulp; the
+sigmoid and SiLU kernels use it (a 1.2M-element SiLU pass: 0.26 ms in float64 with
+:func:`vexp`).  :func:`vgeluf` is GELU through one such exponential.
 """
 
 from __future__ import annotations
@@ -97,8 +98,14 @@ def sexp(x):
 #: ln 2 = C1 + C2: C1 has 9 significant bits, so k * C1 is exact for |k| <= 2^15
 C1 = 0.693359375
 C2 = -2.12194440054690583e-4
-#: 1 / k! for k = 0 .. 7 (rounded to float32 in the IR)
-_COEFFS32 = _COEFFS[:8]
+#: 1.5 * 2^23: fma(y, 1, SHIFT32) rounds y (|y| < 2^22) to the integer its low mantissa bits hold
+SHIFT32 = 12582912.0
+#: e^r ~ sum c_k r^k on |r| <= ln 2 / 2 + 1e-3, c_0 = c_1 = 1: each further coefficient a
+#: least-squares fit (Chebyshev nodes, relative error) after the ones before it were rounded
+#: to float32, so these are exact float32 values; relative error below 4e-9 (the degree-7
+#: Taylor polynomial: 1e-8, with one FMA more)
+_EXP_POLY = (1.0, 1.0, 0.49999988079071045, 0.16666516661643982, 0.04166964069008827,
+             0.00836912915110588, 0.0013746530748903751)
 
 
 def _fma32(builder):
@@ -107,19 +114,34 @@ def _fma32(builder):
                                             ir.FunctionType(f32, [f32, f32, f32]))
 
 
-def _expf_ir(builder, xa):
-    """IR of :func:`vexpf` applied to the float32 value ``xa``."""
+#: a flag that changes nothing here but keeps Numba's fast-math pass off an instruction (it
+#: flags only those without flags): ``(y + SHIFT32) - SHIFT32`` must not fold into ``y``
+_EXACT = ("nsz",)
+
+
+def _expf_ir(builder, h, q=None):
+    """IR of e^(h + q) for float32 values h and q (|q| small, say |q| < 2; None: 0) whose sum
+    lies in [-150, 0], within 1 ulp even where ``h + q`` would round: h + q = k ln 2 + r with
+    k = rint((h + q) / ln 2) from the mantissa of ``fma(h + q, log2 e, SHIFT32)``, and
+    r = fma(k, -C2, fma(k, -C1, h)) + q, where h - k C1 is exact (Cody-Waite); e^r by Horner
+    with ``llvm.fma``; then 2^k as two normal factors 2^(k >> 1) and 2^(k - (k >> 1))
+    multiplied in that order, so that a subnormal result rounds once.  Numba marks the float
+    operations of a fast-math kernel reassociable: written as plain multiplies and
+    subtractions, LLVM folded the reduction into x - k (C1 + C2) (5 ulp at x = -87), which it
+    does not do across ``llvm.fma`` calls; the rounding's subtraction carries :data:`_EXACT`."""
     f32, i32 = ir.FloatType(), ir.IntType(32)
     c = lambda v: ir.Constant(f32, v)   # noqa: E731
     fma = _fma32(builder)
-    rint = builder.module.declare_intrinsic("llvm.rint", [f32])
-    xa = builder.select(builder.fcmp_ordered("<", xa, c(-104.0)), c(-104.0), xa)
-    k = builder.call(rint, [builder.fmul(xa, c(LOG2E))])
-    r = builder.call(fma, [k, c(-C2), builder.call(fma, [k, c(-C1), xa])])
-    p = c(_COEFFS32[7])
-    for coef in reversed(_COEFFS32[:7]):
+    a = h if q is None else builder.fadd(h, q)
+    kk = builder.call(fma, [a, c(LOG2E), c(SHIFT32)])
+    k = builder.fsub(kk, c(SHIFT32), flags=_EXACT)
+    r = builder.call(fma, [k, c(-C2), builder.call(fma, [k, c(-C1), h])])
+    if q is not None:
+        r = builder.fadd(r, q)
+    p = c(_EXP_POLY[-1])
+    for coef in reversed(_EXP_POLY[:-1]):
         p = builder.call(fma, [p, r, c(coef)])
-    ki = builder.fptosi(k, i32)
+    ki = builder.sub(builder.bitcast(kk, i32), builder.bitcast(c(SHIFT32), i32))
     k1 = builder.ashr(ki, ir.Constant(i32, 1))
 
     def pow2(e):
@@ -131,29 +153,28 @@ def _expf_ir(builder, xa):
 @intrinsic
 def vexpf(typingctx, x):
     """e ** x for a float32 ``x <= 0`` (clamped below at -104, where it rounds to 0; NaN
-    stays NaN), within 1 ulp, in float32 arithmetic that vectorizes.
-
-    Written as LLVM IR: x = k ln 2 + r by Cody-Waite, r = fma(k, -C2, fma(k, -C1, x))
-    (x - k C1 is exact); e^r by Horner with ``llvm.fma``; then 2^k as two normal factors
-    2^(k >> 1) and 2^(k - (k >> 1)) multiplied in that order, so that a subnormal result
-    rounds once.  Numba marks every float operation of a fast-math kernel reassociable;
-    written as plain multiplies and subtractions, LLVM folded the reduction into x - k (C1 +
-    C2) (5 ulp at x = -87), which it does not do across ``llvm.fma`` calls.  Measured within
-    0.92 ulp on [-104, 0] (tests/backends/test_vmath.py)."""
+    stays NaN), within 1 ulp, in float32 arithmetic that vectorizes (:func:`_expf_ir`).
+    Measured within 0.87 ulp on [-105, 0] (tests/backends/test_vmath.py)."""
     if x != types.float32:
         return None
     sig = types.float32(x)
 
     def codegen(context, builder, sig, args):
-        return _expf_ir(builder, args[0])
+        f32 = ir.FloatType()
+        x = args[0]
+        low = builder.fcmp_ordered("<", x, ir.Constant(f32, -104.0))
+        return _expf_ir(builder, builder.select(low, ir.Constant(f32, -104.0), x))
 
     return sig, codegen
 
 
-#: erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z / 2), for every z >= 0 with relative error
-#: below 1.2e-7 (the Chebyshev fit of Numerical Recipes' ``erfcc``); P's coefficients, t^0 first
-_ERFC_P = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807,
-           -1.13520398, 1.48851587, -0.82215223, 0.17087277)
+#: erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z / 2), for 0 <= z <= 14.5 / sqrt 2 (the form
+#: of Numerical Recipes' ``erfcc``); P's coefficients, t^0 first: a least-squares fit to
+#: log(erfcx(z) / t) on Chebyshev nodes, absolute error below 5e-8 (9e-8 with the
+#: coefficients rounded to float32), i.e. erfc's relative error
+_ERFC_P = (-1.2654541550060483, 0.998758156419852, 0.38556189494920934, 0.039762129338601244,
+           -0.013907620611885437, -0.05171906509840938, -0.7307702667254532,
+           1.1826518401229962, -0.6918319051410724, 0.14694904020396762)
 #: past |x| = 14.5, 0.5 x erfc(|x| / sqrt 2) is below float32's smallest subnormal
 GELU_CLAMP = 14.5
 
@@ -164,11 +185,11 @@ def vgeluf(typingctx, x):
     vectorizes (NaN stays NaN, +inf gives +inf, -inf gives -0).
 
     With c = erfc(|x| / sqrt 2) it is 0.5 x c for x < 0 (no cancellation, so the tail keeps
-    its relative accuracy) and x - 0.5 x c for x >= 0.  c = t e^(-x^2 / 2) e^(P(t)): x^2 is
-    the exact sum s + e of two float32s (e = fma(x, x, -s)), e^(-s/2) is :func:`vexpf` of an
-    exact argument and e^(P(t) - e/2) one of a small one, so the large exponent loses nothing
-    to rounding (a single e^(-x^2 / 2 + P) is 20 ulp off at x = -10).  Within a few ulp;
-    measured in tests/backends/test_vmath.py."""
+    its relative accuracy) and x - 0.5 x c for x >= 0.  c = t e^(-x^2 / 2 + P(t)), taken as
+    one :func:`_expf_ir` of the exact -x^2 / 2 = h + e (h = (-0.5 |x|) |x| rounded, e its
+    error by an FMA) and the small P(t) + e, so the large exponent loses nothing to rounding
+    (a single e^(-x^2 / 2 + P) is 20 ulp off at x = -10).  Within a few ulp; measured in
+    tests/backends/test_vmath.py."""
     if x != types.float32:
         return None
     sig = types.float32(x)
@@ -181,16 +202,15 @@ def vgeluf(typingctx, x):
         x = args[0]
         xa = builder.call(fabs, [x])
         xa = builder.select(builder.fcmp_ordered(">", xa, c(GELU_CLAMP)), c(GELU_CLAMP), xa)
-        s = builder.fmul(xa, xa)
-        e = builder.call(fma, [xa, xa, builder.fneg(s)])
+        m = builder.fmul(xa, c(-0.5))                       # exact
+        h = builder.fmul(m, xa)
+        e = builder.call(fma, [m, xa, builder.fneg(h)])     # -x^2 / 2 = h + e exactly
         t = builder.fdiv(c(1.0), builder.call(fma, [xa, c(0.5 / math.sqrt(2.0)), c(1.0)]))
         p = c(_ERFC_P[-1])
         for coef in reversed(_ERFC_P[:-1]):
             p = builder.call(fma, [p, t, c(coef)])
-        big = _expf_ir(builder, builder.fmul(s, c(-0.5)))
-        small = _expf_ir(builder, builder.call(fma, [e, c(-0.5), p]))
-        erfc = builder.fmul(builder.fmul(t, small), big)
-        half = builder.fmul(builder.fmul(xa, c(0.5)), erfc)      # 0.5 |x| c, |x| clamped
+        erfc = builder.fmul(t, _expf_ir(builder, h, builder.fadd(p, e)))
+        half = builder.fmul(builder.fneg(m), erfc)          # 0.5 |x| c, |x| clamped
         neg = builder.fneg(half)
         pos = builder.fsub(x, half)
         return builder.select(builder.fcmp_ordered("<", x, c(0.0)), neg, pos)

@@ -133,8 +133,8 @@ def test_register_tile_store_is_vectorized(probe, kernel, request):
 
 def test_epilogue_tail_is_vectorized(probe):
     """SiLU after a register-tiled conv runs in the kernel's tail function: full-width packed
-    FMAs (vexpf's degree-7 polynomial; a narrower remainder loop may follow) and no call of
-    the C library's exp."""
+    FMAs (vexpf's rounding, reduction and degree-6 polynomial: nine; a narrower remainder
+    loop may follow) and no call of the C library's exp."""
     isa, report = probe
     tail = report["kernels"]["conv3x3silu"]["tail"]
     assert tail["packed_fma"] >= 7 and TARGETS[isa][2] in tail["widths"], tail
