@@ -223,8 +223,9 @@ class _Exporter(MovementExport, NormExport, NchwTranslator):
         if name == "pow_scalar":
             return self.emit("Pow", [x, self.const(np.float32(params["exponent"]))])
         c = lambda v: self.const(np.float32(v))  # noqa: E731
-        if name == "gelu":  # x * 0.5 * (1 + erf(x / sqrt 2)) (Gelu is opset 20)
-            e = self.emit("Erf", [self.emit("Mul", [x, c(1 / np.sqrt(2.0))])])
+        if name == "gelu":  # x * 0.5 * (1 + erf(x / sqrt 2)) (Gelu is opset 20); the Div is
+            # the form ONNX Runtime fuses into one Gelu kernel (a Mul by 1 / sqrt 2 ran as four)
+            e = self.emit("Erf", [self.emit("Div", [x, c(np.sqrt(2.0))])])
             return self.emit("Mul", [self.emit("Mul", [x, self.emit("Add", [e, c(1.0)])]),
                                      c(0.5)])
         if name == "gelu_tanh":  # x * sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))

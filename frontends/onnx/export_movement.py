@@ -78,7 +78,19 @@ class MovementExport:
             attrs["nearest_mode"] = nearest
         src = self.tensor(x, NCHW)
         f32 = np.float32
-        if all(math.isclose(o / n, s, rel_tol=1e-7) for n, s, o in zip(in_hw, scales, out_hw)):
+        dims = list(zip(in_hw, scales, out_hw))
+        exact = all(math.isclose(o / n, s, rel_tol=1e-7) for n, s, o in dims)
+        # floor(in * scale) = out for the scale as given, as a float32 (product in float32 or
+        # float64: runtimes and ONNX's shape inference differ)
+        fits = all(math.floor(n * s) == o == int(f32(n) * f32(s)) == math.floor(n * float(f32(s)))
+                   for n, s, o in dims)
+        # the float32 scale a runtime derives from sizes (out / in) is the scale itself
+        same = all(f32(o) / f32(n) == f32(s) for n, s, o in dims)
+        if fits and (same or not exact):
+            # scales: any batch and no axes (ONNX Runtime's optimised graph could not load a
+            # Resize-18 with sizes of H and W and axes [2, 3])
+            ins = [src, "", self.const(np.array([1, 1, *scales], np.float32))]
+        elif exact:
             n_, c_ = x.type.shape[0], x.type.shape[3]
             if isinstance(n_, str):  # sizes of H and W only (axes: opset 18)
                 if self.opset < 18:
@@ -87,9 +99,6 @@ class MovementExport:
                 attrs["axes"] = [2, 3]
             else:
                 ins = [src, "", "", self.const(np.array([n_, c_, *out_hw], np.int64))]
-        elif all(math.floor(n * s) == o and int(f32(n) * f32(s)) == o
-                 for n, s, o in zip(in_hw, scales, out_hw)):
-            ins = [src, "", self.const(np.array([1, 1, *scales], np.float32))]
         else:
             raise UnsupportedError(f"ONNX export: {node.describe()}: output {out_hw} of "
                                    f"{in_hw} is neither floor(in * scale) nor in * scale for "
