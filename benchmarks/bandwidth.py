@@ -1,5 +1,5 @@
 """Memory-bound kernels against this machine's copy bandwidth:
-``python -m benchmarks.bandwidth [--batch N] [--repeats R] [--cases NAME,...]``.
+``python -m benchmarks.bandwidth [--batch N] [--repeats R] [--cases NAME,...] [--ort]``.
 
 Each case is a one-node graph (an elementwise op, LayerNorm, Resize, a pool) compiled for
 target ``cpu``; its kernel is timed by ``cnnc profile`` (median of warm calls) and its GB/s
@@ -7,13 +7,20 @@ target ``cpu``; its kernel is timed by ``cnnc profile`` (median of warm calls) a
 number of bytes (read + write, on every core Numba uses), timed in the same run right before
 it.  Caches matter: at batch 1 most cases fit the L2/L3, at batch 8 most do not; the copy is
 sized like each case, so the ratio compares like with like.
+
+``--ort`` adds ONNX Runtime's median for the same one-node graph (cnnc's ONNX export), timed
+in a child process of its own so that neither runtime's worker threads slow the other.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -75,28 +82,69 @@ def copy_gbps(n_bytes: int, repeats: int) -> float:
     return 8 * n / statistics.median(times) / 1e9
 
 
+def _case_graph(name: str, rng):
+    op, shape, attrs, extras = CASES[name]
+    return _graph(name, op, shape, attrs, extras, rng), shape
+
+
+def ort_ms(name: str, batch: int, repeats: int, threads: int = 2) -> float:
+    """ONNX Runtime's median ms for case ``name`` (run in this process: see :func:`main`)."""
+    from benchmarks import harness
+    rng = np.random.default_rng(0)
+    g, shape = _case_graph(name, rng)
+    system = harness.onnxruntime_system(g, threads)
+    if system.error:
+        raise RuntimeError(system.error)
+    x = rng.standard_normal((batch, *shape)).astype(np.float32)
+    for _ in range(5):
+        system.fn(x)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        system.fn(x)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def _ort_child(name: str, batch: int, repeats: int) -> str:
+    cmd = [sys.executable, "-m", "benchmarks.bandwidth", "--ort-worker", name,
+           "--batch", str(batch), "--repeats", str(repeats)]
+    p = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                       text=True)
+    try:
+        return f"{json.loads(p.stdout.strip().splitlines()[-1])['ms']:8.4f}"
+    except (ValueError, IndexError, KeyError):
+        return f"{'n/a':>8}"
+
+
 def main(argv=None) -> int:
     import cnnc
     p = argparse.ArgumentParser(prog="python -m benchmarks.bandwidth")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--repeats", type=int, default=50)
     p.add_argument("--cases", default=",".join(CASES))
+    p.add_argument("--ort", action="store_true", help="add ONNX Runtime's time per case")
+    p.add_argument("--ort-worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.ort_worker:
+        print(json.dumps({"ms": ort_ms(args.ort_worker, args.batch, args.repeats)}))
+        return 0
     print(f"# {machine.cpu_model()}, {machine.usable_cores()} cores, flags "
           f"{machine.cpu_flags()}; cnnc target {machine.cpu_target()}; load "
           f"{machine.load_average()}; batch {args.batch}")
     rng = np.random.default_rng(0)
-    print(f"{'case':32} {'MiB':>7} {'ms':>8} {'GB/s':>7} {'copy GB/s':>9} {'ratio':>6}")
+    print(f"{'case':32} {'MiB':>7} {'ms':>8} {'GB/s':>7} {'copy GB/s':>9} {'ratio':>6}"
+          + (f" {'ORT ms':>8}" if args.ort else ""))
     for name in args.cases.split(","):
-        op, shape, attrs, extras = CASES[name]
-        g = _graph(name, op, shape, attrs, extras, rng)
+        g, shape = _case_graph(name, rng)
         compiled = cnnc.compile(g, target="cpu")
         x = rng.standard_normal((args.batch, *shape)).astype(np.float32)
         prof = compiled.profile(x, repeats=args.repeats)
         row = max(prof.rows, key=lambda r: r.ms)
         ref = copy_gbps(row.bytes, args.repeats)
         print(f"{name:32} {row.bytes / 2**20:7.2f} {row.ms:8.4f} {row.gbps:7.1f} {ref:9.1f} "
-              f"{row.gbps / ref:6.2f}")
+              f"{row.gbps / ref:6.2f}" + (f" {_ort_child(name, args.batch, args.repeats)}"
+                                         if args.ort else ""))
     return 0
 
 
