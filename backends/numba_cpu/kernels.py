@@ -111,6 +111,10 @@ def lead_trimmed(shape) -> tuple:
     return shape
 
 
+#: elements per parallel chunk of a long broadcast row (:func:`elementwise`)
+ROW_CHUNK = 4096
+
+
 def elementwise(name: str, out_shape, operands: list[tuple], body: list[str]) -> str:
     """A parallel loop computing ``v`` from scalars ``x0, x1, ...`` by ``body`` lines.
 
@@ -137,19 +141,33 @@ def elementwise(name: str, out_shape, operands: list[tuple], body: list[str]) ->
     suffixes = {kind for kind in kinds if isinstance(kind, tuple)}
     if len(suffixes) == 1 and "general" not in kinds:
         first = next(k for k, kind in enumerate(kinds) if isinstance(kind, tuple))
-        s(1, f"n_in = a{first}.size", "of = out.reshape(-1, n_in)")
-        reads = []
+        s(1, f"n_in = a{first}.size", "of = out.reshape(-1, n_in)", "off = out.reshape(-1)")
+        reads, flat_reads = [], []
         for k, kind in enumerate(kinds):
             if kind == "same":
-                s(1, f"a{k}f = a{k}.reshape(-1, n_in)")
+                s(1, f"a{k}f = a{k}.reshape(-1, n_in)", f"a{k}ff = a{k}.reshape(-1)")
                 reads.append(f"x{k} = a{k}f[r, c]")
+                flat_reads.append(f"x{k} = a{k}ff[i]")
             elif isinstance(kind, tuple):
                 s(1, f"a{k}f = a{k}.reshape(-1)")
                 reads.append(f"x{k} = a{k}f[c]")
+                flat_reads.append(f"x{k} = a{k}f[{UNSIGNED}(c)]")
             else:
                 s(1, f"x{k} = a{k}.reshape(-1)[0]")
-        s(1, "for r in prange(of.shape[0]):", "    for c in range(n_in):")
-        s(3, *reads, *body, "of[r, c] = v")
+        # rows of at least two chunks (a constant over all but the batch axis: at batch 1,
+        # one row) are split into chunks so that every thread gets work, indexed unsigned
+        # (with signed indices the chunk loop did not vectorize: 56x56x256 at batch 1 took
+        # 0.36-0.59 ms, against 0.084 for one thread and 0.052 so); short rows (a
+        # per-channel vector) stay whole, without a division per row
+        s(1, f"if n_in >= {2 * ROW_CHUNK}:")
+        s(2, f"n_ch = (n_in + {ROW_CHUNK - 1}) // {ROW_CHUNK}")
+        s(2, "for rc in prange(of.shape[0] * n_ch):")
+        s(3, "r = rc // n_ch", f"c0 = (rc % n_ch) * {ROW_CHUNK}", "base = r * n_in")
+        s(3, f"for c in range(c0, min(c0 + {ROW_CHUNK}, n_in)):")
+        s(4, f"i = {UNSIGNED}(base + c)", *flat_reads, *body, "off[i] = v")
+        s(1, "else:")
+        s(2, "for r in prange(of.shape[0]):", "    for c in range(n_in):")
+        s(4, *reads, *body, "of[r, c] = v")
         return s.text()
     kinds = ["general" if isinstance(kind, tuple) else kind for kind in kinds]
     s(1, "of = out.reshape(-1)")

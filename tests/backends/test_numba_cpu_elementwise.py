@@ -143,3 +143,25 @@ def test_rounding_at_ties_and_at_the_edges_of_float32():
         g.set_outputs(g.add(op, [i]))
         got = cnnc.compile(g, target="cpu")(x[None])[0]
         np.testing.assert_array_equal(got, getattr(np, op)(x), err_msg=op)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_constants_over_all_but_the_batch_axis(batch):
+    """Operands that span the last axes of the output: rows of 9 x 31 x 37 values (split into
+    parallel chunks, the last one ragged), of 31 x 37 and of 37 (whole rows), for binary ops
+    and an activation after them, at batch 1 (one row) and 3."""
+    rng = np.random.default_rng(11)
+    g = Graph("rows")
+    x = g.add_input(("N", 9, 31, WIDTH), name="x")
+    outs = []
+    for shape, op in [((9, 31, WIDTH), "add"), ((31, WIDTH), "mul"), ((WIDTH,), "prelu"),
+                      ((9, 31, WIDTH), "maximum")]:
+        c = g.constant(rng.standard_normal(shape).astype(np.float32))
+        outs.append(g.add("tanh", [g.add(op, [x, c])]) if op == "mul" else g.add(op, [x, c]))
+    g.set_outputs(*outs)
+    model = cnnc.compile(g, target="cpu")
+    assert "n_ch" in model.source()   # the chunked loop is there
+    xs = rng.standard_normal((batch, 9, 31, WIDTH)).astype(np.float32)
+    for k, (y, r) in enumerate(zip(model(xs), run_reference(g, xs, dtype=np.float64),
+                                   strict=True)):
+        check_close(f"output {k}", y, r)
