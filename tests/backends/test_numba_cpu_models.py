@@ -279,3 +279,20 @@ def test_a_view_past_its_buffer_raises_instead_of_reading_beyond_it():
             f(buf, start, n)
         with pytest.raises(ValueError, match="past the end of its buffer"):
             py_view(buf, start, (n, 3))
+
+
+def test_compile_shares_balance_the_kernels_cost():
+    """Cold kernels are split longest first over this process and the workers, a worker's
+    share counting its start; every kernel lands in exactly one share."""
+    from cnnc.backends.numba_cpu.runtime import WORKER_START, _shares
+    costs = {"k0": 35, "k1": 45, "k2": 100, "k3": 106, "k4": 100, "k5": 44, "k6": 106,
+             "k7": 97, "k8": 27, "k9": 40}
+    names = sorted(costs)
+    for workers in (1, 2, 3):
+        shares = _shares(names, costs, workers)
+        assert sorted(k for share in shares for k in share) == names
+        loads = [sum(costs[k] for k in share) + (WORKER_START if i else 0)
+                 for i, share in enumerate(shares)]
+        assert max(loads) - min(loads) <= max(costs.values()), (workers, loads)
+    # without costs (the stages of forward): round-robin
+    assert _shares(names, {}, 2) == [names[0::2], names[1::2]]
