@@ -122,7 +122,8 @@ def elementwise(name: str, out_shape, operands: list[tuple], body: list[str]) ->
     that span the last axes of the output (a per-channel vector, a constant broadcast over
     the batch), all the same number of them, by their flat index in a (row, inner) loop nest
     whose sizes come from the arrays (so one kernel serves every shape, e.g. each BatchNorm
-    of a DenseNet); anything else through broadcast index arithmetic."""
+    of a DenseNet), rows of :data:`ROW_CHUNK` x 2 values or more in parallel chunks;
+    anything else through broadcast index arithmetic."""
     args = [f"a{k}" for k in range(len(operands))]
     s = Src()(0, f"def {name}({', '.join(args + ['out'])}):")
     kinds = []

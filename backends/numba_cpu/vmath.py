@@ -114,6 +114,15 @@ def _fma32(builder):
                                             ir.FunctionType(f32, [f32, f32, f32]))
 
 
+def _horner(builder, coefs, x):
+    """IR of sum coefs[k] x^k for a float32 ``x``, by Horner's rule with ``llvm.fma``."""
+    fma = _fma32(builder)
+    p = ir.Constant(ir.FloatType(), coefs[-1])
+    for coef in reversed(coefs[:-1]):
+        p = builder.call(fma, [p, x, ir.Constant(ir.FloatType(), coef)])
+    return p
+
+
 #: a flag that changes nothing here but keeps Numba's fast-math pass off an instruction (it
 #: flags only those without flags): ``(y + SHIFT32) - SHIFT32`` must not fold into ``y``
 _EXACT = ("nsz",)
@@ -138,9 +147,7 @@ def _expf_ir(builder, h, q=None):
     r = builder.call(fma, [k, c(-C2), builder.call(fma, [k, c(-C1), h])])
     if q is not None:
         r = builder.fadd(r, q)
-    p = c(_EXP_POLY[-1])
-    for coef in reversed(_EXP_POLY[:-1]):
-        p = builder.call(fma, [p, r, c(coef)])
+    p = _horner(builder, _EXP_POLY, r)
     ki = builder.sub(builder.bitcast(kk, i32), builder.bitcast(c(SHIFT32), i32))
     k1 = builder.ashr(ki, ir.Constant(i32, 1))
 
@@ -206,9 +213,7 @@ def vgeluf(typingctx, x):
         h = builder.fmul(m, xa)
         e = builder.call(fma, [m, xa, builder.fneg(h)])     # -x^2 / 2 = h + e exactly
         t = builder.fdiv(c(1.0), builder.call(fma, [xa, c(0.5 / math.sqrt(2.0)), c(1.0)]))
-        p = c(_ERFC_P[-1])
-        for coef in reversed(_ERFC_P[:-1]):
-            p = builder.call(fma, [p, t, c(coef)])
+        p = _horner(builder, _ERFC_P, t)
         erfc = builder.fmul(t, _expf_ir(builder, h, builder.fadd(p, e)))
         half = builder.fmul(builder.fneg(m), erfc)          # 0.5 |x| c, |x| clamped
         neg = builder.fneg(half)
