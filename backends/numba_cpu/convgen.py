@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnnc.backends.numba_cpu import target, winograd
-from cnnc.backends.numba_cpu.kernels import TAIL, UNSIGNED, Src, tail_function
+from cnnc.backends.numba_cpu.kernels import TAIL, UNSIGNED, Src, tail_function, zero_row
 from cnnc.backends.numba_cpu.target import Target
 from cnnc.backends.numba_cpu.scalar import epilogue_lines, split_epilogue
 
@@ -496,9 +496,9 @@ def _gen_depthwise(spec: ConvSpec, name: str, pl: Plan) -> str:
     M = COUT // CIN
     cidx = "c" if M == 1 else f"c // {M}"
     lo, hi = _interior_cols(spec)
-    s(1, f"xf = x.reshape(n_batch, {H}, {W * CIN})",
-         f"zrow = np.zeros({W * CIN}, np.float32)   # stands in for rows in the vertical padding",
-         f"for t in prange(n_batch * {OH}):")
+    s(1, f"xf = x.reshape(n_batch, {H}, {W * CIN})")
+    zero_row(s, 1, "zrow", W * CIN, "stands in for rows in the vertical padding")
+    s(1, f"for t in prange(n_batch * {OH}):")
     s(2, f"n = t // {OH}", f"oh = t % {OH}", f"acc = np.empty({COUT}, np.float32)")
     for i in range(KH):
         s(2, f"ih{i} = oh * {SH} + {i * DH - PT}",

@@ -280,6 +280,14 @@ def dense(name: str, in_f: int, out_f: int, epilogue, n_extras: int) -> str:
 UNSIGNED = "np.uint64"
 
 
+def zero_row(s: Src, d: int, name: str, n: int, why: str) -> None:
+    """Emit at depth ``d`` (outside the ``prange``) ``name``: ``n`` float32 zeros, filled by a
+    serial loop: ``np.zeros`` there is a parallel loop of its own, a second OpenMP region
+    started on every call (~1 us) and a second gufunc to compile (~0.3 s)."""
+    s(d, f"{name} = np.empty({n}, np.float32)   # {why}",
+      f"for zi in range({n}):", f"    {name}[zi] = 0.0")
+
+
 def register_tile(s: Src, d: int, p: int, cb: int, var: str, length: int, x: str, w: str,
                   alloc: bool = True):
     """Emit at depth ``d`` a (p, cb) register tile ``acc`` of zeros and the reduction

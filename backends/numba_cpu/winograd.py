@@ -29,7 +29,7 @@ import os
 import numpy as np
 
 from cnnc.backends.numba_cpu import target
-from cnnc.backends.numba_cpu.kernels import HELPERS, UNSIGNED, Src, register_tile
+from cnnc.backends.numba_cpu.kernels import HELPERS, UNSIGNED, Src, register_tile, zero_row
 from cnnc.backends.numba_cpu.scalar import epilogue_lines
 
 ENABLED = os.environ.get("CNNC_WINOGRAD", "1").strip() != "0"
@@ -178,8 +178,8 @@ def generate_input(spec, name: str, pl) -> str:
     s(1, f'"""winograd F(2x2, 3x3) input transform: {H}x{W}x{CIN}, pads top {PT} left {PL}, '
          f'{TH}x{TW} tiles padded to {TWP} per row"""')
     s(1, "n_batch = x.shape[0]", f"xf = x.reshape(n_batch, {H}, {W * CIN})",
-      f"v = scratch[:n_batch * {16 * TH * TWP * CIN}]",
-      f"zrow = np.zeros({W * CIN}, np.float32)   # stands in for rows in the padding")
+      f"v = scratch[:n_batch * {16 * TH * TWP * CIN}]")
+    zero_row(s, 1, "zrow", W * CIN, "stands in for rows in the padding")
     s(1, f"for t in prange(n_batch * {TH}):")
     s(2, f"ih = (t % {TH}) * 2 - {PT}", f"n = t // {TH}", f"vb = t * {16 * TWP * CIN}")
     for r in range(4):

@@ -356,3 +356,43 @@ def test_conv_transpose_as_a_product_and_col2im(k, strides, padding, out_pad, di
     source = cnnc.compile(g, target="cpu", opt_level=0).source()
     assert source.count('"""col2im of a conv_transpose') == 1 + epi.count(("add",))
     _check(g, rng.standard_normal((3, h, w, cin)).astype(np.float32), batches=(None, 1))
+
+
+def test_padded_kernels_start_one_parallel_region():
+    """The per-pixel depthwise kernel and Winograd's input transform keep a zero row for the
+    rows in the padding.  Made by ``np.zeros`` it was a parallel loop of its own, started
+    on every call; now each kernel is one parallel region (one parfor gufunc)."""
+    import re
+
+    from numba import njit, types
+
+    from cnnc.backends.numba_cpu import convgen, winograd
+    from cnnc.backends.numba_cpu.lower import PRELUDE
+    rng = np.random.default_rng(5)
+
+    def arr(nd):
+        return types.Array(types.float32, nd, "C")
+
+    dw = convgen.ConvSpec(7, 9, 12, 3, 3, 12, (2, 2), (1, 1, 1, 1), groups=12)
+    wg = convgen.ConvSpec(6, 10, 16, 3, 3, 16, (1, 1), (1, 1, 1, 1))
+    wpl = winograd.default_plan(wg, target.AVX512)
+    cases = [(convgen.generate(dw, "kernel", convgen.plan(dw, target.AVX2)),
+              (arr(4), arr(2), arr(1), arr(4))),
+             (winograd.generate_input(wg, "kernel", wpl), (arr(4), arr(1)))]
+    for source, sig in cases:
+        ns: dict = {}
+        exec(PRELUDE, ns)
+        exec(source.replace("cache=True", "cache=False"), ns)
+        fn = njit(parallel=True, fastmath=ns["FASTMATH"], error_model="numpy")(ns["kernel"])
+        fn.compile(sig)
+        ir = fn.inspect_llvm(sig)
+        regions = set(re.findall(r"define [^@]*@__gufunc__\S*?(parfor_gufunc_0x[0-9a-f]+)", ir))
+        assert len(regions) == 1, f"{len(regions)} parallel regions in\n{source}"
+    # and the depthwise kernel's zero row still stands in for the padding
+    x = rng.standard_normal((2, 7, 9, 12)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, 1, 12)).astype(np.float32)
+    g = Graph("dw")
+    xi = g.add_input(("N", 7, 9, 12), name="x")
+    g.set_outputs(g.add("conv2d", [xi, g.constant(wt)],
+                        dict(strides=2, padding="same", groups=12)))
+    _check(g, x, plans_for=target.AVX2)
