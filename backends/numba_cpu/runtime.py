@@ -397,9 +397,24 @@ def _shares(names, costs, workers: int) -> list[list[str]]:
     return shares
 
 
+def compile_workers() -> int:
+    """Processes a cold compile spreads its kernels over: ``$CNNC_COMPILE_WORKERS``, else one
+    per core.  1 compiles in this process only: the choice where something else keeps the
+    cores busy (a test runner with a worker per core), as a compile worker's start then
+    costs more than its share saves."""
+    value = os.environ.get("CNNC_COMPILE_WORKERS", "").strip()
+    if value:
+        try:
+            return max(1, int(value))
+        except ValueError:
+            raise CnncError(f"CNNC_COMPILE_WORKERS must be a whole number of processes, "
+                            f"not {value!r}") from None
+    return os.cpu_count() or 1
+
+
 def _compile_shared(module, names, signatures, workers, progress, costs=None) -> None:
     import subprocess
-    workers = min(workers or os.cpu_count() or 1, len(names))
+    workers = min(workers or compile_workers(), len(names))
     if not names:
         return
     shares = [share for share in _shares(names, costs, workers) if share]

@@ -296,3 +296,36 @@ def test_compile_shares_balance_the_kernels_cost():
         assert max(loads) - min(loads) <= max(costs.values()), (workers, loads)
     # without costs (the stages of forward): round-robin
     assert _shares(names, {}, 2) == [names[0::2], names[1::2]]
+
+
+def test_compile_workers_take_their_share_and_the_setting_is_checked(monkeypatch, tmp_path):
+    """A cold compile with ``CNNC_COMPILE_WORKERS=2`` starts a worker process for part of the
+    kernels (the suite itself compiles with 1, as its runner has a process per core), and the
+    model it makes matches the reference; 1 starts none; a setting that is not a number is a
+    clear error."""
+    from cnnc.backends.numba_cpu import runtime
+    started = []
+    popen = subprocess.Popen
+
+    def counting(args, *a, **k):
+        started.append(args)
+        return popen(args, *a, **k)
+
+    monkeypatch.setattr(subprocess, "Popen", counting)
+    rng = np.random.default_rng(11)
+    for workers, cache in (("2", "two"), ("1", "one")):
+        monkeypatch.setenv("CNNC_COMPILE_WORKERS", workers)
+        monkeypatch.setenv("CNNC_CACHE_DIR", str(tmp_path / cache))
+        started.clear()
+        model = cnnc.Sequential([cnnc.Input((9, 9, 3)),
+                                 cnnc.layers.Conv2D(8, 3, padding="same", activation="relu"),
+                                 cnnc.layers.MaxPooling2D(2),
+                                 cnnc.layers.Conv2D(5, 1, activation="tanh")])
+        model.set_weights([rng.standard_normal(w.shape).astype(np.float32)
+                           for w in model.get_weights()])
+        _check(model, batches=(2,))
+        workers_started = [a for a in started if "cnnc.backends.numba_cpu.runtime" in a]
+        assert len(workers_started) == (1 if workers == "2" else 0), started
+    monkeypatch.setenv("CNNC_COMPILE_WORKERS", "two")
+    with pytest.raises(cnnc.CnncError, match="CNNC_COMPILE_WORKERS"):
+        runtime.compile_workers()
