@@ -374,29 +374,6 @@ def compile_kernels(lowered, module, workers: int | None = None, progress=None) 
                     1 if _has_machine_code(module.__file__) else workers, progress)
 
 
-#: a compile worker's start (importing Numba and cnnc), in the units of :func:`_shares`'s
-#: costs: lines of kernel source, ~20 ms each (ResNet-18's kernels: 27-106 lines, 0.35-3.1 s;
-#: a worker starts in ~0.5 s)
-WORKER_START = 30
-
-
-def _shares(names, costs, workers: int) -> list[list[str]]:
-    """``names`` split into ``workers`` shares of about equal compile time, the first for
-    this process: longest first, each to the share that would finish first, a worker's
-    share counting its start (:data:`WORKER_START`).  Kernels without a cost count as the
-    mean.  Round-robin shares left ResNet-18's worker 15 s of kernels and this process 12."""
-    if not costs:
-        return [names[i::workers] for i in range(workers)]
-    mean = sum(costs.values()) / len(costs)
-    load = [0.0] + [float(WORKER_START)] * (workers - 1)
-    shares: list[list[str]] = [[] for _ in range(workers)]
-    for k in sorted(names, key=lambda k: -costs.get(k, mean)):
-        i = min(range(workers), key=lambda i: load[i])
-        shares[i].append(k)
-        load[i] += costs.get(k, mean)
-    return shares
-
-
 def compile_workers() -> int:
     """Processes a cold compile spreads its kernels over: ``$CNNC_COMPILE_WORKERS``, else one
     per core.  1 compiles in this process only: the choice where something else keeps the
@@ -412,44 +389,82 @@ def compile_workers() -> int:
     return os.cpu_count() or 1
 
 
+def _claim(claims: str | None, name: str) -> bool:
+    """Whether this process compiles ``name``: the first process to create its file in the
+    directory ``claims`` does (None: no other process takes part)."""
+    if claims is None:
+        return True
+    try:
+        os.close(os.open(os.path.join(claims, name), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except OSError:   # taken, or the directory is gone: another process has it
+        return False
+
+
 def _compile_shared(module, names, signatures, workers, progress, costs=None) -> None:
+    """Compile ``names`` here and in ``workers - 1`` worker processes, all taking kernels
+    from one queue, longest first by ``costs`` (lines of source): each process claims the
+    next kernel nobody has (:func:`_claim`), so a worker that starts late, or a kernel that
+    takes longer than its cost said, leaves no process idle while another still has a list
+    of its own (fixed shares by cost left ResNet-18's compile waiting ~4 s on its worker).
+    This process then loads from the cache what the workers compiled, and compiles itself
+    whatever a failed worker claimed and did not finish."""
     import subprocess
-    workers = min(workers or compile_workers(), len(names))
+    import tempfile
     if not names:
         return
-    shares = [share for share in _shares(names, costs, workers) if share]
+    costs = costs or {}
+    mean = sum(costs.values()) / len(costs) if costs else 0
+    order = sorted(names, key=lambda k: -costs.get(k, mean))   # stable: ties keep their order
+    workers = min(workers or compile_workers(), len(order))
+    claims = None
     procs = []
-    path = module.__file__
-    for share in shares[1:]:
+    if workers > 1:
+        try:
+            claims = tempfile.mkdtemp(prefix="claims-", dir=os.path.dirname(module.__file__))
+        except OSError:
+            workers = 1
+    if claims is not None:
         spec = ";".join(f"{k}:" + "|".join(",".join(map(str, nd)) for nd in signatures[k])
-                        for k in share)
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "cnnc.backends.numba_cpu.runtime", path, spec],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-    mine = shares[0]
-    for i, k in enumerate(mine):
-        compile_kernel(module, k, signatures[k])
-        if progress:
-            progress(i + 1, len(mine))
-    for p in procs:
-        _, err = p.communicate()
-        if p.returncode:  # not fatal: this process compiles whatever the worker did not
-            print(f"cnnc: a compile worker failed; compiling here instead: "
-                  f"{err.decode(errors='replace')[-500:]}", file=sys.stderr)
-    for k in names:
+                        for k in order)
+        procs = [subprocess.Popen([sys.executable, "-m", "cnnc.backends.numba_cpu.runtime",
+                                   module.__file__, spec, claims],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                 for _ in range(workers - 1)]
+    try:
+        mine = set()
+        for i, k in enumerate(order):
+            if _claim(claims, k):
+                mine.add(k)
+                compile_kernel(module, k, signatures[k])
+            if progress:
+                progress(i + 1, len(order))
+        for p in procs:
+            _, err = p.communicate()
+            if p.returncode:  # not fatal: this process compiles whatever the worker did not
+                print(f"cnnc: a compile worker failed; compiling here instead: "
+                      f"{err.decode(errors='replace')[-500:]}", file=sys.stderr)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        if claims is not None:
+            shutil.rmtree(claims, ignore_errors=True)
+    for k in order:
         if k not in mine:
-            compile_kernel(module, k, signatures[k])   # the workers' share, from the cache
+            compile_kernel(module, k, signatures[k])   # the workers', from the cache
 
 
-def _worker(path: str, spec: str) -> None:
+def _worker(path: str, spec: str, claims: str) -> None:
     with open(path, encoding="utf-8") as f:
         module = load_module(f.read())
     for item in spec.split(";"):
         name, sigs = item.split(":")
-        compile_kernel(module, name, [[int(d) for d in dims.split(",") if d]
-                                      for dims in sigs.split("|")])
+        if _claim(claims, name):
+            compile_kernel(module, name, [[int(d) for d in dims.split(",") if d]
+                                          for dims in sigs.split("|")])
 
 
 if __name__ == "__main__":
     import cnnc.backends.numba_cpu  # noqa: F401  (process settings before compiling)
-    _worker(sys.argv[1], sys.argv[2])
+    _worker(sys.argv[1], sys.argv[2], sys.argv[3])

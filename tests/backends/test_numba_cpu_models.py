@@ -281,21 +281,57 @@ def test_a_view_past_its_buffer_raises_instead_of_reading_beyond_it():
             py_view(buf, start, (n, 3))
 
 
-def test_compile_shares_balance_the_kernels_cost():
-    """Cold kernels are split longest first over this process and the workers, a worker's
-    share counting its start; every kernel lands in exactly one share."""
-    from cnnc.backends.numba_cpu.runtime import WORKER_START, _shares
-    costs = {"k0": 35, "k1": 45, "k2": 100, "k3": 106, "k4": 100, "k5": 44, "k6": 106,
-             "k7": 97, "k8": 27, "k9": 40}
+def test_compile_queue_runs_longest_first_and_claims_each_kernel_once(monkeypatch, tmp_path):
+    """Cold kernels form one queue, longest first (ties in their order); a process compiles
+    a kernel only if it is the first to claim it, so no kernel is compiled twice."""
+    from cnnc.backends.numba_cpu import runtime
+    costs = {"k0": 35, "k1": 45, "k2": 100, "k3": 106, "k4": 100, "k5": 44}
     names = sorted(costs)
-    for workers in (1, 2, 3):
-        shares = _shares(names, costs, workers)
-        assert sorted(k for share in shares for k in share) == names
-        loads = [sum(costs[k] for k in share) + (WORKER_START if i else 0)
-                 for i, share in enumerate(shares)]
-        assert max(loads) - min(loads) <= max(costs.values()), (workers, loads)
-    # without costs (the stages of forward): round-robin
-    assert _shares(names, {}, 2) == [names[0::2], names[1::2]]
+    done = []
+    monkeypatch.setattr(runtime, "compile_kernel", lambda module, k, sigs: done.append(k))
+    module = type("M", (), {"__file__": str(tmp_path / "m.py")})
+    runtime._compile_shared(module, names, {k: [[1]] for k in names}, 1, None, costs)
+    assert done == ["k3", "k2", "k4", "k1", "k5", "k0"]
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    assert runtime._claim(str(claims), "k2") and not runtime._claim(str(claims), "k2")
+    assert not runtime._claim(str(tmp_path / "gone"), "k2")   # the queue has ended
+    assert runtime._claim(None, "k2")
+
+
+def test_kernels_a_failed_worker_claimed_are_compiled_here(monkeypatch, tmp_path, capfd):
+    """A worker that claims kernels and dies before compiling them costs time, not the
+    model: this process compiles what it left, says so, and removes the queue."""
+    from cnnc.backends.numba_cpu import runtime
+
+    class Crashed:   # claimed the whole queue, then failed
+        returncode = 1
+
+        def __init__(self, args, *a, **k):
+            spec, claims = args[-2], args[-1]
+            self.claims = claims
+            for item in spec.split(";"):
+                assert runtime._claim(claims, item.split(":")[0])
+
+        def communicate(self):
+            return b"", b"worker killed"
+
+        def poll(self):
+            return 1
+
+    monkeypatch.setattr(subprocess, "Popen", Crashed)
+    monkeypatch.setenv("CNNC_COMPILE_WORKERS", "2")
+    monkeypatch.setenv("CNNC_CACHE_DIR", str(tmp_path))
+    rng = np.random.default_rng(12)
+    model = cnnc.Sequential([cnnc.Input((7, 6, 3)),
+                             cnnc.layers.Conv2D(6, 3, padding="same", activation="relu"),
+                             cnnc.layers.AveragePooling2D(2),
+                             cnnc.layers.Conv2D(4, 1, activation="sigmoid")])
+    model.set_weights([rng.standard_normal(w.shape).astype(np.float32)
+                       for w in model.get_weights()])
+    _check(model, batches=(2,))
+    assert "a compile worker failed; compiling here instead: worker killed" in capfd.readouterr().err
+    assert not [p for p in os.listdir(tmp_path) if p.startswith("claims-")]
 
 
 def test_compile_workers_take_their_share_and_the_setting_is_checked(monkeypatch, tmp_path):
