@@ -65,8 +65,8 @@ def compile_graph(graph, report=None):
     tty = sys.stderr.isatty()
 
     def progress(done, total):
-        print(f"\rcnnc: compiling kernels for {graph.name!r}: {done}/{total} (this process's "
-              f"share)", file=sys.stderr, end="", flush=True)
+        print(f"\rcnnc: compiling kernels for {graph.name!r}: {done}/{total}", file=sys.stderr,
+              end="", flush=True)
 
     t0 = time.perf_counter()
     try:
