@@ -30,6 +30,22 @@ def test_cpu_profile_times_every_kernel(lenet5_cpu, rng):
     assert "GB/s" in text.splitlines()[2]
 
 
+def test_the_whole_call_line_times_a_window_not_just_a_few_calls(monkeypatch):
+    """On a fake clock where each call takes 1 ms: the given count of calls when they fill
+    the window, more calls when they do not; the median of what was timed."""
+    clock = [0.0]
+    calls = []
+    monkeypatch.setattr(prof.time, "perf_counter", lambda: clock[0])
+
+    def call():
+        calls.append(1)
+        clock[0] += 0.001 * (3 if len(calls) == 1 else 1)   # the first call stalls
+    assert prof._median_ms(call, 5) == pytest.approx(1.0) and len(calls) == 5
+    calls.clear()
+    assert prof._median_ms(call, 5, seconds=0.05) == pytest.approx(1.0)
+    assert 47 <= len(calls) <= 49   # until 50 ms of calls (the first took 3)
+
+
 def test_numpy_profile_times_every_node(rng):
     c = cnnc.compile(cnnc.models.get("lenet5"), target="numpy")
     p = c.profile(rng.standard_normal((2, 32, 32, 1)).astype(np.float32), repeats=2)
