@@ -357,8 +357,8 @@ def compile_kernels(lowered, module, workers: int | None = None, progress=None) 
     """Compile every distinct kernel, then every stage of ``forward`` (stages.py), spreading
     what the disk cache lacks over worker processes.
 
-    Each worker compiles its share into the disk cache; this process compiles its own share
-    meanwhile, then loads the rest from the cache (``forward`` calls the loaded kernels:
+    This process and the workers take kernels from one queue (:func:`_compile_shared`), the
+    workers compiling into the disk cache; this process then loads theirs from the cache (``forward`` calls the loaded kernels:
     extern.py). Kernels are independent, so the speed-up is close to the number of cores;
     the stages, which call the kernels, follow once every kernel is in the cache."""
     kernels = sorted(set(lowered.kernel_names), key=lambda k: int(k[1:]))
@@ -406,7 +406,7 @@ def _compile_shared(module, names, signatures, workers, progress, costs=None) ->
     from one queue, longest first by ``costs`` (lines of source): each process claims the
     next kernel nobody has (:func:`_claim`), so a worker that starts late, or a kernel that
     takes longer than its cost said, leaves no process idle while another still has a list
-    of its own (fixed shares by cost left ResNet-18's compile waiting ~4 s on its worker).
+    of its own (fixed shares by cost left ResNet-18's compile waiting ~3 s on its worker).
     This process then loads from the cache what the workers compiled, and compiles itself
     whatever a failed worker claimed and did not finish."""
     import subprocess
