@@ -358,9 +358,10 @@ def compile_kernels(lowered, module, workers: int | None = None, progress=None) 
     what the disk cache lacks over worker processes.
 
     This process and the workers take kernels from one queue (:func:`_compile_shared`), the
-    workers compiling into the disk cache; this process then loads theirs from the cache (``forward`` calls the loaded kernels:
-    extern.py). Kernels are independent, so the speed-up is close to the number of cores;
-    the stages, which call the kernels, follow once every kernel is in the cache."""
+    workers compiling into the disk cache; this process then loads theirs from the cache
+    (``forward`` calls the loaded kernels: extern.py). Kernels are independent, so the
+    speed-up is close to the number of cores; the stages, which call the kernels, follow
+    once every kernel is in the cache."""
     kernels = sorted(set(lowered.kernel_names), key=lambda k: int(k[1:]))
     cold = [k for k in kernels if not _has_machine_code(_file_of(getattr(module, k)))]
     texts = getattr(lowered, "kernel_modules", None) or {}
