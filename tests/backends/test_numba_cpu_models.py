@@ -330,7 +330,8 @@ def test_kernels_a_failed_worker_claimed_are_compiled_here(monkeypatch, tmp_path
     model.set_weights([rng.standard_normal(w.shape).astype(np.float32)
                        for w in model.get_weights()])
     _check(model, batches=(2,))
-    assert "a compile worker failed; compiling here instead: worker killed" in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert "a compile worker failed; compiling here instead: worker killed" in err
     assert not [p for p in os.listdir(tmp_path) if p.startswith("claims-")]
 
 
