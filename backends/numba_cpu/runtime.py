@@ -424,7 +424,7 @@ def _compile_shared(module, names, signatures, workers, progress, costs=None) ->
         try:
             claims = tempfile.mkdtemp(prefix="claims-", dir=os.path.dirname(module.__file__))
         except OSError:
-            workers = 1
+            pass   # no queue: this process compiles every kernel
     if claims is not None:
         spec = ";".join(f"{k}:" + "|".join(",".join(map(str, nd)) for nd in signatures[k])
                         for k in order)

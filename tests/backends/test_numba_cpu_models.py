@@ -28,6 +28,14 @@ def _check(model, batches=(1, 3), tol=1e-4):
     return compiled
 
 
+def _random_model(rng, input_shape, *layers):
+    """A Sequential model of ``layers`` with standard normal weights drawn from ``rng``."""
+    model = cnnc.Sequential([cnnc.Input(input_shape), *layers])
+    model.set_weights([rng.standard_normal(w.shape).astype(np.float32)
+                       for w in model.get_weights()])
+    return model
+
+
 def test_lenet5():
     _check(cnnc.models.lenet5())
 
@@ -322,14 +330,10 @@ def test_kernels_a_failed_worker_claimed_are_compiled_here(monkeypatch, tmp_path
     monkeypatch.setattr(subprocess, "Popen", Crashed)
     monkeypatch.setenv("CNNC_COMPILE_WORKERS", "2")
     monkeypatch.setenv("CNNC_CACHE_DIR", str(tmp_path))
-    rng = np.random.default_rng(12)
-    model = cnnc.Sequential([cnnc.Input((7, 6, 3)),
-                             cnnc.layers.Conv2D(6, 3, padding="same", activation="relu"),
-                             cnnc.layers.AveragePooling2D(2),
-                             cnnc.layers.Conv2D(4, 1, activation="sigmoid")])
-    model.set_weights([rng.standard_normal(w.shape).astype(np.float32)
-                       for w in model.get_weights()])
-    _check(model, batches=(2,))
+    _check(_random_model(np.random.default_rng(12), (7, 6, 3),
+                         cnnc.layers.Conv2D(6, 3, padding="same", activation="relu"),
+                         cnnc.layers.AveragePooling2D(2),
+                         cnnc.layers.Conv2D(4, 1, activation="sigmoid")), batches=(2,))
     err = capfd.readouterr().err
     assert "a compile worker failed; compiling here instead: worker killed" in err
     assert not [p for p in os.listdir(tmp_path) if p.startswith("claims-")]
@@ -354,13 +358,10 @@ def test_compile_workers_take_their_share_and_the_setting_is_checked(monkeypatch
         monkeypatch.setenv("CNNC_COMPILE_WORKERS", workers)
         monkeypatch.setenv("CNNC_CACHE_DIR", str(tmp_path / cache))
         started.clear()
-        model = cnnc.Sequential([cnnc.Input((9, 9, 3)),
-                                 cnnc.layers.Conv2D(8, 3, padding="same", activation="relu"),
-                                 cnnc.layers.MaxPooling2D(2),
-                                 cnnc.layers.Conv2D(5, 1, activation="tanh")])
-        model.set_weights([rng.standard_normal(w.shape).astype(np.float32)
-                           for w in model.get_weights()])
-        _check(model, batches=(2,))
+        _check(_random_model(rng, (9, 9, 3),
+                             cnnc.layers.Conv2D(8, 3, padding="same", activation="relu"),
+                             cnnc.layers.MaxPooling2D(2),
+                             cnnc.layers.Conv2D(5, 1, activation="tanh")), batches=(2,))
         workers_started = [a for a in started if "cnnc.backends.numba_cpu.runtime" in a]
         assert len(workers_started) == (1 if workers == "2" else 0), started
     monkeypatch.setenv("CNNC_COMPILE_WORKERS", "two")
