@@ -16,8 +16,10 @@ ratio cnnc / ORT is taken per round, and the table gives its median and range.
 OpenBLAS's AVX2 kernels, so an AVX-512 machine can time the code an AVX2 machine would run;
 ``--isa native`` lets OpenBLAS pick the kernels for this CPU (an ``OPENBLAS_CORETYPE`` in the
 environment is dropped for it: see :func:`child_env`). The header gives the GEMM peak of each.
-The peers run natively. ``--neighbour`` runs a busy
-loop on one core during every measurement: what a noisy neighbour costs each runtime.
+ONNX Runtime runs once per ISA too: natively, and for ``avx2`` on its own AVX2 kernels (a
+copy of it whose kernel library skips its AVX-512 kernels: :mod:`benchmarks.ort_isa`), and
+each cnnc row's ratio is to ORT of the same ISA. ``--neighbour`` runs a busy loop on one core
+during every measurement: what a noisy neighbour costs each runtime.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from benchmarks.ort_isa import ort_env
 
 ROOT = Path(__file__).resolve().parents[1]
 #: LLVM CPU name used for ``--isa avx2`` (AMD Zen 3: AVX2 + FMA, 16 ymm registers)
@@ -77,6 +81,9 @@ def worker(system: str, model: str, batch: int, seed: int, seconds: float,
     import cnnc
     from cnnc.backends.reference import run_reference
     harness.set_threads(threads)
+    if system == "onnxruntime":   # which copy of it this process imported (benchmarks.ort_isa)
+        import onnxruntime
+        ort_file = onnxruntime.__file__
     if model.endswith(".onnx"):   # the user's own model, with its own weights
         graph = cnnc.load_onnx(model).to_graph()
     else:
@@ -95,18 +102,25 @@ def worker(system: str, model: str, batch: int, seed: int, seconds: float,
            "repeats": reps, "err": err}
     if system == "cnnc":
         out["compile_s"] = s.info.get("compile_s")
+    else:
+        out["onnxruntime"] = ort_file
     return out
 
 
 def _run_worker(system, isa, model, batch, args) -> dict:
-    env = child_env(isa) if system == "cnnc" else dict(os.environ)
+    env = child_env(isa) if system == "cnnc" else ort_env(isa)
     cmd = [sys.executable, "-m", "benchmarks.alternate", "--worker", system, "--models",
            f"{model}:{batch}", "--seed", str(args.seed), "--seconds", str(args.seconds),
            "--threads", str(args.threads)]
     try:
         p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
                            timeout=args.timeout)
-        return json.loads(p.stdout.strip().splitlines()[-1])
+        res = json.loads(p.stdout.strip().splitlines()[-1])
+        where = env.get("PYTHONPATH", "").split(os.pathsep)[0]
+        if system == "onnxruntime" and isa != "native" and \
+                not res.get("onnxruntime", where).startswith(where):
+            return {"error": f"imported {res['onnxruntime']}, not the {isa} copy in {where}"}
+        return res
     except Exception as e:  # a failing worker becomes a row note, not a crash
         tail = getattr(e, "stderr", None) or (p.stderr[-300:] if "p" in locals() else "")
         return {"error": f"{type(e).__name__}: {str(e)[:120]} {tail}"}
@@ -117,8 +131,9 @@ def _neighbour():
 
 
 def alternate(configs, isas, args, log=print) -> list[dict]:
-    """One row per (model, batch, system): per-round ms and the per-round ratio to ORT."""
-    systems = [("cnnc", isa) for isa in isas] + [("onnxruntime", "native")]
+    """One row per (model, batch, system): per-round ms and the per-round ratio to ORT of
+    the same ISA."""
+    systems = [("cnnc", isa) for isa in isas] + [("onnxruntime", isa) for isa in isas]
     rows = []
     med = (lambda v: statistics.median(v) if v else None)
     for model, batch in configs:
@@ -146,17 +161,17 @@ def alternate(configs, isas, args, log=print) -> list[dict]:
                     busy.kill()
             log(f"{model}:{batch} round {r}: " + ", ".join(
                 f"{a}-{b} {t[-1]:.3f}" for (a, b), t in times.items() if t and r))
-        ort = times[("onnxruntime", "native")]
-        ort_means = means[("onnxruntime", "native")]
         for s in systems:
             t = times[s]
+            ort, ort_means = ((times[("onnxruntime", s[1])], means[("onnxruntime", s[1])])
+                              if s[0] == "cnnc" else ([], []))
             ratios = [a / b for a, b in zip(t, ort)] if ort else []
             mean_ratios = [a / b for a, b in zip(means[s], ort_means)]
             first = info.get(s)
-            rows.append({"model": model, "batch": batch, "system": f"{s[0]}-{s[1]}"
-                         if s[0] == "cnnc" else s[0], "ms": med(t),
+            rows.append({"model": model, "batch": batch, "system": f"{s[0]}-{s[1]}",
+                         "ms": med(t),
                          "mean_ms": med(means[s]), "p90_ms": med(p90s[s]),
-                         "mean_ratio": med(mean_ratios),
+                         "mean_ratio": med(mean_ratios) if mean_ratios else None,
                          "ratio": statistics.median(ratios) if ratios else None,
                          "lo": min(ratios, default=None), "hi": max(ratios, default=None),
                          "err": first.get("err") if isinstance(first, dict) else None,
@@ -167,7 +182,7 @@ def alternate(configs, isas, args, log=print) -> list[dict]:
 
 def format_rows(rows) -> str:
     f = (lambda v, p=3: "-" if v is None else f"{v:.{p}f}")
-    lines = ["| model | batch | system | median ms | x ORT (median of rounds) | range | "
+    lines = ["| model | batch | system | median ms | x ORT of its ISA (median of rounds) | range | "
              "mean ms | p90 ms | x ORT by means | max rel err | first compile s | note |",
              "|" + "---|" * 12]
     for r in rows:
@@ -221,6 +236,10 @@ def main(argv=None) -> int:
         f"({machine.blas_kernels(child_env(i))})" for i in isas)
     head += (f"\n- cnnc ISA: " + ", ".join(
         f"{i} ({isa_env(i).get('NUMBA_CPU_NAME', 'host')})" for i in isas) +
+        "; ONNX Runtime: " + ", ".join(
+            "native (the kernels it picks for this CPU)" if i == "native" else
+            f"{i} (its AVX2 kernels: {ort_env(i)['PYTHONPATH'].split(os.pathsep)[0]})"
+            for i in isas) +
         f"; {args.rounds} alternated rounds, each system in its own process"
         + ("; one core kept busy by a neighbour process" if args.neighbour else ""))
     log = (lambda s: print(s, file=sys.stderr, flush=True))

@@ -3,6 +3,8 @@ over rounds and the per-round ratio (workers stubbed: no timing here), and one r
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -86,3 +88,71 @@ def test_rounds_rotate_and_ratios_are_taken_per_round(monkeypatch):
 def test_a_worker_checks_and_times_one_system():
     out = alternate.worker("cnnc", "lenet5", 1, seed=0, seconds=0.01, threads=1)
     assert out["err"] < 1e-4 and out["ms"] > 0 and out["repeats"] >= 10
+
+
+def test_each_isas_cnnc_is_compared_with_onnxruntime_of_that_isa(monkeypatch):
+    # per round: cnnc-native 2, cnnc-avx2 6, ORT native 1, ORT avx2 3 (ms)
+    table = {("cnnc", "native"): 2.0, ("cnnc", "avx2"): 6.0, ("onnxruntime", "native"): 1.0,
+             ("onnxruntime", "avx2"): 3.0}
+    seen = []
+
+    def fake(system, isa, model, batch, args):
+        seen.append((system, isa))
+        return {"ms": table[(system, isa)], "err": 1e-7}
+
+    monkeypatch.setattr(alternate, "_run_worker", fake)
+    args = SimpleNamespace(rounds=1, neighbour=False)
+    rows = alternate.alternate([("m", 1)], ["native", "avx2"], args, log=lambda s: None)
+    assert sorted(set(seen)) == sorted(table)
+    by = {r["system"]: r for r in rows}
+    assert by["cnnc-native"]["ratio"] == pytest.approx(2.0)
+    assert by["cnnc-avx2"]["ratio"] == pytest.approx(2.0)   # 6 / 3, not 6 / 1
+    assert by["onnxruntime-avx2"]["ms"] == 3.0 and by["onnxruntime-avx2"]["ratio"] is None
+
+
+def test_the_avx2_copy_of_onnxruntime_skips_only_the_avx512_state_test():
+    from benchmarks import ort_isa
+    code = b"\x90" * 7 + b"\x48\xf7\xd0" + ort_isa.AVX512_STATE_TEST + b"\x54\x01\x00\x00\xc3"
+    out = ort_isa.patch_library(code)
+    at = code.index(ort_isa.AVX512_STATE_TEST)
+    assert len(out) == len(code)
+    assert out[:at + 2] == code[:at + 2] and out[at + 8:] == code[at + 8:]
+    assert out[at + 2:at + 8] == ort_isa.NOP6      # the whole je rel32, and nothing else
+    for bad in (b"\x90" * 16, code + code):        # not found, found twice: refused
+        with pytest.raises(RuntimeError, match="AVX-512 state test"):
+            ort_isa.patch_library(bad)
+    with pytest.raises(ValueError, match="neon"):
+        ort_isa.ort_env("neon")
+    assert ort_isa.ort_env("native", {"A": "1"}) == {"A": "1"}
+
+
+def test_the_avx2_copy_of_onnxruntime_is_made_once(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from benchmarks import ort_isa
+    root = ort_isa.avx2_onnxruntime(tmp_path)
+    libs = sorted((Path(root) / "onnxruntime" / "capi").glob("*.so*"))
+    patched = [p for p in libs if ort_isa.AVX512_STATE_TEST in p.read_bytes()]
+    assert not patched and "patched" in (Path(root) / ort_isa.MARK).read_text()
+    stamp = (Path(root) / ort_isa.MARK).stat().st_mtime_ns
+    assert ort_isa.avx2_onnxruntime(tmp_path) == root
+    assert (Path(root) / ort_isa.MARK).stat().st_mtime_ns == stamp
+    # and a process with the copy first on its path imports it and still computes right
+    code = ("import numpy as np, onnx, onnxruntime as ort\n"
+            "from onnx import helper as h, TensorProto as T\n"
+            "w = np.random.default_rng(0).standard_normal((8, 3, 3, 3)).astype(np.float32)\n"
+            "g = h.make_graph([h.make_node('Conv', ['x', 'w'], ['y'])], 'g',\n"
+            "    [h.make_tensor_value_info('x', T.FLOAT, [1, 3, 9, 9])],\n"
+            "    [h.make_tensor_value_info('y', T.FLOAT, [1, 8, 7, 7])],\n"
+            "    [onnx.numpy_helper.from_array(w, 'w')])\n"
+            "m = h.make_model(g, opset_imports=[h.make_opsetid('', 17)])\n"
+            "s = ort.InferenceSession(m.SerializeToString(), providers=['CPUExecutionProvider'])\n"
+            "x = np.random.default_rng(1).standard_normal((1, 3, 9, 9)).astype(np.float32)\n"
+            "y = s.run(None, {'x': x})[0].astype(np.float64)\n"
+            "c = np.lib.stride_tricks.sliding_window_view(x[0].astype(np.float64), (3, 3), (1, 2))\n"
+            "ref = np.einsum('cijkl,ockl->oij', c, w.astype(np.float64))\n"
+            "print(ort.__file__, float(np.abs(y[0] - ref).max() / np.abs(ref).max()))\n")
+    env = ort_isa.ort_env("avx2", {"PATH": os.environ.get("PATH", "")}, tmp_path)
+    assert env["PYTHONPATH"] == root
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    where, err = p.stdout.split()
+    assert where.startswith(root) and float(err) < 1e-5, p.stderr[-500:]
