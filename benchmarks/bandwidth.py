@@ -9,7 +9,9 @@ it.  Caches matter: at batch 1 most cases fit the L2/L3, at batch 8 most do not;
 sized like each case, so the ratio compares like with like.
 
 ``--ort`` adds ONNX Runtime's median for the same one-node graph (cnnc's ONNX export), timed
-in a child process of its own so that neither runtime's worker threads slow the other.
+in a child process of its own so that neither runtime's worker threads slow the other;
+``--ort-isa avx2`` runs ORT's AVX2 kernels there (:mod:`benchmarks.ort_isa`), the peer of
+cnnc's AVX2 code (``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES`` of an AVX2 target).
 """
 
 from __future__ import annotations
@@ -106,11 +108,12 @@ def ort_ms(name: str, batch: int, repeats: int, threads: int = 2) -> float:
     return statistics.median(times) * 1e3
 
 
-def _ort_child(name: str, batch: int, repeats: int) -> str:
+def _ort_child(name: str, batch: int, repeats: int, isa: str = "native") -> str:
+    from benchmarks.ort_isa import ort_env
     cmd = [sys.executable, "-m", "benchmarks.bandwidth", "--ort-worker", name,
            "--batch", str(batch), "--repeats", str(repeats)]
     p = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True,
-                       text=True)
+                       text=True, env=ort_env(isa))
     try:
         return f"{json.loads(p.stdout.strip().splitlines()[-1])['ms']:8.4f}"
     except (ValueError, IndexError, KeyError):
@@ -124,6 +127,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=50)
     p.add_argument("--cases", default=",".join(CASES))
     p.add_argument("--ort", action="store_true", help="add ONNX Runtime's time per case")
+    p.add_argument("--ort-isa", choices=("native", "avx2"), default="native",
+                   help="ORT's own kernels for this CPU, or its AVX2 ones")
     p.add_argument("--ort-worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.ort_worker:
@@ -131,7 +136,8 @@ def main(argv=None) -> int:
         return 0
     print(f"# {machine.cpu_model()}, {machine.usable_cores()} cores, flags "
           f"{machine.cpu_flags()}; cnnc target {machine.cpu_target()}; load "
-          f"{machine.load_average()}; batch {args.batch}")
+          f"{machine.load_average()}; batch {args.batch}"
+          + (f"; ONNX Runtime {args.ort_isa}" if args.ort else ""))
     rng = np.random.default_rng(0)
     print(f"{'case':32} {'MiB':>7} {'ms':>8} {'GB/s':>7} {'copy GB/s':>9} {'ratio':>6}"
           + (f" {'ORT ms':>8}" if args.ort else ""))
@@ -142,9 +148,10 @@ def main(argv=None) -> int:
         prof = compiled.profile(x, repeats=args.repeats)
         row = max(prof.rows, key=lambda r: r.ms)
         ref = copy_gbps(row.bytes, args.repeats)
+        peer = (f" {_ort_child(name, args.batch, args.repeats, args.ort_isa)}" if args.ort
+                else "")
         print(f"{name:32} {row.bytes / 2**20:7.2f} {row.ms:8.4f} {row.gbps:7.1f} {ref:9.1f} "
-              f"{row.gbps / ref:6.2f}" + (f" {_ort_child(name, args.batch, args.repeats)}"
-                                         if args.ort else ""))
+              f"{row.gbps / ref:6.2f}" + peer)
     return 0
 
 

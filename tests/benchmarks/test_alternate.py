@@ -148,7 +148,8 @@ def test_the_avx2_copy_of_onnxruntime_is_made_once(tmp_path):
             "s = ort.InferenceSession(m.SerializeToString(), providers=['CPUExecutionProvider'])\n"
             "x = np.random.default_rng(1).standard_normal((1, 3, 9, 9)).astype(np.float32)\n"
             "y = s.run(None, {'x': x})[0].astype(np.float64)\n"
-            "c = np.lib.stride_tricks.sliding_window_view(x[0].astype(np.float64), (3, 3), (1, 2))\n"
+            "c = np.lib.stride_tricks.sliding_window_view(\n"
+            "    x[0].astype(np.float64), (3, 3), (1, 2))\n"
             "ref = np.einsum('cijkl,ockl->oij', c, w.astype(np.float64))\n"
             "print(ort.__file__, float(np.abs(y[0] - ref).max() / np.abs(ref).max()))\n")
     env = ort_isa.ort_env("avx2", {"PATH": os.environ.get("PATH", "")}, tmp_path)
