@@ -12,7 +12,10 @@ intervals up to :data:`MAX_INTERVAL_S`, or :data:`MAX_SINGLE_INTERVAL_S` below t
 count) runs calls with one thread fewer (below the caller's count, the caller's count in
 turn), at least :data:`PROBE_CALLS` of them and :data:`PROBE_SECONDS` in all; when they take
 on average at most :data:`SWITCH` times the recent calls' average, the model keeps that team
-size.  On a quiet machine that costs ~20 ms of calls on one thread fewer every 8 s.
+size.  On a quiet machine that costs ~20 ms of calls on one thread fewer every 8 s.  A probe
+that loses costs the time its calls took beyond the recent average; the next one waits until
+that is at most :data:`PROBE_SHARE` of the time since (VGG-11's calls of ~55 ms took ~100 on
+one thread: at the doubling intervals alone its probes cost ~9 % of its first seconds).
 ``CNNC_ADAPTIVE_THREADS=0`` in the environment (read at import) or :data:`ENABLED` = False
 keeps the caller's thread count always.
 """
@@ -41,6 +44,10 @@ PROBE_SECONDS = 0.02
 SWITCH = 0.8
 #: recent calls of the current team size that a probe is compared with
 RECENT = 32
+#: a losing probe's extra time is at most this share of the time until the next probe, which
+#: comes at the latest this many seconds later (a probe that stalled must not stop them)
+PROBE_SHARE = 0.02
+MAX_PROBE_WAIT_S = 30.0
 
 
 class TeamChooser:
@@ -94,7 +101,8 @@ class TeamChooser:
         if len(self.probe) < PROBE_CALLS or sum(self.probe) < PROBE_SECONDS:
             return
         self.probing = False
-        if statistics.fmean(self.probe) <= SWITCH * statistics.fmean(self.recent):
+        usual = statistics.fmean(self.recent)
+        if statistics.fmean(self.probe) <= SWITCH * usual:
             self.size = None if self.trial >= self.full else self.trial
             self.switches += 1
             self.recent.clear()
@@ -103,4 +111,8 @@ class TeamChooser:
         else:
             longest = MAX_INTERVAL_S if self.size is None else MAX_SINGLE_INTERVAL_S
             self.interval = min(2 * self.interval, longest)
+            extra = sum(self.probe) - len(self.probe) * usual
+            self.next_probe = now + min(max(self.interval, extra / PROBE_SHARE),
+                                        MAX_PROBE_WAIT_S)
+            return
         self.next_probe = now + self.interval

@@ -188,3 +188,23 @@ def test_on_more_cores_the_team_shrinks_a_thread_at_a_time_and_grows_back():
     quiet = (lambda n: 0.08 / n)
     used, now = _drive(c, 8, quiet, start=now, calls=3000)
     assert c.current() == 8 and used[-200:].count(8) > 180
+
+
+def test_probes_of_a_slow_model_cost_a_bounded_share_of_its_time():
+    from cnnc.backends.numba_cpu import contention
+    # VGG-like: 55 ms on two threads, 100 ms on one; quiet machine
+    c = contention.TeamChooser()
+    quiet = {2: 0.055, 1: 0.100}.get
+    used, now = _drive(c, 2, quiet, calls=400, step=0.0)
+    extra = used.count(1) * (0.100 - 0.055)
+    assert c.switches == 0 and 0 < used.count(1)
+    # the first probe comes after FIRST_PROBE_S; after it, each costs <= PROBE_SHARE of the wait
+    assert extra <= contention.PROBE_SHARE * now + contention.PROBE_CALLS * 0.045 + 1e-9
+    # a probe that stalled (1 s of calls) delays the next one by at most MAX_PROBE_WAIT_S
+    c = contention.TeamChooser()
+    used, now = _drive(c, 2, quiet, calls=4, step=0.0)   # before the first probe
+    assert used == [2] * 4
+    stalled = {2: 0.055, 1: 0.5}.get
+    used, now = _drive(c, 2, stalled, start=now, calls=3, step=0.0)
+    assert used == [2, 1, 1] and not c.probing
+    assert c.next_probe - now == pytest.approx(contention.MAX_PROBE_WAIT_S)
