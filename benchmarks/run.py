@@ -5,6 +5,10 @@ random statistics (so the output checks exercise them), hand that one graph to e
 check each system's output against cnnc's float64 reference and time it warm. cnnc's compile
 time is measured cold (a fresh temporary ``CNNC_CACHE_DIR``) and warm (a second process over
 the same cache). ``--write`` appends a dated section to ``benchmarks/RESULTS.md``.
+
+``--isa native,avx2`` (either or both) runs :mod:`benchmarks.alternate` over the same models
+and batch sizes instead: cnnc compiled for each ISA and ONNX Runtime on its kernels of that
+ISA, each system in its own processes, alternated over ``--rounds`` rounds.
 """
 
 from __future__ import annotations
@@ -143,8 +147,22 @@ def main(argv=None) -> int:
     p.add_argument("--no-torch-compile", action="store_true")
     p.add_argument("--no-compile-time", action="store_true")
     p.add_argument("--write", action="store_true", help=f"append the results to {RESULTS.name}")
+    p.add_argument("--isa", help="native, avx2 or both: cnnc and ONNX Runtime per ISA, each in "
+                                 "its own processes (benchmarks.alternate)")
+    p.add_argument("--rounds", type=int, default=3, help="alternated rounds with --isa")
     args = p.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.isa:
+        from benchmarks import alternate
+        configs = QUICK if args.quick else CONFIGS
+        unknown = [m for m in models if m not in configs]
+        if unknown:
+            p.error(f"no configuration for {', '.join(unknown)}")
+        pairs = ",".join(f"{m}:{b}" for m in models for b in configs[m])
+        return alternate.main(["--models", pairs, "--isa", args.isa, "--rounds",
+                               str(args.rounds), "--threads", str(args.threads), "--seed",
+                               str(args.seed), "--seconds", "0.3" if args.quick else "1.5",
+                               *(["--write"] if args.write else [])])
     if args.quick and args.repeats is None:
         args.repeats = 3
     result = run(models, args.quick, args.repeats, args.threads, args.seed,

@@ -157,3 +157,16 @@ def test_the_avx2_copy_of_onnxruntime_is_made_once(tmp_path):
     p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     where, err = p.stdout.split()
     assert where.startswith(root) and float(err) < 1e-5, p.stderr[-500:]
+
+
+def test_the_main_benchmark_with_isa_runs_the_alternated_one(monkeypatch):
+    from benchmarks import run
+    seen = []
+    monkeypatch.setattr(alternate, "main", lambda argv: seen.append(argv) or 0)
+    assert run.main(["--models", "resnet20,lenet5", "--isa", "native,avx2", "--rounds", "2"]) == 0
+    argv, = seen
+    opts = dict(zip(argv[::2], argv[1::2]))
+    assert opts["--models"] == "resnet20:1,resnet20:64,lenet5:1,lenet5:64"
+    assert opts["--isa"] == "native,avx2" and opts["--rounds"] == "2"
+    with pytest.raises(SystemExit):
+        run.main(["--models", "nosuchmodel", "--isa", "avx2"])
