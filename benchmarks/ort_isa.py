@@ -50,13 +50,16 @@ def avx2_onnxruntime(cache: str | os.PathLike | None = None) -> str:
     tmp = base / f".{root.name}.{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp / "onnxruntime", ignore=shutil.ignore_patterns("__pycache__"))
-    libs = [p for p in (tmp / "onnxruntime" / "capi").iterdir()
-            if ".so" in p.name and AVX512_STATE_TEST in p.read_bytes()]
-    if not libs:
+    try:
+        libs = [p for p in (tmp / "onnxruntime" / "capi").iterdir()
+                if ".so" in p.name and AVX512_STATE_TEST in p.read_bytes()]
+        if not libs:
+            raise RuntimeError(f"no library under {src / 'capi'} has MLAS's AVX-512 state test")
+        for lib in libs:
+            lib.write_bytes(patch_library(lib.read_bytes(), lib.name))
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise RuntimeError(f"no library under {src / 'capi'} has MLAS's AVX-512 state test")
-    for lib in libs:
-        lib.write_bytes(patch_library(lib.read_bytes(), lib.name))
+        raise
     (tmp / MARK).write_text(f"from {src}\n" + "".join(f"patched {p.name}\n" for p in libs))
     try:
         tmp.rename(root)
