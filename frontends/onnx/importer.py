@@ -9,7 +9,10 @@ The model is checked with the ONNX checker, then every node is converted (``impo
 NHWC once, convolution kernels go OIHW -> HWIO, per-channel constants, concat/softmax/pad axes
 follow the layout, and 4-D graph outputs are transposed back to NCHW, so the compiled model
 takes and returns tensors exactly as the ONNX graph declares them. A symbolic batch dimension
-(``dim_param``, or a ``dim_value`` of 0 or none) becomes the IR symbol ``"N"``.
+(``dim_param``, or a ``dim_value`` of 0 or none) becomes the IR symbol ``"N"``. A node of
+an operator without a converter whose inputs are all constants (a positional encoding made
+with CumSum, Sin and Cos) is computed at import by ONNX's reference implementation
+(:func:`_evaluate_constant`).
 
 Failures raise :class:`~cnnc.errors.CnncError`: an unreadable, empty or truncated model, a
 checker failure, a missing file; :class:`~cnnc.errors.UnsupportedError` for an op, opset or
@@ -273,11 +276,47 @@ def _import_graph(onnx, proto, what: str, opset: int) -> OnnxModel:
                      opset)
 
 
+#: operators never evaluated at import: random ones (their result is not a function of their
+#: inputs) and those with subgraphs
+NOT_EVALUATED = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike",
+                           "RandomUniformLike", "Multinomial", "Bernoulli", "If", "Loop",
+                           "Scan", "SequenceMap"})
+
+
+def _evaluate_constant(onnx, ctx, node) -> bool:
+    """Evaluate ``node``, an operator with no converter, by ONNX's own reference
+    implementation when every input is a constant known here (a positional encoding built
+    with CumSum, Sin and Cos, a lookup table from Range); its outputs become constants.
+    False when it cannot be (a computed input, a random or control-flow operator)."""
+    if node.op_type in NOT_EVALUATED or not node.input:
+        return False
+    feeds = {}
+    for name in node.input:
+        if not name:
+            continue
+        t = ctx.tensors.get(name)
+        if t is None or not t.is_const or t.const.dtype == object:
+            return False
+        feeds[name] = t.const
+    from onnx.reference import ReferenceEvaluator
+    try:
+        outs = ReferenceEvaluator(node, opsets={"": ctx.opset}).run(None, feeds)
+    except Exception as e:  # noqa: BLE001 - the reference's own refusal, as an import error
+        ctx.unsupported(f"operator {node.op_type!r} on constant inputs: ONNX's reference "
+                        f"implementation failed: {type(e).__name__}: {e}")
+    for name, out in zip(node.output, outs):
+        if name:
+            ctx.define(name, const=np.asarray(out))
+    return True
+
+
 def _convert(onnx, ctx, node, index: int) -> None:
     ctx.node, ctx.index = node, index
     if node.domain not in ("", "ai.onnx"):
         ctx.unsupported(f"operator {node.op_type!r} of domain {node.domain!r}")
     if node.op_type not in CONVERTERS:
+        if _evaluate_constant(onnx, ctx, node):
+            return
         ctx.unsupported(f"operator {node.op_type!r} (supported: {', '.join(sorted(CONVERTERS))})")
     fn, known = CONVERTERS[node.op_type]
     attrs = _attrs(onnx, node)

@@ -380,3 +380,45 @@ def test_tensorflow_same_padding_computed_in_the_graph_folds():
     m = check(proto, _x(2, 3, 7, 10))
     assert {"pad", "conv2d"} <= {n.op for n in m.to_graph().nodes}
     assert not {"ceil", "floor", "div", "cast"} & {n.op for n in m.to_graph().nodes}
+
+
+def test_an_unconverted_operator_on_constants_is_evaluated_at_import():
+    """EdgeNeXt's positional encoding: CumSum of a constant mask, Sin and Cos of it (no
+    converters) are computed at import by ONNX's reference implementation; the graph keeps
+    only their result. On a computed input they are still refused, by name."""
+    rng = np.random.default_rng(11)
+    ones = np.ones((1, 3, 4, 5), np.float32)
+    nodes = [node("CumSum", ["ones", "ax2"], "cy"), node("CumSum", ["ones", "ax3"], "cx"),
+             node("Div", ["cy", "four"], "ny"), node("Sin", ["ny"], "sy"),
+             node("Cos", ["cx"], "cosx"), node("Add", ["sy", "cosx"], "pos"),
+             node("Add", ["x", "pos"], "y")]
+    inits = {"ones": ones, "ax2": np.array(2, np.int64), "ax3": np.array(3, np.int64),
+             "four": np.float32(4.0)}
+    proto = model(nodes, [("x", ("N", 3, 4, 5))], [("y", ("N", 3, 4, 5))], inits)
+    x = rand(rng, 2, 3, 4, 5)
+    m = check(proto, x)
+    assert not {"cumsum", "sin", "cos"} & set(ops(m.to_graph()))
+    pos = np.sin(np.cumsum(ones, 2, dtype=np.float64) / 4) + np.cos(np.cumsum(ones, 3,
+                                                                              dtype=np.float64))
+    want = x + pos
+    y = cnnc.compile(m, target="cpu")(x)
+    assert np.abs(y - want).max() / np.abs(want).max() < 1e-6
+    computed = model([node("CumSum", ["x", "ax2"], "y", name="scan")], [("x", ("N", 3, 4, 5))],
+                     [("y", ("N", 3, 4, 5))], {"ax2": np.array(2, np.int64)})
+    with pytest.raises(cnnc.UnsupportedError, match=r"'scan' \(CumSum\).*operator 'CumSum'"):
+        load_onnx(computed)
+
+
+def test_random_operators_and_failing_constant_nodes_are_not_evaluated():
+    f = TensorProto.FLOAT
+    noisy = model([node("RandomNormalLike", ["c"], "r", name="noise", dtype=f),
+                   node("Add", ["x", "r"], "y")], [("x", (1, 2))], [("y", (1, 2))],
+                  {"c": np.zeros((1, 2), np.float32)})
+    with pytest.raises(cnnc.UnsupportedError, match=r"'noise'.*RandomNormalLike"):
+        load_onnx(noisy)
+    # an axis out of range: ONNX's reference refuses it, and the error names the node
+    bad = model([node("CumSum", ["c", "ax"], "s", name="bad_axis"), node("Add", ["x", "s"], "y")],
+                [("x", (1, 2))], [("y", (1, 2))],
+                {"c": np.ones((1, 2), np.float32), "ax": np.array(5, np.int64)}, infer=False)
+    with pytest.raises(cnnc.UnsupportedError, match=r"'bad_axis'.*reference implementation"):
+        load_onnx(bad)
