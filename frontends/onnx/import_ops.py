@@ -66,22 +66,55 @@ def window_pads(ctx, a, in_hw, kernel, strides, dilation):
 def conv(ctx, a):
     x = ctx.input(0)
     w = ctx.const_input(1, "the weights W")
+    if w.ndim == 3:
+        _conv1d(ctx, a, x, w)
+        return
     if w.ndim != 4:
-        ctx.unsupported(f"{w.ndim - 2}-D convolution (weights of shape {w.shape}); only 2-D")
+        ctx.unsupported(f"{w.ndim - 2}-D convolution (weights of shape {w.shape}); only 1-D "
+                        f"and 2-D")
+    ctx.define(ctx.node.output[0], _conv2d(ctx, a, ctx.nhwc(x), w), NHWC)
+
+
+def _conv2d(ctx, a, xv, w):
+    """The conv2d of NHWC ``xv`` and OIHW weights ``w`` (plus the node's bias) under the
+    node's attributes ``a``."""
     kernel = tuple(int(k) for k in w.shape[2:])
     if tuple(a.get("kernel_shape", kernel)) != kernel:
         raise ShapeError(f"{ctx.where}: kernel_shape {a['kernel_shape']} does not match the "
                          f"weights {w.shape}")
     strides, dilation = _pair(ctx, a, "strides", (1, 1)), _pair(ctx, a, "dilations", (1, 1))
-    xv = ctx.nhwc(x)
     pads = window_pads(ctx, a, _hw(ctx, xv), kernel, strides, dilation)
     ins = [xv, ctx.constant(np.asarray(w).transpose(2, 3, 1, 0))]  # OIHW -> HWIO
     b = ctx.input(2, required=False)
     if b is not None:
         ins.append(ctx.plain(b))
-    y = ctx.add("conv2d", ins, {"strides": strides, "padding": pads, "dilation": dilation,
-                                "groups": a.get("group", 1)})
-    ctx.define(ctx.node.output[0], y, NHWC)
+    return ctx.add("conv2d", ins, {"strides": strides, "padding": pads, "dilation": dilation,
+                                   "groups": a.get("group", 1)})
+
+
+def _conv1d(ctx, a, x, w):
+    """A 1-D Conv of (N, C, L) as the 2-D conv of rows one pixel high (timm's ECA attention:
+    a few taps along the pooled channels): the input as NHWC (N, 1, L, C), the window, strides,
+    dilations and pads as (1, k) and so on, the result back to (N, C_out, L_out)."""
+    shape = ctx.onnx_shape(x)
+    if len(shape) != 3:
+        raise ShapeError(f"{ctx.where}: a 1-D convolution (weights {w.shape}) takes an (N, C, "
+                         f"L) input, got shape {shape}")
+    a2 = dict(a)
+    for name, count in (("kernel_shape", 1), ("strides", 1), ("dilations", 1), ("pads", 2)):
+        if name in a:
+            v = list(a[name])
+            if len(v) != count:
+                raise ShapeError(f"{ctx.where}: {name}={v} of a 1-D convolution must have "
+                                 f"{count} value{'s' * (count > 1)}")
+            a2[name] = [0, v[0], 0, v[1]] if name == "pads" else [1, *v]
+    lead = -1 if isinstance(shape[0], str) else shape[0]
+    xt = ctx.add("transpose", [ctx.plain(x)], {"perm": (0, 2, 1)})
+    xv = ctx.add("reshape", [xt], {"shape": [lead, 1, shape[2], shape[1]]})
+    y = _conv2d(ctx, a2, xv, np.asarray(w)[:, :, None, :])
+    _, _, length, cout = y.type.shape
+    y3 = ctx.add("reshape", [y], {"shape": [lead, length, cout]})
+    ctx.define(ctx.node.output[0], ctx.add("transpose", [y3], {"perm": (0, 2, 1)}), PLAIN)
 
 
 POOL_ATTRS = ("auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "strides")

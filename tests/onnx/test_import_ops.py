@@ -4,6 +4,8 @@ equal within 1e-4 relative to the output's scale."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -422,3 +424,44 @@ def test_random_operators_and_failing_constant_nodes_are_not_evaluated():
                 {"c": np.ones((1, 2), np.float32), "ax": np.array(5, np.int64)}, infer=False)
     with pytest.raises(cnnc.UnsupportedError, match=r"'bad_axis'.*reference implementation"):
         load_onnx(bad)
+
+
+@pytest.mark.parametrize("attrs", [
+    {"pads": [1, 2], "strides": [2], "dilations": [2], "group": 2},
+    {"auto_pad": "SAME_UPPER", "strides": [2]},
+    {},
+])
+def test_one_dimensional_conv(attrs):
+    """A 1-D Conv runs as the 2-D conv of rows one pixel high, and gives back (N, C, L)."""
+    rng = np.random.default_rng(12)
+    w = rand(rng, 6, 4 // attrs.get("group", 1), 3)
+    proto = model([node("Conv", ["x", "w", "b"], "y", **attrs)], [("x", ("N", 4, 11))], ["y"],
+                  {"w": w, "b": rand(rng, 6)})
+    check(proto, rand(rng, 3, 4, 11))
+
+
+def test_efficient_channel_attention_on_cpu():
+    """timm's ECA block: the pooled channels as a sequence, a 5-tap 1-D conv along them, a
+    sigmoid gate on the feature map."""
+    rng = np.random.default_rng(13)
+    nodes = [node("GlobalAveragePool", ["x"], "p"), node("Reshape", ["p", "seq"], "s"),
+             node("Conv", ["s", "w"], "c", pads=[2, 2]), node("Sigmoid", ["c"], "g"),
+             node("Reshape", ["g", "back"], "gate"), node("Mul", ["x", "gate"], "y")]
+    inits = {"seq": np.array([2, 1, -1], np.int64), "w": rand(rng, 1, 1, 5),
+             "back": np.array([2, -1, 1, 1], np.int64)}
+    proto = model(nodes, [("x", (2, 16, 6, 6))], [("y", (2, 16, 6, 6))], inits)
+    x = rand(rng, 2, 16, 6, 6)
+    m = check(proto, x)
+    want = run_ort(proto, x)[0].astype(np.float64)
+    y = cnnc.compile(m, target="cpu")(x)
+    assert np.abs(y - want).max() / np.abs(want).max() < 1e-5
+
+
+def test_one_dimensional_conv_attributes_are_checked():
+    w = rand(np.random.default_rng(14), 2, 2, 3)
+    for attrs, words in (({"strides": [1, 1]}, "strides=[1, 1] of a 1-D convolution"),
+                         ({"pads": [1]}, "pads=[1] of a 1-D convolution")):
+        proto = model([node("Conv", ["x", "w"], "y", name="c1", **attrs)], [("x", (1, 2, 9))],
+                      [("y", (1, 2, 7))], {"w": w}, infer=False)
+        with pytest.raises(cnnc.CnncError, match=r"'c1'.*" + re.escape(words)):
+            load_onnx(proto)
