@@ -13,7 +13,7 @@ import numpy as np
 
 from cnnc.errors import ShapeError
 from cnnc.frontends.onnx.import_context import NHWC, NHWC_AXIS, PLAIN, converter
-from cnnc.frontends.onnx.import_ops import _hw, _pair, axis_op, window_pads
+from cnnc.frontends.onnx.import_ops import _hw, _pair, axis_op, conv1d_as_rows, window_pads
 
 
 # ---- LayerNormalization ---------------------------------------------------------------------
@@ -179,7 +179,7 @@ def deconv_pads(ctx, a, in_hw, kernel, strides, dilation):
     if out_shape is not None:
         out_shape = list(out_shape)[-2:]
         if len(out_shape) != 2:
-            ctx.unsupported(f"output_shape={a['output_shape']}: only 2-D")
+            ctx.unsupported(f"output_shape={a['output_shape']}: only 1-D and 2-D")
     elif auto in ("SAME_UPPER", "SAME_LOWER"):
         out_shape = [n * s for n, s in zip(in_hw, strides)]
     if out_shape is None:
@@ -213,27 +213,37 @@ def deconv_pads(ctx, a, in_hw, kernel, strides, dilation):
 def conv_transpose(ctx, a):
     x = ctx.input(0)
     w = ctx.const_input(1, "the weights W")
+    if w.ndim == 3 and ctx.rank(x) == 3:
+        conv1d_as_rows(ctx, a, x, w, _conv_transpose2d)
+        return
     if w.ndim != 4 or ctx.rank(x) != 4:
         ctx.unsupported(f"{w.ndim - 2}-D transposed convolution (weights of shape {w.shape}, "
-                        f"input {ctx.onnx_shape(x)}); only 2-D")
+                        f"input {ctx.onnx_shape(x)}); only 1-D and 2-D")
+    c = ctx.onnx_shape(x)[1]
+    if w.shape[0] != c:
+        raise ShapeError(f"{ctx.where}: W of shape {w.shape} expects {w.shape[0]} input "
+                         f"channels, X {ctx.onnx_shape(x)} has {c}")
+    ctx.define(ctx.node.output[0], _conv_transpose2d(ctx, a, ctx.nhwc(x), w), NHWC)
+
+
+def _conv_transpose2d(ctx, a, xv, w):
+    """The conv2d_transpose of NHWC ``xv`` and (Cin, Cout/g, kh, kw) weights ``w`` (plus
+    the node's bias) under the node's attributes ``a``."""
     kernel = tuple(int(k) for k in w.shape[2:])
     if tuple(a.get("kernel_shape", kernel)) != kernel:
         raise ShapeError(f"{ctx.where}: kernel_shape {a['kernel_shape']} does not match the "
                          f"weights {w.shape}")
     group = int(a.get("group", 1))
-    c = ctx.onnx_shape(x)[1]
-    if w.shape[0] != c:
+    if w.shape[0] != xv.type.shape[3]:
         raise ShapeError(f"{ctx.where}: W of shape {w.shape} expects {w.shape[0]} input "
-                         f"channels, X {ctx.onnx_shape(x)} has {c}")
+                         f"channels, X has {xv.type.shape[3]}")
     strides, dilation = _pair(ctx, a, "strides", (1, 1)), _pair(ctx, a, "dilations", (1, 1))
-    xv = ctx.nhwc(x)
     pads, op = deconv_pads(ctx, a, _hw(ctx, xv), kernel, strides, dilation)
     ins = [xv, ctx.constant(np.asarray(w).transpose(2, 3, 0, 1))]  # (Cin,Cout/g,kh,kw) -> HW..
     b = ctx.input(2, required=False)
     if b is not None:
         ins.append(ctx.plain(b))
-    y = ctx.add("conv2d_transpose", ins, {"strides": strides, "padding": pads,
-                                          "output_padding": op, "dilation": dilation,
-                                          "groups": group})
-    ctx.define(ctx.node.output[0], y, NHWC)
+    return ctx.add("conv2d_transpose", ins, {"strides": strides, "padding": pads,
+                                             "output_padding": op, "dilation": dilation,
+                                             "groups": group})
 

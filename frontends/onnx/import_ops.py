@@ -67,7 +67,7 @@ def conv(ctx, a):
     x = ctx.input(0)
     w = ctx.const_input(1, "the weights W")
     if w.ndim == 3:
-        _conv1d(ctx, a, x, w)
+        conv1d_as_rows(ctx, a, x, w, _conv2d)
         return
     if w.ndim != 4:
         ctx.unsupported(f"{w.ndim - 2}-D convolution (weights of shape {w.shape}); only 1-D "
@@ -92,26 +92,34 @@ def _conv2d(ctx, a, xv, w):
                                    "groups": a.get("group", 1)})
 
 
-def _conv1d(ctx, a, x, w):
-    """A 1-D Conv of (N, C, L) as the 2-D conv of rows one pixel high (timm's ECA attention:
-    a few taps along the pooled channels): the input as NHWC (N, 1, L, C), the window, strides,
-    dilations and pads as (1, k) and so on, the result back to (N, C_out, L_out)."""
+#: a 1-D window attribute -> (its values, the 2-D one of rows one pixel high)
+_ROWS = {"kernel_shape": (1, lambda v: [1, *v]), "strides": (1, lambda v: [1, *v]),
+         "dilations": (1, lambda v: [1, *v]), "pads": (2, lambda v: [0, v[0], 0, v[1]]),
+         "output_padding": (1, lambda v: [0, *v]),
+         "output_shape": (None, lambda v: [1, v[-1]])}   # L, or the whole (N, C, L)
+
+
+def conv1d_as_rows(ctx, a, x, w, build) -> None:
+    """A 1-D Conv or ConvTranspose of (N, C, L) as the 2-D one of rows one pixel high (timm's
+    ECA attention: a few taps along the pooled channels): the input as NHWC (N, 1, L, C), the
+    window attributes as (1, k) and so on, ``build(ctx, attrs, xv, w)`` the 2-D op, the result
+    back to (N, C_out, L_out)."""
     shape = ctx.onnx_shape(x)
     if len(shape) != 3:
-        raise ShapeError(f"{ctx.where}: a 1-D convolution (weights {w.shape}) takes an (N, C, "
-                         f"L) input, got shape {shape}")
+        raise ShapeError(f"{ctx.where}: a 1-D {ctx.node.op_type} (weights {w.shape}) takes an "
+                         f"(N, C, L) input, got shape {shape}")
     a2 = dict(a)
-    for name, count in (("kernel_shape", 1), ("strides", 1), ("dilations", 1), ("pads", 2)):
+    for name, (count, widen) in _ROWS.items():
         if name in a:
-            v = list(a[name])
-            if len(v) != count:
-                raise ShapeError(f"{ctx.where}: {name}={v} of a 1-D convolution must have "
-                                 f"{count} value{'s' * (count > 1)}")
-            a2[name] = [0, v[0], 0, v[1]] if name == "pads" else [1, *v]
+            v = [int(t) for t in a[name]]
+            if len(v) != count and (count or not v):
+                raise ShapeError(f"{ctx.where}: {name}={v} of a 1-D {ctx.node.op_type} must "
+                                 f"have {count} value{'s' * (count > 1)}")
+            a2[name] = widen(v)
     lead = -1 if isinstance(shape[0], str) else shape[0]
     xt = ctx.add("transpose", [ctx.plain(x)], {"perm": (0, 2, 1)})
     xv = ctx.add("reshape", [xt], {"shape": [lead, 1, shape[2], shape[1]]})
-    y = _conv2d(ctx, a2, xv, np.asarray(w)[:, :, None, :])
+    y = build(ctx, a2, xv, np.asarray(w)[:, :, None, :])
     _, _, length, cout = y.type.shape
     y3 = ctx.add("reshape", [y], {"shape": [lead, length, cout]})
     ctx.define(ctx.node.output[0], ctx.add("transpose", [y3], {"perm": (0, 2, 1)}), PLAIN)

@@ -119,10 +119,10 @@ def test_conv_with_computed_weights():
     _unsupported(proto, "Conv", "'dyn'", "weights", "constant")
 
 
-def test_conv_1d_and_pool_3d():
-    nodes = [node("Conv", ["x", "w"], "y", name="c1")]
-    proto = model(nodes, [("x", ("N", 2, 6))], ["y"], {"w": rand(RNG, 3, 2, 3)})
-    _unsupported(proto, "Conv", "'c1'", "1-D convolution")
+def test_conv_3d_and_pool_3d():
+    nodes = [node("Conv", ["x", "w"], "y", name="c3")]
+    proto = model(nodes, [("x", ("N", 2, 6, 6, 6))], ["y"], {"w": rand(RNG, 3, 2, 3, 3, 3)})
+    _unsupported(proto, "Conv", "'c3'", "3-D convolution", "only 1-D and 2-D")
     proto = model([node("MaxPool", ["x"], "y", name="p3", kernel_shape=[2, 2, 2])],
                   [("x", ("N", 2, 4, 4, 4))], ["y"])
     _unsupported(proto, "MaxPool", "'p3'", "kernel_shape")

@@ -440,6 +440,23 @@ def test_one_dimensional_conv(attrs):
     check(proto, rand(rng, 3, 4, 11))
 
 
+@pytest.mark.parametrize("attrs", [
+    {"strides": [2], "pads": [1, 0], "output_padding": [1], "group": 2},
+    {"strides": [3], "output_shape": [20]},
+    {"auto_pad": "SAME_UPPER", "strides": [2], "dilations": [2]},
+])
+def test_one_dimensional_transposed_conv(attrs):
+    rng = np.random.default_rng(15)
+    w = rand(rng, 4, 6 // attrs.get("group", 1), 3)
+    proto = model([node("ConvTranspose", ["x", "w", "b"], "y", **attrs)],
+                  [("x", ("N", 4, 7))], ["y"], {"w": w, "b": rand(rng, 6)})
+    x = rand(rng, 2, 4, 7)
+    m = check(proto, x)
+    want = run_ort(proto, x)[0].astype(np.float64)
+    y = cnnc.compile(m, target="cpu")(x)
+    assert np.abs(y - want).max() / np.abs(want).max() < 1e-5
+
+
 def test_efficient_channel_attention_on_cpu():
     """timm's ECA block: the pooled channels as a sequence, a 5-tap 1-D conv along them, a
     sigmoid gate on the feature map."""
@@ -459,8 +476,8 @@ def test_efficient_channel_attention_on_cpu():
 
 def test_one_dimensional_conv_attributes_are_checked():
     w = rand(np.random.default_rng(14), 2, 2, 3)
-    for attrs, words in (({"strides": [1, 1]}, "strides=[1, 1] of a 1-D convolution"),
-                         ({"pads": [1]}, "pads=[1] of a 1-D convolution")):
+    for attrs, words in (({"strides": [1, 1]}, "strides=[1, 1] of a 1-D Conv"),
+                         ({"pads": [1]}, "pads=[1] of a 1-D Conv")):
         proto = model([node("Conv", ["x", "w"], "y", name="c1", **attrs)], [("x", (1, 2, 9))],
                       [("y", (1, 2, 7))], {"w": w}, infer=False)
         with pytest.raises(cnnc.CnncError, match=r"'c1'.*" + re.escape(words)):
