@@ -3,12 +3,13 @@ ConvNeXt-T (LayerNorm over channels, GELU, permutes), a U-Net written here in to
 (ConvTranspose2d x2 upsampling, cat skips) and timm's GhostNet (ghost modules: primary conv,
 cheap depthwise conv, concat, channel slice) and CSPDarknet (CS3Darknet-S: cross-stage
 split/concat), random weights, exported by ``torch.onnx.export`` at batch 1 and at a fixed
-batch of 2, run on the numpy and cpu targets against ONNX Runtime.
+batch of 2, run on the numpy and cpu targets against ONNX Runtime; and, at batch 1, timm's
+EdgeNeXt-XS (a positional encoding computed at import) and ECA-ResNet-26t (1-D convs).
 
 Every model is checked on cpu at both batches (cold compiles on 2 cores: GhostNet ~50 s, the
 U-Net 7 s, CSPDarknet 14 s, ConvNeXt-T ~20 s since its GELUs, layer scales and Linear layers
 fuse into 1x1 convs; at batch 2 most kernels are batch 1's, from the disk cache: GhostNet
-~10 s).
+~10 s; EdgeNeXt-XS at 64x64 ~45 s, ECA-ResNet-26t at 32x32 ~30 s).
 """
 
 from __future__ import annotations
@@ -95,3 +96,24 @@ def test_model_matches_onnxruntime(name, batch):
         y = cnnc.compile(model, target=target)(x)
         assert y.shape == want.shape, target
         assert rel(y, want) < TOL, f"{name} batch {batch} on {target}: {rel(y, want):.2e}"
+
+
+#: timm models that need ONNX nodes with no converter computed at import (EdgeNeXt's
+#: positional encoding: CumSum, Sin and Cos of a constant mask) or a 1-D Conv (ECA attention:
+#: a 5-tap conv along the pooled channels), with their input sizes
+CONSTANT_AND_1D = {"edgenext_x_small": 64, "ecaresnet26t": 32}
+
+
+@pytest.mark.parametrize("name", list(CONSTANT_AND_1D))
+def test_constant_subgraphs_and_1d_convs_match_onnxruntime(name):
+    onnx = pytest.importorskip("onnx")
+    size = CONSTANT_AND_1D[name]
+    data = onnx_bytes(lambda: _timm(name), 1, size)
+    x = np.random.default_rng(7).standard_normal((1, 3, size, size)).astype(np.float32)
+    want = run_ort(onnx.load_from_string(data), x)[0].astype(np.float64)
+    model = cnnc.load_onnx(data)
+    assert not {"cumsum", "sin", "cos"} & {n.op for n in model.to_graph().nodes}
+    for target in ("numpy", "cpu"):
+        y = cnnc.compile(model, target=target)(x)
+        assert y.shape == want.shape, target
+        assert rel(y, want) < TOL, f"{name} on {target}: {rel(y, want):.2e}"
