@@ -112,9 +112,10 @@ def conv1d_as_rows(ctx, a, x, w, build) -> None:
     for name, (count, widen) in _ROWS.items():
         if name in a:
             v = [int(t) for t in a[name]]
-            if len(v) != count and (count or not v):
+            if (len(v) != count) if count else not v:
+                want = f"{count} value{'s' * (count > 1)}" if count else "a value"
                 raise ShapeError(f"{ctx.where}: {name}={v} of a 1-D {ctx.node.op_type} must "
-                                 f"have {count} value{'s' * (count > 1)}")
+                                 f"have {want}")
             a2[name] = widen(v)
     lead = -1 if isinstance(shape[0], str) else shape[0]
     xt = ctx.add("transpose", [ctx.plain(x)], {"perm": (0, 2, 1)})

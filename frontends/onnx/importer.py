@@ -283,7 +283,7 @@ NOT_EVALUATED = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike",
                            "Scan", "SequenceMap"})
 
 
-def _evaluate_constant(onnx, ctx, node) -> bool:
+def _evaluate_constant(ctx, node) -> bool:
     """Evaluate ``node``, an operator with no converter, by ONNX's own reference
     implementation when every input is a constant known here (a positional encoding built
     with CumSum, Sin and Cos, a lookup table from Range); its outputs become constants.
@@ -302,8 +302,12 @@ def _evaluate_constant(onnx, ctx, node) -> bool:
     try:
         outs = ReferenceEvaluator(node, opsets={"": ctx.opset}).run(None, feeds)
     except Exception as e:  # noqa: BLE001 - the reference's own refusal, as an import error
+        failed = f"{type(e).__name__}: {e}"
+    else:
+        failed = None
+    if failed is not None:   # raised here, not in the handler: no chained traceback
         ctx.unsupported(f"operator {node.op_type!r} on constant inputs: ONNX's reference "
-                        f"implementation failed: {type(e).__name__}: {e}")
+                        f"implementation failed: {failed}")
     for name, out in zip(node.output, outs):
         if name:
             ctx.define(name, const=np.asarray(out))
@@ -315,7 +319,7 @@ def _convert(onnx, ctx, node, index: int) -> None:
     if node.domain not in ("", "ai.onnx"):
         ctx.unsupported(f"operator {node.op_type!r} of domain {node.domain!r}")
     if node.op_type not in CONVERTERS:
-        if _evaluate_constant(onnx, ctx, node):
+        if _evaluate_constant(ctx, node):
             return
         ctx.unsupported(f"operator {node.op_type!r} (supported: {', '.join(sorted(CONVERTERS))})")
     fn, known = CONVERTERS[node.op_type]

@@ -14,7 +14,7 @@ from onnx_build import check, inputs_for, model, node, ops, rand, run_ort
 import cnnc
 from cnnc.frontends.onnx.importer import load_onnx
 
-from onnx import TensorProto, helper  # noqa: E402  (onnx_build skipped the module without it)
+from onnx import AttributeProto, TensorProto, helper  # noqa: E402  (onnx_build skips without onnx)
 
 RNG = np.random.default_rng(1234)
 
@@ -422,8 +422,9 @@ def test_random_operators_and_failing_constant_nodes_are_not_evaluated():
     bad = model([node("CumSum", ["c", "ax"], "s", name="bad_axis"), node("Add", ["x", "s"], "y")],
                 [("x", (1, 2))], [("y", (1, 2))],
                 {"c": np.ones((1, 2), np.float32), "ax": np.array(5, np.int64)}, infer=False)
-    with pytest.raises(cnnc.UnsupportedError, match=r"'bad_axis'.*reference implementation"):
+    with pytest.raises(cnnc.UnsupportedError, match=r"'bad_axis'.*reference implementation") as e:
         load_onnx(bad)
+    assert e.value.__context__ is None or e.value.__suppress_context__   # no chained traceback
 
 
 @pytest.mark.parametrize("attrs", [
@@ -476,9 +477,16 @@ def test_efficient_channel_attention_on_cpu():
 
 def test_one_dimensional_conv_attributes_are_checked():
     w = rand(np.random.default_rng(14), 2, 2, 3)
-    for attrs, words in (({"strides": [1, 1]}, "strides=[1, 1] of a 1-D Conv"),
-                         ({"pads": [1]}, "pads=[1] of a 1-D Conv")):
+    for attrs, words in (({"strides": [1, 1]}, "strides=[1, 1] of a 1-D Conv must have 1 value"),
+                         ({"pads": [1]}, "pads=[1] of a 1-D Conv must have 2 values")):
         proto = model([node("Conv", ["x", "w"], "y", name="c1", **attrs)], [("x", (1, 2, 9))],
                       [("y", (1, 2, 7))], {"w": w}, infer=False)
         with pytest.raises(cnnc.CnncError, match=r"'c1'.*" + re.escape(words)):
             load_onnx(proto)
+    empty = node("ConvTranspose", ["x", "w"], "y", name="t1")
+    empty.attribute.append(helper.make_attribute("output_shape", [],
+                                                 attr_type=AttributeProto.INTS))
+    proto = model([empty], [("x", (1, 2, 9))], [("y", (1, 2, 11))], {"w": w}, infer=False)
+    with pytest.raises(cnnc.CnncError, match=r"'t1'.*output_shape=\[\] of a 1-D "
+                                             r"ConvTranspose must have a value"):
+        load_onnx(proto)
