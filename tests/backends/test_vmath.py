@@ -1,6 +1,6 @@
-"""vexp, vexpf and vgeluf (backends/numba_cpu/vmath.py): exp and GELU from arithmetic alone,
-under the kernels' fast-math flags, against float64 NumPy/SciPy; and the loops that call them
-are vectorized."""
+"""vexp, vexpf and vgeluf (backends/numba_cpu/vmath.py), and the tanh of the generated kernels
+(backends/numba_cpu/scalar.py): exp, GELU and tanh from arithmetic alone, under the kernels'
+fast-math flags, against float64 NumPy/SciPy; and the loops that call them are vectorized."""
 
 import numpy as np
 import pytest
@@ -128,3 +128,36 @@ def test_a_loop_calling_vgeluf_uses_packed_float32_fmas(gelu_loop):
     assert not [ln for ln in lines if ln and ln[0] == "call"]
     assert any(ln and ln[0].startswith("vfmadd") and ln[0].endswith("ps")
                and ("ymm" in ln[-1] or "zmm" in ln[-1]) for ln in lines), "no packed float32 FMA"
+
+
+@pytest.fixture(scope="module")
+def tanh_loop():
+    """A loop applying the generated kernels' tanh (``scalar.activation_lines``)."""
+    from cnnc.backends.numba_cpu.lower import PRELUDE
+    from cnnc.backends.numba_cpu.scalar import activation_lines
+    body = "\n".join("        " + line for line in activation_lines(("tanh",), "v"))
+    src = ('\n@njit(fastmath=FASTMATH, error_model="numpy")\ndef loop(x, out):\n'
+           '    for i in range(x.size):\n        v = x[i]\n' + body + '\n        out[i] = v\n')
+    ns = {}
+    exec(PRELUDE + src, ns)
+    return ns["loop"]
+
+
+def test_tanh_within_one_ulp_on_the_whole_line(tanh_loop):
+    rng = np.random.default_rng(4)
+    x = np.concatenate([np.linspace(-12, 12, 400_001), rng.standard_normal(100_000) * 2,
+                        rng.uniform(-1, 1, 1000) * 1e-30]).astype(np.float32)
+    got = _run(tanh_loop, x)
+    want = np.tanh(x.astype(np.float64))
+    ulp = np.spacing(np.abs(want).astype(np.float32)).astype(np.float64)
+    err = np.abs(got - want) / ulp
+    assert got.dtype == np.float32 and err.max() < 1.0, (err.max(), x[err.argmax()])
+
+
+def test_tanh_special_values(tanh_loop):
+    out = _run(tanh_loop, np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 30.0, -30.0],
+                                   np.float32))
+    assert np.isnan(out[0]) and out[1] == 1.0 and out[2] == -1.0
+    assert out[3] == 0.0 and not np.signbit(out[3]) and np.signbit(out[4])
+    assert out[5] == 1.0 and out[6] == -1.0
+
