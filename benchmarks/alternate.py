@@ -227,8 +227,9 @@ def main(argv=None) -> int:
     from benchmarks import machine
     from benchmarks.run import append_results
     isas = [i.strip() for i in args.isa.split(",") if i.strip()]
-    for isa in isas:
-        isa_env(isa)  # refuse an unknown or unrunnable ISA before any work
+    for isa in isas:   # refuse an unknown or unrunnable ISA, for either system, before any work
+        isa_env(isa)
+        ort_env(isa)
     peak = machine.gemm_peak(2048, 10)
     head = machine.describe({"numba": args.threads, "onnxruntime": args.threads}, peak, 2048)
     head += "\n- float32 GEMM peak of each ISA's BLAS (fresh process): " + ", ".join(

@@ -134,6 +134,9 @@ def main(argv=None) -> int:
     if args.ort_worker:
         print(json.dumps({"ms": ort_ms(args.ort_worker, args.batch, args.repeats)}))
         return 0
+    if args.ort:   # an ORT that cannot be held to the ISA is refused before any work
+        from benchmarks.ort_isa import ort_env
+        ort_env(args.ort_isa)
     print(f"# {machine.cpu_model()}, {machine.usable_cores()} cores, flags "
           f"{machine.cpu_flags()}; cnnc target {machine.cpu_target()}; load "
           f"{machine.load_average()}; batch {args.batch}"
