@@ -1,6 +1,8 @@
 """Graphs whose batch is a fixed number (``Input(batch_size=B)``, or an ONNX model exported
 without a dynamic batch axis) on the cpu target, and failures inside generated code."""
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -73,7 +75,7 @@ def test_an_exception_in_generated_code_is_a_kernel_error_naming_the_node():
     compiled(x)
     # sabotage: forget the scratch the padded convs need, so the generated forward fails
     compiled.lowered.scratch_needs = []
-    compiled._local.arenas = {}
+    compiled._local = threading.local()   # a fresh thread: arenas sized anew
     with pytest.raises(KernelError) as info:
         compiled(x)
     text = str(info.value)
