@@ -322,7 +322,13 @@ def dense_tiled(name: str, in_f: int, out_f: int, epilogue, n_extras: int, cb: i
     like the blocked conv (convgen.py): each step of the reduction broadcasts one input per
     row and multiplies it by ``cb / lanes`` weight vectors (:func:`pack_dense`), ``p * cb /
     lanes`` independent accumulators.  Parallel over (row tile, feature block).  A last tile
-    of fewer rows repeats the last row in its spare ones (computed, not stored).  Compiled
+    of fewer rows repeats the last row in its spare ones (computed, not stored).  At batch 1,
+    a loop of its own splits the reduction over the tile's rows instead (row r takes steps r,
+    r + split, ...; then row 0 sums them): a p-th of the work.  ``split`` is the largest
+    divisor of the reduction's length from p / 2 to p (none: the p copies of the row).  As
+    a branch of the other loop's body, or with the steps left over in a loop of their own,
+    the tile stayed in memory: 15-17 us instead of 3 for 400 -> 120 (benchmarks/RESULTS.md).
+    Compiled
     without the loop vectorizer; heavy activations ending the epilogue go to its tail
     function (:func:`tail_function`).  For weights that stay in cache (:data:`SMALL_DENSE_BYTES`);
     larger ones stream through :func:`dense`."""
@@ -336,22 +342,40 @@ def dense_tiled(name: str, in_f: int, out_f: int, epilogue, n_extras: int, cb: i
     s(1, "n = x.shape[0]", f"ntile = (n + {p - 1}) // {p}")
     if tail:
         s(1, "of = out.reshape(-1)")
-    s(1, f"for q in prange(ntile * {ncb}):")
-    s(2, f"cb = q % {ncb}", f"t0 = (q // {ncb}) * {p}", f"co0 = cb * {cb}",
-         "last = n - 1 - t0")
-    register_tile(s, 2, p, cb, "k", in_f, "x[t0 + min(r, last), k]", "wp[cb, k, j]")
     width = str(cb) if out_f % cb == 0 else f"min({cb}, {out_f} - co0)"
-    s(2, f"rows = min({p}, n - t0)")
-    s(2, "for r in range(rows):")
-    s(3, "t = t0 + r")
-    s(3, f"for j in range({width}):")
-    s(4, f"c = {UNSIGNED}(co0 + j)", "v = acc[r, j] + b[c]",
-      *epilogue_lines(head, "v", extras, "c", "t, c"), "out[t, c] = v")
-    if not tail:
-        return s.text()
-    run = f"np.int64({cb})" if out_f % cb == 0 else width
-    s(2, f"{name}{TAIL}(of, t0 * {out_f} + co0, rows, np.int64({out_f}), {run})")
-    return s.text() + "\n\n" + tail_function(name, tail)
+
+    def tiles(d: int, one_row: bool) -> None:
+        if one_row:   # row r sums steps r, r + split, ...; then row 0 sums the rows
+            s(d, f"for cb in prange({ncb}):")
+            s(d + 1, "t0 = 0", f"co0 = cb * {cb}")
+            register_tile(s, d + 1, split, cb, "k", in_f // split, f"x[0, k * {split} + r]",
+                          f"wp[cb, k * {split} + r, j]")
+            s(d + 1, f"for r in range(1, {split}):", f"    for j in range({cb}):",
+              "        acc[0, j] += acc[r, j]")
+            s(d + 1, "rows = 1")
+        else:
+            s(d, f"for q in prange(ntile * {ncb}):")
+            s(d + 1, f"cb = q % {ncb}", f"t0 = (q // {ncb}) * {p}", f"co0 = cb * {cb}",
+              "last = n - 1 - t0")
+            register_tile(s, d + 1, p, cb, "k", in_f, "x[t0 + min(r, last), k]",
+                          "wp[cb, k, j]")
+            s(d + 1, f"rows = min({p}, n - t0)")
+        s(d + 1, "for r in range(rows):")
+        s(d + 2, "t = t0 + r")
+        s(d + 2, f"for j in range({width}):")
+        s(d + 3, f"c = {UNSIGNED}(co0 + j)", "v = acc[r, j] + b[c]",
+          *epilogue_lines(head, "v", extras, "c", "t, c"), "out[t, c] = v")
+        if tail:
+            run = f"np.int64({cb})" if out_f % cb == 0 else width
+            s(d + 1, f"{name}{TAIL}(of, t0 * {out_f} + co0, rows, np.int64({out_f}), {run})")
+
+    split = next((r for r in range(p, (p + 1) // 2 - 1, -1) if r > 1 and in_f % r == 0), 0)
+    if split:
+        s(1, "if n == 1:")
+        tiles(2, True)
+        s(2, "return")
+    tiles(1, False)
+    return s.text() + ("\n\n" + tail_function(name, tail) if tail else "")
 
 
 def softmax(name: str, shape, axis: int, log: bool = False) -> str:

@@ -170,10 +170,13 @@ def test_dense_fused_matches_reference(fin, fout, steps, seed):
     (400, 120, [("tanh",)]),                            # LeNet's: blocks of 2 vectors, ragged
     (37, 5, [("scale_shift",), ("add",), ("swish", 1.0)]),   # one partial vector
     (64, 48, [("sigmoid",), ("add",)]),                 # a residual after it: in the store
+    (402, 40, [("relu",)]),                             # batch 1 split over 6 (or 3) rows
 ])
 def test_dense_register_tiles(cpu, fin, fout, epi):
     """Dense layers whose weights stay in cache run as register tiles of rows x features;
-    batches that are not a whole number of row tiles, residuals and tail activations."""
+    batches that are not a whole number of row tiles, residuals and tail activations.  At
+    batch 1 the tile's rows split the reduction when a divisor of its length from p / 2 to p
+    exists (37 is prime: the row computed p times instead)."""
     from cnnc.backends.numba_cpu import convgen
     rng = np.random.default_rng(fout)
     g = Graph("dense")
@@ -187,6 +190,10 @@ def test_dense_register_tiles(cpu, fin, fout, epi):
     with target.plan_for(cpu):
         source = cnnc.compile(g, target="cpu", opt_level=0).source()
     assert f"tile {p} rows x {cb} features" in source
+    split = [r for r in range(2, p + 1) if fin % r == 0 and 2 * r >= p]
+    assert ("if n == 1:" in source) == bool(split)
+    if split:
+        assert f"x[0, k * {max(split)} + r]" in source
     _check(g, rng.standard_normal((3, fin)).astype(np.float32), batches=(1, p, p + 1, 2 * p + 3),
            plans_for=cpu)
 
