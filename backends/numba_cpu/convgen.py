@@ -542,18 +542,32 @@ def _emit_store(s: Src, d: int, spec: ConvSpec, pl: Plan, acc: str, npix: str, o
     """Store the tile through the unsigned channel index ``UNSIGNED``: Numba then adds no
     negative-index wraparound select per value, and the SLP vectorizer stores whole vectors
     (with a signed index a 1x1 16->96 conv on 112x112 spent twice as long in its 256 scalar
-    adds and stores per tile as in its FMAs: 0.33 ms, 0.11 unsigned)."""
+    adds and stores per tile as in its FMAs: 0.33 ms, 0.11 unsigned).  Where the last channel
+    block is partial, full blocks and the last one take loops of constant width of their
+    own: with the width ``min(CB, COUT - co0)`` every block's store was a loop of unknown
+    length (1x1 24->72 on 56x56: 167 -> 70 us, benchmarks/RESULTS.md).  Not for one-pixel
+    tiles (1x1 images: squeeze-excitation), whose ``min`` store LLVM vectorized and the two
+    loops split into odd pieces (tests/asm_probe.py)."""
     CB, COUT = pl.cb, spec.cout
-    width = str(CB) if COUT % CB == 0 else f"min({CB}, {COUT} - co0)"
-    s(d, f"for p in range({npix}):")
-    s(d + 1, f"ow = {owexpr}")
-    s(d + 1, f"for j in range({width}):")
-    s(d + 2, f"co = {UNSIGNED}(co0 + j)", f"v = {acc}[p, j] + b[co]")
-    s(d + 2, *_epilogue(spec, "co", "n, oh, ow, co", steps, False, residuals))
-    if mirror:
-        s(d + 2, f"xhf[{halo_index(mirror, COUT, 'co')}] = v")
+
+    def store(d: int, width) -> None:
+        s(d, f"for p in range({npix}):")
+        s(d + 1, f"ow = {owexpr}")
+        s(d + 1, f"for j in range({width}):")
+        s(d + 2, f"co = {UNSIGNED}(co0 + j)", f"v = {acc}[p, j] + b[co]")
+        s(d + 2, *_epilogue(spec, "co", "n, oh, ow, co", steps, False, residuals))
+        if mirror:
+            s(d + 2, f"xhf[{halo_index(mirror, COUT, 'co')}] = v")
+        else:
+            s(d + 2, "out[n, oh, ow, co] = v")
+
+    if COUT % CB == 0 or pl.p == 1:
+        store(d, CB if COUT % CB == 0 else f"min({CB}, {COUT} - co0)")
     else:
-        s(d + 2, "out[n, oh, ow, co] = v")
+        s(d, f"if co0 + {CB} <= {COUT}:")
+        store(d + 1, CB)
+        s(d, "else:")
+        store(d + 1, COUT % CB)
 
 
 def _padded_geometry(spec: ConvSpec, pl: Plan):

@@ -198,6 +198,29 @@ def test_dense_register_tiles(cpu, fin, fout, epi):
            plans_for=cpu)
 
 
+@pytest.mark.parametrize("cpu", PLAN_TARGETS)
+def test_partial_channel_block_stores_with_constant_widths(cpu):
+    """72 output channels are two or four whole blocks and a partial one: whole blocks and
+    the partial one store in loops of constant width (a residual and ReLU in the store)."""
+    from cnnc.backends.numba_cpu import convgen
+    rng = np.random.default_rng(72)
+    g = Graph("ragged")
+    x = g.add_input(("N", 12, 12, 24), name="x")
+    w = g.constant(rng.standard_normal((1, 1, 24, 72)).astype(np.float32))
+    res = g.add("conv2d", [x, g.constant(rng.standard_normal((1, 1, 24, 72)))],
+                {"strides": (1, 1), "padding": "valid", "dilation": (1, 1), "groups": 1})
+    y = g.add("conv2d_fused", [x, w, g.constant(rng.standard_normal(72)), res],
+              {"strides": (1, 1), "padding": "valid", "dilation": (1, 1), "groups": 1,
+               "epilogue": [("add",), ("relu",)]})
+    g.set_outputs(y)
+    with target.plan_for(cpu):
+        cb = convgen.plan(convgen.ConvSpec(12, 12, 24, 1, 1, 72)).cb
+        source = cnnc.compile(g, target="cpu", opt_level=0).source()
+    assert 72 % cb and f"if co0 + {cb} <= 72:" in source and f"range({72 % cb}):" in source
+    _check(g, rng.standard_normal((2, 12, 12, 24)).astype(np.float32), batches=(1, 2, 5),
+           plans_for=cpu)
+
+
 def test_gemm_conv_writing_over_its_residual_in_place(monkeypatch):
     """A 1x1 conv lowered to np.dot whose output buffer is planned over its residual."""
     from cnnc.backends.numba_cpu import convgen
