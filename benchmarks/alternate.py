@@ -2,6 +2,7 @@
 
     python -m benchmarks.alternate --models resnet18:1,resnet20:1 --isa native,avx2 --rounds 5
     python -m benchmarks.alternate --models resnet20:1 --neighbour      # one core kept busy
+    python -m benchmarks.alternate --models resnet20:1 --pause 1        # 1 ms between calls
     python -m benchmarks.alternate --models path/to/model.onnx:1        # a model file
 
 Timing every system in one process lets one runtime's idle worker threads (spinning OpenMP or
@@ -19,7 +20,9 @@ environment is dropped for it: see :func:`child_env`). The header gives the GEMM
 ONNX Runtime runs once per ISA too: natively, and for ``avx2`` on its own AVX2 kernels (a
 copy of it whose kernel library skips its AVX-512 kernels: :mod:`benchmarks.ort_isa`), and
 each cnnc row's ratio is to ORT of the same ISA. ``--neighbour`` runs a busy loop on one core
-during every measurement: what a noisy neighbour costs each runtime.
+during every measurement: what a noisy neighbour costs each runtime. ``--pause MS`` sleeps
+before each timed call, as a server answering one request at a time does between requests
+(runtimes whose worker threads go to sleep in the pause pay for waking them).
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ def child_env(isa: str, base=None) -> dict[str, str]:
 
 # ---- the worker: one system, one configuration, one measurement ----------------------------
 def worker(system: str, model: str, batch: int, seed: int, seconds: float,
-           threads: int) -> dict:
+           threads: int, pause: float = 0.0) -> dict:
     import numpy as np
 
     from benchmarks import harness
@@ -97,7 +100,8 @@ def worker(system: str, model: str, batch: int, seed: int, seconds: float,
     x = x.astype(np.float32)
     err = harness.max_rel_err(s.fn(x), harness._first(run_reference(graph, x)))
     stats: dict = {}
-    sec, reps = harness.measure(s.fn, x, None, seconds, warmup=5, stats=stats)
+    sec, reps = harness.measure(s.fn, x, None, seconds, warmup=5, stats=stats,
+                                pause=pause / 1e3)
     out = {"ms": sec * 1e3, "mean_ms": stats["mean"] * 1e3, "p90_ms": stats["p90"] * 1e3,
            "repeats": reps, "err": err}
     if system == "cnnc":
@@ -111,7 +115,7 @@ def _run_worker(system, isa, model, batch, args) -> dict:
     env = child_env(isa) if system == "cnnc" else ort_env(isa)
     cmd = [sys.executable, "-m", "benchmarks.alternate", "--worker", system, "--models",
            f"{model}:{batch}", "--seed", str(args.seed), "--seconds", str(args.seconds),
-           "--threads", str(args.threads)]
+           "--threads", str(args.threads), "--pause", str(args.pause)]
     try:
         p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
                            timeout=args.timeout)
@@ -215,6 +219,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=900)
     p.add_argument("--neighbour", action="store_true", help="keep one core busy meanwhile")
+    p.add_argument("--pause", type=float, default=0.0,
+                   help="milliseconds of sleep before each timed call (not timed)")
     p.add_argument("--write", action="store_true", help="append the table to RESULTS.md")
     p.add_argument("--worker", choices=("cnnc", "onnxruntime"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -222,7 +228,7 @@ def main(argv=None) -> int:
     if args.worker:
         (model, batch), = configs
         print(json.dumps(worker(args.worker, model, batch, args.seed, args.seconds,
-                                args.threads)))
+                                args.threads, args.pause)))
         return 0
     from benchmarks import machine
     from benchmarks.run import append_results
@@ -242,7 +248,8 @@ def main(argv=None) -> int:
             f"{i} (its AVX2 kernels: {ort_env(i)['PYTHONPATH'].split(os.pathsep)[0]})"
             for i in isas) +
         f"; {args.rounds} alternated rounds, each system in its own process"
-        + ("; one core kept busy by a neighbour process" if args.neighbour else ""))
+        + ("; one core kept busy by a neighbour process" if args.neighbour else "")
+        + (f"; a pause of {args.pause:g} ms before each timed call" if args.pause else ""))
     log = (lambda s: print(s, file=sys.stderr, flush=True))
     log(head)
     rows = alternate(configs, isas, args, log)

@@ -36,23 +36,27 @@ def count_flops(graph, batch: int = 1) -> int:
 # ---- timing --------------------------------------------------------------------------------
 def measure(fn: Callable, x, repeats: int | None = None, min_seconds: float = 1.0,
             min_repeats: int = 10, warmup: int = 3, max_seconds: float = 60.0,
-            stats: dict | None = None):
+            stats: dict | None = None, pause: float = 0.0):
     """(median seconds, repeats) of warm calls ``fn(x)``; ``stats``, when given, receives
     their mean and 90th percentile too (a runtime that stalls now and then beside a busy
     neighbour can have a good median and a poor mean).
 
     Without ``repeats``: enough calls for ``min_seconds`` in total, at least ``min_repeats``
-    (fewer only when that would pass ``max_seconds``)."""
+    (fewer only when that would pass ``max_seconds``).  ``pause``: seconds of sleep before
+    each timed call, not timed (a server answering one request at a time; the pauses count
+    towards ``min_seconds``)."""
     for _ in range(warmup):
         fn(x)
     if repeats is None:
         t0 = time.perf_counter()
         fn(x)
-        one = max(time.perf_counter() - t0, 1e-7)
+        one = max(time.perf_counter() - t0, 1e-7) + pause
         repeats = max(min_repeats, math.ceil(min_seconds / one))
         repeats = max(3, min(repeats, int(max_seconds / one)))
     times = []
     for _ in range(repeats):
+        if pause:
+            time.sleep(pause)
         t0 = time.perf_counter()
         fn(x)
         times.append(time.perf_counter() - t0)

@@ -90,6 +90,19 @@ def test_a_worker_checks_and_times_one_system():
     assert out["err"] < 1e-4 and out["ms"] > 0 and out["repeats"] >= 10
 
 
+def test_a_pause_between_calls_reaches_the_workers(monkeypatch):
+    seen = []
+
+    def fake_run(cmd, **kw):
+        seen.append(cmd)
+        return SimpleNamespace(stdout='{"ms": 1.0}\n', stderr="")
+    monkeypatch.setattr(alternate.subprocess, "run", fake_run)
+    args = SimpleNamespace(seed=0, seconds=0.1, threads=1, pause=1.5, timeout=10)
+    assert alternate._run_worker("cnnc", "native", "lenet5", 1, args) == {"ms": 1.0}
+    cmd, = seen
+    assert cmd[cmd.index("--pause") + 1] == "1.5"
+
+
 def test_each_isas_cnnc_is_compared_with_onnxruntime_of_that_isa(monkeypatch):
     # per round: cnnc-native 2, cnnc-avx2 6, ORT native 1, ORT avx2 3 (ms)
     table = {("cnnc", "native"): 2.0, ("cnnc", "avx2"): 6.0, ("onnxruntime", "native"): 1.0,

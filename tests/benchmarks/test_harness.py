@@ -75,6 +75,17 @@ def test_measure_runs_warmup_plus_repeats():
     assert n >= 10
 
 
+def test_measure_pauses_before_each_timed_call_without_timing_it():
+    import time
+    starts = []
+
+    def fn(x):
+        starts.append(time.perf_counter())
+    med, n = harness.measure(fn, 0, repeats=5, warmup=0, pause=0.01)
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert n == 5 and min(gaps) >= 0.01 and med < 0.005
+
+
 def test_measure_reports_the_mean_and_the_90th_percentile():
     """One call in ten stalls: the median misses it, the mean and the p90 do not."""
     import time
