@@ -219,10 +219,6 @@ def conv_transpose(ctx, a):
     if w.ndim != 4 or ctx.rank(x) != 4:
         ctx.unsupported(f"{w.ndim - 2}-D transposed convolution (weights of shape {w.shape}, "
                         f"input {ctx.onnx_shape(x)}); only 1-D and 2-D")
-    c = ctx.onnx_shape(x)[1]
-    if w.shape[0] != c:
-        raise ShapeError(f"{ctx.where}: W of shape {w.shape} expects {w.shape[0]} input "
-                         f"channels, X {ctx.onnx_shape(x)} has {c}")
     ctx.define(ctx.node.output[0], _conv_transpose2d(ctx, a, ctx.nhwc(x), w), NHWC)
 
 
@@ -236,7 +232,7 @@ def _conv_transpose2d(ctx, a, xv, w):
     group = int(a.get("group", 1))
     if w.shape[0] != xv.type.shape[3]:
         raise ShapeError(f"{ctx.where}: W of shape {w.shape} expects {w.shape[0]} input "
-                         f"channels, X has {xv.type.shape[3]}")
+                         f"channels, X {ctx.onnx_shape(ctx.input(0))} has {xv.type.shape[3]}")
     strides, dilation = _pair(ctx, a, "strides", (1, 1)), _pair(ctx, a, "dilations", (1, 1))
     pads, op = deconv_pads(ctx, a, _hw(ctx, xv), kernel, strides, dilation)
     ins = [xv, ctx.constant(np.asarray(w).transpose(2, 3, 0, 1))]  # (Cin,Cout/g,kh,kw) -> HW..

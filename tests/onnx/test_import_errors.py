@@ -128,6 +128,20 @@ def test_conv_3d_and_pool_3d():
     _unsupported(proto, "MaxPool", "'p3'", "kernel_shape")
 
 
+@pytest.mark.parametrize("x_shape, w_shape, out", [
+    (("N", 2, 6, 6), (5, 3, 2, 2), ("N", 3, 7, 7)),    # 2-D
+    (("N", 2, 8), (5, 3, 2), ("N", 3, 9)),             # 1-D, as rows one pixel high
+])
+def test_conv_transpose_weights_for_other_input_channels(x_shape, w_shape, out):
+    from cnnc.errors import ShapeError
+    proto = model([node("ConvTranspose", ["x", "w"], "y", name="the_node")], [("x", x_shape)],
+                  [("y", out)], {"w": rand(RNG, *w_shape)}, infer=False)
+    with pytest.raises(ShapeError) as e:
+        load_onnx(proto)
+    msg = str(e.value)
+    assert "the_node" in msg and "expects 5 input channels" in msg and "has 2" in msg, msg
+
+
 def test_reduce_mean_over_the_dynamic_batch_on_cpu():
     # imports (any axes reduce), but a kernel cannot loop over a batch it does not know yet
     import cnnc
