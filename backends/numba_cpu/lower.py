@@ -51,6 +51,14 @@ SERIAL_WORK = 1 << 20
 #: thread against two: even at 64k values, 1.2x faster on two at 131k and 262k;
 #: benchmarks/RESULTS.md)
 ELEMENT_WORK = 8
+#: the work counted per multiply-add of a depthwise conv: one per loaded input value, they
+#: run at ~40 % of a dense conv's GFLOP/s (MobileNet-v3's 3x3 depthwise convs on 14x14x184-240,
+#: 0.7-0.9 M multiply-adds: 15-20 us on one thread, 12 on two)
+DEPTHWISE_WORK = 5
+#: the work counted per weight of a conv or dense layer, at least: reading large weights is
+#: memory-bound at any batch (a squeeze-excitation 1x1 960->240 on a 1x1 image, 0.46 M
+#: multiply-adds and 0.9 MB of weights: 16 us on one thread, 10 on two)
+WEIGHT_WORK = 8
 #: tiled convs write the zero-bordered input of the convs reading their output as they store
 #: it (:meth:`_Lowerer.mirror_for`); False: a PAD_COPY pass before each padded conv instead
 MIRRORS = True
@@ -218,8 +226,15 @@ class _Lowerer:
     def work_src(self, node) -> str:
         """The operations of ``node``'s kernel: an integer, or an expression of the batch."""
         op, out = node.op, node.output
+        if op in ("conv2d", "conv2d_fused", "dense", "dense_fused") and (
+                (w := WEIGHT_WORK * int(np.prod(node.inputs[1].shape))) >= SERIAL_WORK):
+            return str(w)
         if op in ("conv2d", "conv2d_fused"):
-            return self.size_src((*node.inputs[0].shape[:1], conv_spec(node).flops_per_image))
+            spec = conv_spec(node)
+            per_image = spec.flops_per_image
+            if spec.groups > 1 and spec.groups == spec.cin:
+                per_image = per_image * DEPTHWISE_WORK // 2
+            return self.size_src((*node.inputs[0].shape[:1], per_image))
         if op in ("dense", "dense_fused", "matmul"):
             return self.size_src((*out.shape, 2 * node.inputs[0].shape[-1]))
         if op in ("conv2d_transpose", "conv2d_transpose_fused"):  # each input meets each tap

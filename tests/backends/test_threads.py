@@ -72,6 +72,40 @@ def test_a_transposed_conv_counts_its_multiply_adds():
     assert f"set_threads(1 if sym_n * {work} < {lower.SERIAL_WORK} else nt)" in src
 
 
+def test_depthwise_convs_and_large_weights_count_more_work():
+    """A depthwise conv's multiply-adds count DEPTHWISE_WORK (it runs at a fraction of a dense
+    conv's GFLOP/s); a layer whose weights make WEIGHT_WORK times their count at least
+    SERIAL_WORK runs on every thread at any batch (reading them is memory-bound)."""
+    from cnnc.backends.numba_cpu.lower import lower as lower_graph
+    from cnnc.passes.memory_plan import plan_memory
+    rng = np.random.default_rng(3)
+    g = Graph("dw_se")
+    x = g.add_input(("N", 14, 14, 200), name="x")
+    dw = g.constant(rng.standard_normal((3, 3, 1, 200)).astype(np.float32))
+    y = g.add("conv2d", [x, dw], {"strides": (1, 1), "padding": "same", "dilation": (1, 1),
+                                  "groups": 200})
+    p = g.add("global_avg_pool", [y], {"keepdims": True})
+    cin, cout = 200, -(-lower.SERIAL_WORK // (lower.WEIGHT_WORK * 200))
+    w = g.constant(rng.standard_normal((1, 1, cin, cout)).astype(np.float32))
+    g.set_outputs(g.add("conv2d", [p, w], {"strides": (1, 1), "padding": "valid",
+                                           "dilation": (1, 1), "groups": 1}))
+    src = lower_graph(g, plan_memory(g)).source
+    work = 14 * 14 * 200 * 9 * lower.DEPTHWISE_WORK
+    assert work > 2 * 14 * 14 * 200 * 9
+    assert f"set_threads(1 if sym_n * {work} < {lower.SERIAL_WORK} else nt)" in src
+    # the 1x1 conv on the pooled 1x1 image: by its multiply-adds one thread up to a batch
+    # of ~WEIGHT_WORK / 2, by its weights every thread
+    assert 2 * cin * cout < lower.SERIAL_WORK <= lower.WEIGHT_WORK * cin * cout
+    body = src[src.index("def forward("):].splitlines()
+    call = [i for i, line in enumerate(body) if "conv2d -> " in line][-1]
+    assert body[call - 1].strip() == "set_threads(nt)"
+    m = cnnc.compile(g, target="cpu")
+    for n in (1, 3):
+        xs = rng.standard_normal((n, 14, 14, 200)).astype(np.float32)
+        ref = run_reference(m.graph, xs)
+        assert np.abs(m(xs) - ref).max() / np.abs(ref).max() < 1e-5
+
+
 def test_a_memory_bound_kernel_counts_its_values():
     from cnnc.backends.numba_cpu.lower import lower as lower_graph
     from cnnc.passes.memory_plan import plan_memory
