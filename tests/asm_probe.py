@@ -129,10 +129,14 @@ def _kernels():
         ranks = (3 if convgen.halo(spec, pl) else 4,
                  2 if pl.strategy == "depthwise" else 4, 1, *[4] * num_extras(spec.epilogue), 4)
         out[name] = (convgen.generate(spec, "kernel", pl), ranks, pl)
-    # Winograd: the products' register tile, the input transform (loop-vectorized) and the
-    # output transform with a SiLU epilogue (the kernel's helper, kernels.HELPERS)
+    # Winograd F(2x2, 3x3): the products' register tile, the input transform
+    # (loop-vectorized) and the output transform with a SiLU epilogue (the kernel's helper,
+    # kernels.HELPERS).  F(4x4, 3x3) shares the products' tile; its output transform, whose
+    # 36 points meet factors of 2, 4 and 8 in FMAs, spills (AVX2: ~70 stack moves per
+    # vector of channels, once per tile against 36 * cin products) and would be taken for
+    # the hot loop here
     spec = S(28, 28, 64, 3, 3, 64, (1, 1), (1, 1, 1, 1))
-    pl = winograd.default_plan(spec)
+    pl = winograd.default_plan(spec, m=2)
     out["winograd3x3"] = (winograd.generate(spec, "kernel", pl), (4, 4, 1, 4, 1), pl)
     out["winograd_in"] = (winograd.generate_input(spec, "kernel", pl), (4, 1), None)
     spec = dataclasses.replace(spec, epilogue=(("swish", 1.0),))

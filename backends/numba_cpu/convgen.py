@@ -95,6 +95,7 @@ class Plan:
     # the AVX-512 tiles, as they were measured on Zen 4 (that hot loop spills too, see
     # tests/backends/test_numba_cpu_asm.py; switching it off awaits a Zen 4 timing).
     loop_vectorize: bool = True
+    wino: int = 2   # Winograd: the output tile side m of F(m x m, 3x3), 2 or 4
 
 
 def _gemm_pays(spec: ConvSpec) -> bool:

@@ -30,7 +30,8 @@ import numpy as np
 from cnnc.backends.numba_cpu import convgen, target, winograd
 from cnnc.backends.numba_cpu.convgen import ConvSpec, Plan
 
-FORMAT = 1
+#: 2: plans carry the Winograd tile side (F(2x2) or F(4x4)); files of format 1 are re-tuned
+FORMAT = 2
 #: seconds of timed calls per candidate and round; rounds interleave the candidates so that
 #: drift on a shared machine hits them alike
 SECONDS = 0.05
@@ -191,7 +192,10 @@ def candidates(spec: ConvSpec, cpu=None) -> list[Plan]:
     # slower on 14x14 256->256 and 7x7 512->512; one candidate keeps `cnnc tune resnet18`
     # near 2 minutes)
     if winograd.ENABLED and winograd.applies(spec) and winograd.large_enough(spec):
-        add(winograd.default_plan(spec, cpu))
+        wino = winograd.default_plan(spec, cpu)
+        add(wino)
+        if winograd.tiles(spec, 4)[1] >= 2:   # and the other tile side, where there is room
+            add(winograd.default_plan(spec, cpu, 6 - wino.wino))
     return out[:8]
 
 

@@ -1,22 +1,26 @@
-"""Winograd F(2x2, 3x3) convolution for the Numba CPU backend.
+"""Winograd F(2x2, 3x3) and F(4x4, 3x3) convolutions for the Numba CPU backend.
 
-For a 3x3, stride 1, dilation 1, groups 1 convolution each 2x2 block of output pixels
-("tile") is computed from the 4x4 input patch under it as ``Y = A^T [(G g G^T) . (B^T d B)] A``:
-16 products per input/output channel pair instead of 36, i.e. 2.25x fewer multiplies.
+For a 3x3, stride 1, dilation 1, groups 1 convolution each m x m block of output pixels
+("tile", m = 2 or 4) is computed from the a x a input patch under it (a = m + 2) as
+``Y = A^T [(G g G^T) . (B^T d B)] A``: a^2 products per input/output channel pair instead of
+9 m^2, i.e. 2.25x (m = 2) or 4x (m = 4) fewer multiplies.  F(4x4) has the larger
+transformed weights and rounding error (~1e-5 relative against ~1e-6 on 256-512 channels);
+:func:`f4_pays` says where the plan takes it.
 
 * filter transform ``U = G g G^T``: at compile time, in float64, stored float32 as
-  ``wp[channel block, k, ci, j]`` (k = 4 * row + column of the 4x4 transformed point);
+  ``wp[channel block, k, ci, j]`` (k = a * row + column of the a x a transformed point);
 * input transform: a kernel of its own (loop-vectorized, shared by convs of one input
   geometry), a parallel pass over rows of tiles writing ``V = B^T d B`` into scratch (rows
   above or below the image read a zero row, border tiles a zero-padded local patch: no
   padded copy of the input);
-* per (row of tiles, block of output channels), in one parallel step: the 16 products
+* per (row of tiles, block of output channels), in one parallel step: the a^2 products
   ``M[k] = V[k] @ U[k]`` as register tiles of P tiles x CB channels (the direct kernels'
   register tiles, :func:`default_plan`) into a local M, then the output transform ``A^T M A``
   fused with the bias and the epilogue (scale/shift, activation, residual add:
   :func:`~cnnc.backends.numba_cpu.scalar.epilogue_lines`) while M is in cache.
 
-Scratch per image: ``16 * tile rows * padded tiles per row * cin`` float32 (V).
+The transforms' source is generated from the matrices (:data:`TRANSFORMS`).
+Scratch per image: ``a^2 * tile rows * padded tiles per row * cin`` float32 (V).
 
 ``CNNC_WINOGRAD=0`` in the environment (read at import) or ``ENABLED = False`` turns it off;
 :func:`why_not` says why a spec does not take it.
@@ -49,10 +53,19 @@ GATES = {"avx512": (64, 8 * 8), "avx2": (64, 1)}
 #: the tuner's candidate gate on every ISA, (channels, output pixels)
 TUNE_GATE = (16, 1)
 
-# F(2x2, 3x3) transforms (Lavin & Gray 2015)
+# F(2x2, 3x3) transforms (Lavin & Gray 2015): interpolation points 0, 1, -1
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
 AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
+# F(4x4, 3x3): points 0, 1, -1, 2, -2 and infinity; 36 products per 16 outputs instead of 64
+BT4 = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], np.float64)
+G4 = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+               [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], np.float64)
+AT4 = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
+                [0, 1, -1, 8, -8, 1]], np.float64)
+#: output tile side m -> (B^T, G, A^T) of F(m x m, 3x3)
+TRANSFORMS = {2: (BT, G, AT), 4: (BT4, G4, AT4)}
 
 
 def applies(spec) -> bool:
@@ -67,7 +80,7 @@ def why_not(spec, cpu=None) -> str | None:
     if not ENABLED:
         return "Winograd is turned off (CNNC_WINOGRAD=0)"
     if not applies(spec):
-        return "Winograd F(2x2, 3x3) needs a 3x3 kernel, stride 1, dilation 1 and groups 1"
+        return "Winograd needs a 3x3 kernel, stride 1, dilation 1 and groups 1"
     cpu = cpu or target.for_plans()
     if cpu.isa not in GATES:
         return (f"not measured on {cpu.isa}: the default plan there is the direct kernel "
@@ -92,12 +105,13 @@ def chosen(spec, cpu=None) -> bool:
     return why_not(spec, cpu) is None
 
 
-def tiles(spec) -> tuple[int, int]:
+def tiles(spec, m: int = 2) -> tuple[int, int]:
+    """Rows and columns of m x m output tiles."""
     oh, ow = spec.out_hw
-    return -(-oh // 2), -(-ow // 2)
+    return -(-oh // m), -(-ow // m)
 
 
-def default_plan(spec, cpu=None):
+def default_plan(spec, cpu=None, m: int | None = None):
     """The register tile of the transformed-domain products on ``cpu``: the products are a
     1x1 reduction, so the dense layer's tile (:func:`convgen.dense_tile`: two vectors of
     output channels, one when there are that few, and at most its rows), with as many tiles
@@ -105,39 +119,62 @@ def default_plan(spec, cpu=None):
     (a row of transformed tiles is read once)."""
     from cnnc.backends.numba_cpu import convgen
     cpu = cpu or target.for_plans()
+    m = m or (4 if f4_pays(spec) else 2)
     cb, hi = convgen.dense_tile(spec.cout, cpu)
     lo = convgen.pixel_range(cb, cpu)[0]
-    p = convgen._row_pixels(tiles(spec)[1], min(lo, hi), hi)
-    return convgen.Plan("winograd", cb=cb, p=p, merged=False, loop_vectorize=False)
+    p = convgen._row_pixels(tiles(spec, m)[1], min(lo, hi), hi)
+    return convgen.Plan("winograd", cb=cb, p=p, merged=False, loop_vectorize=False, wino=m)
+
+
+def f4_pays(spec) -> bool:
+    """Whether F(4x4, 3x3) beats F(2x2, 3x3) for ``spec``: 36 products per 16 outputs
+    instead of 64, but 2.25x the transformed weights, which every row of tiles reads again.
+    Measured at batch 1 on Zen 5, F4 against F2 (direct-equivalent GFLOP/s; benchmarks/
+    RESULTS.md): AVX-512 1.45-1.73x on 112x112 64->128, 56x56 64->64, 128->256 and 256->256
+    and 28x28 128->128, where a row's tiles read at most 674 KB of weights each; 0.96x on
+    28x28 256->512 (2.7 MB), 0.77x on 14x14 256->256 (2.4 MB) and 28x28 512->512, 0.49x on
+    14x14 512->512.  AVX2 code 1.24-1.43x on 56x56 64->64, 28x28 128->128 and 14x14
+    256->256, 0.88x on 8x8 64->64 (two tiles a row), 0.46x on 7x7 512->512."""
+    tw = tiles(spec, 4)[1]
+    return tw >= F4_MIN_TILES and 36 * spec.cin * spec.cout * 4 <= F4_WEIGHT_BYTES * tw
+
+
+#: F(4x4, 3x3) where a row has at least this many tiles and reads at most this many bytes
+#: of transformed weights per tile (:func:`f4_pays`); F4_MIN_TILES = 10**9 turns it off
+F4_MIN_TILES = 4
+F4_WEIGHT_BYTES = 1 << 20
 
 
 def _geometry(spec, pl):
     """(TH, TW, TWP, NCB): tile rows, tiles per row, tiles per row padded to whole register
     tiles, channel blocks."""
-    th, tw = tiles(spec)
+    th, tw = tiles(spec, pl.wino)
     return th, tw, -(-tw // pl.p) * pl.p, -(-spec.cout // pl.cb)
 
 
 def scratch_elements(spec, pl) -> int:
-    """Float32 elements per image: the transformed input V (16 points of every tile)."""
+    """Float32 elements per image: the transformed input V ((m + 2)^2 points of every
+    tile)."""
     th, _, twp, _ = _geometry(spec, pl)
-    return 16 * th * twp * spec.cin
+    return (pl.wino + 2) ** 2 * th * twp * spec.cin
 
 
-def transform_filter(w_hwio) -> np.ndarray:
-    """(3, 3, cin, cout) -> U[k, ci, co] = (G g G^T)[k // 4, k % 4], computed in float64."""
+def transform_filter(w_hwio, m: int = 2) -> np.ndarray:
+    """(3, 3, cin, cout) -> U[k, ci, co] = (G g G^T)[k // a, k % a] (a = m + 2), computed in
+    float64."""
+    g = TRANSFORMS[m][1]
     w = np.asarray(w_hwio, np.float64)
-    u = np.einsum("ai,ijco,bj->abco", G, w, G)
-    return u.reshape(16, w.shape[2], w.shape[3])
+    u = np.einsum("ai,ijco,bj->abco", g, w, g)
+    return u.reshape(len(g) ** 2, w.shape[2], w.shape[3])
 
 
 def pack_weights(spec, w_hwio, pl) -> np.ndarray:
     """U as the products read it: (channel block, k, ci, CB), the last block zero-padded."""
     assert np.shape(w_hwio) == (3, 3, spec.cin, spec.cout), np.shape(w_hwio)
-    ncb = _geometry(spec, pl)[3]
-    u = np.zeros((16, spec.cin, ncb * pl.cb), np.float32)
-    u[..., :spec.cout] = transform_filter(w_hwio)
-    return np.ascontiguousarray(u.reshape(16, spec.cin, ncb, pl.cb).transpose(2, 0, 1, 3))
+    ncb, pts = _geometry(spec, pl)[3], (pl.wino + 2) ** 2
+    u = np.zeros((pts, spec.cin, ncb * pl.cb), np.float32)
+    u[..., :spec.cout] = transform_filter(w_hwio, pl.wino)
+    return np.ascontiguousarray(u.reshape(pts, spec.cin, ncb, pl.cb).transpose(2, 0, 1, 3))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -148,23 +185,35 @@ OUT = "_wgout"
 _U = UNSIGNED
 
 
-def _input_transform(s: Src, d: int, load, store) -> None:
-    """Statements computing the 16 points of (B^T d B) from d_rc = ``load(r, c)`` and storing
-    point k by ``store(k, value)``."""
-    for r in range(4):
-        s(d, *(f"d{r}{c} = {load(r, c)}" for c in range(4)))
-    for c in range(4):   # B^T d
-        s(d, f"t0{c} = d0{c} - d2{c}", f"t1{c} = d1{c} + d2{c}", f"t2{c} = d2{c} - d1{c}",
-          f"t3{c} = d1{c} - d3{c}")
-    for r in range(4):   # (B^T d) B
-        us = [f"t{r}0 - t{r}2", f"t{r}1 + t{r}2", f"t{r}2 - t{r}1", f"t{r}1 - t{r}3"]
-        for c in range(4):
-            s(d, store(4 * r + c, us[c]))
+def _combination(row, names) -> str:
+    """``sum(row[j] * names[j])`` as float32 source: the positive terms first, +-1 as adds."""
+    terms = sorted(((float(c), v) for c, v in zip(row, names) if c), key=lambda t: t[0] < 0)
+    out = ""
+    for c, v in terms:
+        term = v if abs(c) == 1 else f"np.float32({abs(c)!r}) * {v}"
+        out += (term if not out and c > 0 else f"-{term}" if not out
+                else f" + {term}" if c > 0 else f" - {term}")
+    return out
+
+
+def _input_transform(s: Src, d: int, m: int, load, store) -> None:
+    """Statements computing the a^2 points (a = m + 2) of (B^T d B) from d_rc =
+    ``load(r, c)`` and storing point k by ``store(k, value)``."""
+    bt, a = TRANSFORMS[m][0], m + 2
+    for r in range(a):
+        s(d, *(f"d{r}{c} = {load(r, c)}" for c in range(a)))
+    for c in range(a):   # B^T d
+        s(d, *(f"t{i}{c} = {_combination(bt[i], [f'd{j}{c}' for j in range(a)])}"
+               for i in range(a)))
+    for r in range(a):   # (B^T d) B
+        for c in range(a):
+            s(d, store(a * r + c, _combination(bt[c], [f"t{r}{j}" for j in range(a)])))
 
 
 def generate_input(spec, name: str, pl) -> str:
     """The kernel ``name(x, scratch)`` writing the transformed input V into ``scratch`` as
-    ``v[(((n * TH + th) * 16 + k) * TWP + tile) * CIN + ci]``: a parallel loop over rows of tiles
+    ``v[(((n * TH + th) * a^2 + k) * TWP + tile) * CIN + ci]``: a parallel loop over rows of
+    tiles
     (a zero row for rows in the padding).  A tile reads its 4x4 patch from the rows
     themselves, or, at the left and right borders, from a local copy with zeros for the
     columns in the padding, so the transform is written once; it indexes with unsigned
@@ -174,33 +223,36 @@ def generate_input(spec, name: str, pl) -> str:
     variant of one ResNet layer)."""
     H, W, CIN, PT, PL = spec.h, spec.w, spec.cin, spec.pads[0], spec.pads[2]
     TH, TW, TWP, _ = _geometry(spec, pl)
+    m = pl.wino
+    a, pts = m + 2, (m + 2) ** 2
+    rows, arows = ", ".join(f"r{r}" for r in range(a)), ", ".join(f"a{r}" for r in range(a))
     s = Src()(0, f"def {name}(x, scratch):")
-    s(1, f'"""winograd F(2x2, 3x3) input transform: {H}x{W}x{CIN}, pads top {PT} left {PL}, '
-         f'{TH}x{TW} tiles padded to {TWP} per row"""')
+    s(1, f'"""winograd F({m}x{m}, 3x3) input transform: {H}x{W}x{CIN}, pads top {PT} left '
+         f'{PL}, {TH}x{TW} tiles padded to {TWP} per row"""')
     s(1, "n_batch = x.shape[0]", f"xf = x.reshape(n_batch, {H}, {W * CIN})",
-      f"v = scratch[:n_batch * {16 * TH * TWP * CIN}]")
+      f"v = scratch[:n_batch * {pts * TH * TWP * CIN}]")
     zero_row(s, 1, "zrow", W * CIN, "stands in for rows in the padding")
     s(1, f"for t in prange(n_batch * {TH}):")
-    s(2, f"ih = (t % {TH}) * 2 - {PT}", f"n = t // {TH}", f"vb = t * {16 * TWP * CIN}")
-    for r in range(4):
+    s(2, f"ih = (t % {TH}) * {m} - {PT}", f"n = t // {TH}", f"vb = t * {pts * TWP * CIN}")
+    for r in range(a):
         s(2, f"r{r} = xf[n, ih + {r}] if ih + {r} >= 0 and ih + {r} < {H} else zrow")
-    s(2, f"pt = np.zeros((4, {4 * CIN}), np.float32)   # a border tile's patch")
+    s(2, f"pt = np.zeros(({a}, {a * CIN}), np.float32)   # a border tile's patch")
     s(2, f"for tw in range({TW}):")
-    s(3, f"iw = tw * 2 - {PL}", f"vt = {_U}(vb + tw * {CIN})")
-    s(3, f"if iw >= 0 and iw + 4 <= {W}:")
-    s(4, "a0, a1, a2, a3 = r0, r1, r2, r3", f"xb = {_U}(iw * {CIN})")
+    s(3, f"iw = tw * {m} - {PL}", f"vt = {_U}(vb + tw * {CIN})")
+    s(3, f"if iw >= 0 and iw + {a} <= {W}:")
+    s(4, f"{arows} = {rows}", f"xb = {_U}(iw * {CIN})")
     s(3, "else:")
-    s(4, "for c in range(4):")
+    s(4, f"for c in range({a}):")
     s(5, f"ok = iw + c >= 0 and iw + c < {W}", f"lo = (iw + c) * {CIN} if ok else 0")
     s(5, f"for i in range({CIN}):")
     s(6, *(f"pt[{r}, c * {CIN} + i] = r{r}[lo + i] if ok else np.float32(0.0)"
-           for r in range(4)))
-    s(4, "a0, a1, a2, a3 = pt[0], pt[1], pt[2], pt[3]", f"xb = {_U}(0)")
+           for r in range(a)))
+    s(4, f"{arows} = {', '.join(f'pt[{r}]' for r in range(a))}", f"xb = {_U}(0)")
     s(3, f"for ci in range({CIN}):", f"    cu = {_U}(ci)")
-    _input_transform(s, 4, lambda r, c: f"a{r}[xb + {_U}({c * CIN}) + cu]",
+    _input_transform(s, 4, m, lambda r, c: f"a{r}[xb + {_U}({c * CIN}) + cu]",
                      lambda k, val: f"v[vt + {_U}({k * TWP * CIN}) + cu] = {val}")
     if TWP > TW:
-        s(2, "for k in range(16):   # spare tiles")
+        s(2, f"for k in range({pts}):   # spare tiles")
         s(3, f"for i in range({(TWP - TW) * CIN}):")
         s(4, f"v[{_U}(vb + (k * {TWP} + {TW}) * {CIN} + i)] = np.float32(0.0)")
     return s.text()
@@ -215,32 +267,35 @@ def _gen_output(spec, name: str, pl, extras: list[str], in_place=()) -> str:
     64->64 + add + ReLU: 414 instead of 311 us)."""
     OH, OW, COUT, CB = *spec.out_hw, spec.cout, pl.cb
     _, TW, TWP, _ = _geometry(spec, pl)
+    m = pl.wino
+    a, at = m + 2, TRANSFORMS[m][2]
     s = Src()(0, '@njit(fastmath=FASTMATH, error_model="numpy", cache=True)')
     s(0, f"def {name}{OUT}({', '.join(['m3', 'b', *extras, 'of', 'n', 'th', 'co0'])}):")
     s(1, '"""winograd output transform and epilogue of one row of tiles, one channel block"""')
-    s(1, "m = m3.reshape(-1)", "oh0 = th * 2")
-    if OH % 2:
-        s(1, f"row1 = oh0 + 1 < {OH}")
+    s(1, "m = m3.reshape(-1)", f"oh0 = th * {m}")
+    if OH % m:
+        s(1, *(f"row{r} = oh0 + {r} < {OH}" for r in range(1, m)))
     width = str(CB) if COUT % CB == 0 else f"min({CB}, {COUT} - co0)"
     s(1, f"for tw in range({TW}):")
-    s(2, "ow0 = tw * 2", f"mb = {_U}(tw * {CB})",
+    s(2, f"ow0 = tw * {m}", f"mb = {_U}(tw * {CB})",
       f"ob = {_U}(((n * {OH} + oh0) * {OW} + ow0) * {COUT} + co0)")
-    if OW % 2:
-        s(2, f"col1 = ow0 + 1 < {OW}")
+    if OW % m:
+        s(2, *(f"col{c} = ow0 + {c} < {OW}" for c in range(1, m)))
     s(2, f"for j in range({width}):")
     s(3, f"ju = {_U}(j)", f"c = {_U}(co0) + ju")
-    s(3, *(f"m{k // 4}{k % 4} = m[mb + {_U}({k * TWP * CB}) + ju]" for k in range(16)))
-    for c in range(4):   # A^T M
-        s(3, f"s0{c} = m0{c} + m1{c} + m2{c}", f"s1{c} = m1{c} - m2{c} - m3{c}")
+    s(3, *(f"m{k // a}{k % a} = m[mb + {_U}({k * TWP * CB}) + ju]" for k in range(a * a)))
+    for c in range(a):   # A^T M
+        s(3, *(f"s{i}{c} = {_combination(at[i], [f'm{j}{c}' for j in range(a)])}"
+               for i in range(m)))
     s(3, "bias = b[c]")
     residuals = {e: "oi" for e in extras if e.startswith("res")}
     reads = ["of" if e in in_place else e for e in extras]
     residuals.update({"of": "oi"} if in_place else {})
-    for r in range(2):
-        for c in range(2):
-            y = f"s{r}0 + s{r}1 + s{r}2" if c == 0 else f"s{r}1 - s{r}2 - s{r}3"
-            conds = ([] if r == 0 or OH % 2 == 0 else ["row1"]) + \
-                    ([] if c == 0 or OW % 2 == 0 else ["col1"])
+    for r in range(m):
+        for c in range(m):
+            y = _combination(at[c], [f"s{r}{j}" for j in range(a)])
+            conds = ([] if r == 0 or OH % m == 0 else [f"row{r}"]) + \
+                    ([] if c == 0 or OW % m == 0 else [f"col{c}"])
             d = 3
             if conds:
                 s(3, f"if {' and '.join(conds)}:")
@@ -256,7 +311,7 @@ def generate(spec, name: str, pl=None, in_place=()) -> str:
     it reads the transformed input that :func:`generate_input`'s kernel, called before it,
     left in ``scratch`` (``x`` only gives the batch size).
 
-    Each parallel step takes one row of tiles and one block of CB output channels: 16
+    Each parallel step takes one row of tiles and one block of CB output channels: a^2
     products V[k] @ U[k] as register tiles of P tiles x CB channels
     (:func:`kernels.register_tile`, compiled without the loop vectorizer like the direct
     kernels) into a local M of the row, then its output transform with the epilogue
@@ -267,16 +322,17 @@ def generate(spec, name: str, pl=None, in_place=()) -> str:
     H, W, CIN, COUT = spec.h, spec.w, spec.cin, spec.cout
     OH, OW = spec.out_hw
     TH, TW, TWP, NCB = _geometry(spec, pl)
-    P, CB = pl.p, pl.cb
+    P, CB, M = pl.p, pl.cb, pl.wino
+    pts = (M + 2) ** 2
     extras = _extra_names(spec)
     flat = [f"{e}f" if e.startswith("res") else e for e in extras]
     s = Src()
     s(0, f"def {name}({', '.join(['x', 'wp', 'b', *extras, 'out', 'scratch'])}):")
-    s(1, f'"""winograd F(2x2, 3x3) conv: {H}x{W}x{CIN} -> {OH}x{OW}x{COUT}, p{spec.pads}, '
-         f'{TH}x{TW} tiles, products in tiles of {P} x {CB}ch, epilogue '
+    s(1, f'"""winograd F({M}x{M}, 3x3) conv: {H}x{W}x{CIN} -> {OH}x{OW}x{COUT}, '
+         f'p{spec.pads}, {TH}x{TW} tiles, products in tiles of {P} x {CB}ch, epilogue '
          f'{list(spec.epilogue)}"""')
     s(1, "n_batch = x.shape[0]",
-         f"v3 = scratch[:n_batch * {16 * TH * TWP * CIN}].reshape(n_batch * {16 * TH}, "
+         f"v3 = scratch[:n_batch * {pts * TH * TWP * CIN}].reshape(n_batch * {pts * TH}, "
          f"{TWP * CIN})", "of = out.reshape(-1)",
          *(f"{e}f = {e}.reshape(-1)" for e in extras if e.startswith("res")))
     s(1, f"for q in prange(n_batch * {TH * NCB}):")
@@ -284,10 +340,10 @@ def generate(spec, name: str, pl=None, in_place=()) -> str:
         s(2, f"cb = q // (n_batch * {TH})", f"t = q % (n_batch * {TH})")
     else:
         s(2, f"t = q // {NCB}", f"cb = q % {NCB}")
-    s(2, f"n = t // {TH}", f"th = t % {TH}", "vr = t * 16",
-      f"m = np.empty((16, {TWP}, {CB}), np.float32)   # the row's M, one channel block",
+    s(2, f"n = t // {TH}", f"th = t % {TH}", f"vr = t * {pts}",
+      f"m = np.empty(({pts}, {TWP}, {CB}), np.float32)   # the row's M, one channel block",
       f"acc = np.empty(({P}, {CB}), np.float32)   # register tile")
-    s(2, "for k in range(16):")
+    s(2, f"for k in range({pts}):")
     s(3, f"for tb in range({TWP // P}):")
     s(4, f"t0 = tb * {P}")
     register_tile(s, 4, P, CB, "ci", CIN, f"v3[vr + k, (t0 + r) * {CIN} + ci]",

@@ -1,4 +1,5 @@
-"""Winograd F(2x2, 3x3) convolutions on the Numba CPU backend against the float64 reference.
+"""Winograd F(2x2, 3x3) and F(4x4, 3x3) convolutions on the Numba CPU backend against the
+float64 reference.
 
 Tolerance: max |y - ref| / max |ref| < 1e-4 (the project's bar), float32 kernel vs float64
 reference. Shapes come from a small set so that examples share compiled kernels."""
@@ -62,11 +63,15 @@ def _conv_graph(rng, h, w, cin, cout, padding, epilogue):
        epilogue=st.sampled_from(EPILOGUES),
        batch=st.sampled_from([1, 3]), seed=st.integers(0, 2**16))
 def test_winograd_conv_matches_reference(hw, ch, padding, epilogue, batch, seed):
-    rng = np.random.default_rng(seed)
+    _check_conv(np.random.default_rng(seed), hw, ch, padding, epilogue, batch, 2)
+
+
+def _check_conv(rng, hw, ch, padding, epilogue, batch, m):
+    """The conv compiled with F(m x m, 3x3) against the float64 reference."""
     (h, w), (cin, cout) = hw, ch
     g, out_shape = _conv_graph(rng, h, w, cin, cout, padding, epilogue)
     compiled = cnnc.compile(g, target="cpu", opt_level=0)
-    assert "winograd F(2x2, 3x3) conv" in compiled.source()
+    assert f"winograd F({m}x{m}, 3x3) conv" in compiled.source()
     xs = [rng.standard_normal((batch, h, w, cin)).astype(np.float32)]
     if any(s[0] == "add" for s in epilogue):
         xs.append(rng.standard_normal((batch, *out_shape[1:])).astype(np.float32))
@@ -120,16 +125,33 @@ def test_residual_overwritten_by_the_output():
     assert err < TOL, f"relative error {err:.2e}"
 
 
-def test_filter_transform_reproduces_a_direct_tile():
-    """One 4x4 input patch through the transforms equals the 2x2 direct convolution."""
+@pytest.mark.parametrize("m", [2, 4])
+def test_filter_transform_reproduces_a_direct_tile(m):
+    """One (m + 2)^2 input patch through the transforms equals the m x m direct convolution."""
     rng = np.random.default_rng(0)
+    a = m + 2
     g = rng.standard_normal((3, 3, 1, 1))
-    d = rng.standard_normal((4, 4))
-    u = winograd.transform_filter(g).reshape(4, 4)
-    y = winograd.AT @ (u * (winograd.BT @ d @ winograd.BT.T)) @ winograd.AT.T
-    direct = np.array([[np.sum(d[i:i + 3, j:j + 3] * g[:, :, 0, 0]) for j in range(2)]
-                       for i in range(2)])
+    d = rng.standard_normal((a, a))
+    bt, _, at = winograd.TRANSFORMS[m]
+    u = winograd.transform_filter(g, m).reshape(a, a)
+    y = at @ (u * (bt @ d @ bt.T)) @ at.T
+    direct = np.array([[np.sum(d[i:i + 3, j:j + 3] * g[:, :, 0, 0]) for j in range(m)]
+                       for i in range(m)])
     np.testing.assert_allclose(y, direct, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("hw, ch, padding, epilogue, batch", [
+    ((13, 14), (32, 37), "same", (("scale_shift",), ("add",), ("relu",)), 3),
+    ((9, 11), (33, 40), "valid", (("relu",),), 1),
+    ((16, 16), (32, 32), "same", (), 2),
+    ((6, 5), (32, 33), "same", (("add",),), 1),
+])
+def test_f4_conv_matches_reference(monkeypatch, hw, ch, padding, epilogue, batch):
+    """F(4x4, 3x3) wherever it applies: ragged last rows and columns of tiles (every
+    remainder of 4), spare tiles, a partial channel block, residuals, batches."""
+    monkeypatch.setattr(winograd, "F4_MIN_TILES", 1)
+    monkeypatch.setattr(winograd, "F4_WEIGHT_BYTES", 1 << 40)
+    _check_conv(np.random.default_rng(sum(hw) + sum(ch)), hw, ch, padding, epilogue, batch, 4)
 
 
 def test_plan_picks_winograd_only_where_it_applies(monkeypatch):
@@ -164,6 +186,14 @@ def test_plan_picks_winograd_only_where_it_applies(monkeypatch):
     assert convgen.plan(cifar, avx2, tuned=False).strategy == "blocked"
     neon = dataclasses.replace(avx2, isa="neon", lanes=4, registers=32)
     assert "not measured on neon" in winograd.why_not(big, neon)
+    # F(4x4) where a row of tiles reads little of its 2.25x larger weights per tile
+    for layer, m in ((big, 4), (ConvSpec(56, 56, 64, 3, 3, 64, pads=(1, 1, 1, 1)), 4),
+                     (ConvSpec(56, 56, 256, 3, 3, 256, pads=(1, 1, 1, 1)), 4),
+                     (ConvSpec(28, 28, 512, 3, 3, 512, pads=(1, 1, 1, 1)), 2),
+                     (ConvSpec(14, 14, 256, 3, 3, 256, pads=(1, 1, 1, 1)), 2),
+                     (ConvSpec(8, 8, 64, 3, 3, 64, pads=(1, 1, 1, 1)), 2)):
+        for cpu in (avx2, avx512):
+            assert convgen.plan(layer, cpu, tuned=False).wino == m, (layer, cpu)
     monkeypatch.setattr(winograd, "ENABLED", False)
     assert convgen.plan(big).strategy == "blocked"
     assert "CNNC_WINOGRAD=0" in winograd.why_not(big)
