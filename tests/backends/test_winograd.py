@@ -213,3 +213,19 @@ def test_whole_model_with_winograd(name, kwargs):
     x = x.astype(np.float32)
     err = _rel_err(compiled(x), run_reference(graph, x, dtype=np.float64))
     assert err < TOL, f"{name}: relative error {err:.2e}"
+
+
+def test_f4_switched_off_from_the_environment():
+    """CNNC_WINOGRAD_F4=0 (read at import) keeps F(2x2) where F(4x4) would be taken."""
+    import os
+    import subprocess
+    import sys
+    code = ("from cnnc.backends.numba_cpu import winograd\n"
+            "from cnnc.backends.numba_cpu.convgen import ConvSpec\n"
+            "print(winograd.default_plan(ConvSpec(56, 56, 64, 3, 3, 64, pads=(1, 1, 1, 1))).wino)")
+    for value, m in (("0", "2"), ("1", "4")):
+        env = dict(os.environ, CNNC_WINOGRAD_F4=value)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.split()[-1] == m
