@@ -119,24 +119,28 @@ def default_plan(spec, cpu=None, m: int | None = None):
     (a row of transformed tiles is read once)."""
     from cnnc.backends.numba_cpu import convgen
     cpu = cpu or target.for_plans()
-    m = m or (4 if f4_pays(spec) else 2)
+    m = m or (4 if f4_pays(spec, cpu) else 2)
     cb, hi = convgen.dense_tile(spec.cout, cpu)
     lo = convgen.pixel_range(cb, cpu)[0]
     p = convgen._row_pixels(tiles(spec, m)[1], min(lo, hi), hi)
     return convgen.Plan("winograd", cb=cb, p=p, merged=False, loop_vectorize=False, wino=m)
 
 
-def f4_pays(spec) -> bool:
-    """Whether F(4x4, 3x3) beats F(2x2, 3x3) for ``spec``: 36 products per 16 outputs
-    instead of 64, but 2.25x the transformed weights, which every row of tiles reads again.
-    Measured at batch 1 on Zen 5, F4 against F2 (direct-equivalent GFLOP/s; benchmarks/
-    RESULTS.md): AVX-512 1.45-1.73x on 112x112 64->128, 56x56 64->64, 128->256 and 256->256
-    and 28x28 128->128, where a row's tiles read at most 674 KB of weights each; 0.96x on
-    28x28 256->512 (2.7 MB), 0.77x on 14x14 256->256 (2.4 MB) and 28x28 512->512, 0.49x on
-    14x14 512->512.  AVX2 code 1.24-1.43x on 56x56 64->64, 28x28 128->128 and 14x14
-    256->256, 0.88x on 8x8 64->64 (two tiles a row), 0.46x on 7x7 512->512."""
+def f4_pays(spec, cpu=None) -> bool:
+    """Whether F(4x4, 3x3) beats F(2x2, 3x3) for ``spec`` on ``cpu``: 36 products per 16
+    outputs instead of 64, but 2.25x the transformed weights, which every row of tiles reads
+    again.  Measured at batch 1 on Zen 5, F4 against F2 (benchmarks/RESULTS.md): AVX-512
+    1.45-1.73x on 112x112 64->128, 56x56 64->64, 128->256 and 256->256 and 28x28 128->128,
+    where a row's tiles read at most 674 KB of weights each; 0.96x on 28x28 256->512 (2.7
+    MB), 0.77x on 14x14 256->256 (2.4 MB) and 28x28 512->512, 0.49x on 14x14 512->512.
+    AVX2 code 1.24-1.65x on 112x112 64->128, 56x56 64->64 and 128->256, 28x28 128->128 and
+    14x14 256->256 (2.4 MB, 1.39-1.43x in three runs); 0.75x on 28x28 256->512 (2.7 MB),
+    0.84-0.86x on 28x28 512->512, 0.88x on 8x8 64->64 (two tiles a row), 0.46x on 7x7
+    512->512."""
+    cpu = cpu or target.for_plans()
     tw = tiles(spec, 4)[1]
-    return tw >= F4_MIN_TILES and 36 * spec.cin * spec.cout * 4 <= F4_WEIGHT_BYTES * tw
+    budget = F4_WEIGHT_BYTES.get(cpu.isa, 0)
+    return tw >= F4_MIN_TILES and 36 * spec.cin * spec.cout * 4 <= budget * tw
 
 
 #: F(4x4, 3x3) where a row has at least this many tiles and reads at most this many bytes
@@ -145,7 +149,7 @@ def f4_pays(spec) -> bool:
 #: time (ResNet-18 cold, AVX-512: 14-15 s against 25)
 F4_ENABLED = os.environ.get("CNNC_WINOGRAD_F4", "1").strip() != "0"
 F4_MIN_TILES = 4 if F4_ENABLED else 10**9
-F4_WEIGHT_BYTES = 1 << 20
+F4_WEIGHT_BYTES = {"avx512": 1 << 20, "avx2": 5 << 19}
 
 
 def _geometry(spec, pl):

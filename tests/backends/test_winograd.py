@@ -149,8 +149,7 @@ def test_filter_transform_reproduces_a_direct_tile(m):
 def test_f4_conv_matches_reference(monkeypatch, hw, ch, padding, epilogue, batch):
     """F(4x4, 3x3) wherever it applies: ragged last rows and columns of tiles (every
     remainder of 4), spare tiles, a partial channel block, residuals, batches."""
-    monkeypatch.setattr(winograd, "F4_MIN_TILES", 1)
-    monkeypatch.setattr(winograd, "F4_WEIGHT_BYTES", 1 << 40)
+    monkeypatch.setattr(winograd, "f4_pays", lambda spec, cpu=None: True)
     _check_conv(np.random.default_rng(sum(hw) + sum(ch)), hw, ch, padding, epilogue, batch, 4)
 
 
@@ -190,10 +189,12 @@ def test_plan_picks_winograd_only_where_it_applies(monkeypatch):
     for layer, m in ((big, 4), (ConvSpec(56, 56, 64, 3, 3, 64, pads=(1, 1, 1, 1)), 4),
                      (ConvSpec(56, 56, 256, 3, 3, 256, pads=(1, 1, 1, 1)), 4),
                      (ConvSpec(28, 28, 512, 3, 3, 512, pads=(1, 1, 1, 1)), 2),
-                     (ConvSpec(14, 14, 256, 3, 3, 256, pads=(1, 1, 1, 1)), 2),
+                     (ConvSpec(28, 28, 256, 3, 3, 512, pads=(1, 1, 1, 1)), 2),
                      (ConvSpec(8, 8, 64, 3, 3, 64, pads=(1, 1, 1, 1)), 2)):
         for cpu in (avx2, avx512):
             assert convgen.plan(layer, cpu, tuned=False).wino == m, (layer, cpu)
+    mid = ConvSpec(14, 14, 256, 3, 3, 256, pads=(1, 1, 1, 1))   # F4 won on AVX2 code only
+    assert [convgen.plan(mid, cpu, tuned=False).wino for cpu in (avx2, avx512)] == [4, 2]
     monkeypatch.setattr(winograd, "ENABLED", False)
     assert convgen.plan(big).strategy == "blocked"
     assert "CNNC_WINOGRAD=0" in winograd.why_not(big)
