@@ -1,11 +1,13 @@
-"""Winograd F(2x2, 3x3) vs the direct 3x3 kernel, one conv layer at a time (Numba CPU).
+"""Winograd F(2x2, 3x3) and F(4x4, 3x3) vs the direct 3x3 kernel, one conv layer at a time
+(Numba CPU).
 
     python -m benchmarks.winograd_bench --compile-only   # fill the disk cache (no timing)
     flock -x /tmp/cnnc-cpu.lock python -m benchmarks.winograd_bench
 
 Each layer is a SAME-padded 3x3 stride-1 conv with bias and ReLU compiled through
 ``cnnc.compile(..., target="cpu")`` twice: once with Winograd off (the direct kernel, with
-its padded-copy kernel) and once forced on. The generated ``forward`` is timed directly
+its padded-copy kernel) and once for each Winograd tile side, forced on. The generated
+``forward`` is timed directly
 (best of ``--repeats`` warm calls). GFLOP/s are direct-equivalent: 2*OH*OW*Cout*9*Cin per
 image over the time, next to the NumPy float32 GEMM peak of this ISA's BLAS measured in the
 same run (in a fresh process: ``OPENBLAS_CORETYPE`` may pin older kernels in this one).
@@ -41,19 +43,19 @@ def layer(h, w, cin, cout, seed=0):
     return g
 
 
-def compiled(g, wino: bool):
-    """``g`` compiled with Winograd off, or taken wherever it applies (whatever the default
-    plan's gate says on this ISA)."""
+def compiled(g, m: int):
+    """``g`` compiled with Winograd off (``m`` = 0), or F(m x m, 3x3) taken wherever it
+    applies (whatever the default plan's gates say on this ISA)."""
     import cnnc
     from cnnc.backends.numba_cpu import winograd
-    old = winograd.ENABLED, winograd.GATES
-    winograd.ENABLED = wino
-    if wino:
-        winograd.GATES = {target().isa: (0, 0)}
+    old = winograd.ENABLED, winograd.GATES, winograd.f4_pays
+    winograd.ENABLED = bool(m)
+    winograd.GATES = {target().isa: (0, 0)}
+    winograd.f4_pays = lambda spec, cpu=None: m == 4
     try:
         return cnnc.compile(g, target="cpu", opt_level=0)
     finally:
-        winograd.ENABLED, winograd.GATES = old
+        winograd.ENABLED, winograd.GATES, winograd.f4_pays = old
 
 
 def target():
@@ -62,6 +64,9 @@ def target():
 
 
 def best_time(model, x, repeats):
+    # OpenBLAS's workers spin ~0.1 s after a call (a direct conv may take the im2col + BLAS
+    # path) and slowed the next model's parallel loops 3x
+    time.sleep(0.2)
     arena, offs, scratch = model._arena({"N": x.shape[0]})
     fwd, ws = model._forward, model._weights
     fwd(x, arena, offs, scratch, *ws)
@@ -82,7 +87,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     from benchmarks.machine import cpu_model, gemm_peak
     shapes = [SHAPES[int(i)] for i in args.shapes.split(",")] if args.shapes else SHAPES
-    models = [(s, compiled(layer(*s), False), compiled(layer(*s), True)) for s in shapes]
+    models = [(s, [compiled(layer(*s), m) for m in (0, 2, 4)]) for s in shapes]
     if args.compile_only:
         return
     from benchmarks.alternate import child_env
@@ -94,20 +99,29 @@ def main(argv=None):
     print(f"CPU {cpu_model()}, cnnc target {target().describe()}, batch {args.batch}, GEMM "
           f"peak {peak:.1f} GFLOP/s ({blas_kernels(child_env(isa))}, fresh process; "
           f"this process {gemm_peak():.1f})")
-    print("| layer | direct ms | direct GF/s | winograd ms | winograd GF/s | x direct | x peak |"
-          " rel err |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| layer | direct ms | direct GF/s | " + " | ".join(
+        f"F{m} ms | F{m} GF/s | F{m} x direct | F{m} x peak | F{m} rel err" for m in (2, 4))
+        + " | default |")
+    print("|---" * 14 + "|")
     rng = np.random.default_rng(1)
-    for (h, w, cin, cout), direct, wino in models:
+    for (h, w, cin, cout), (direct, *winos) in models:
         x = rng.standard_normal((args.batch, h, w, cin)).astype(np.float32)
-        assert "winograd" in wino.source() and "winograd" not in direct.source()
+        assert "winograd" not in direct.source()
         flops = 2 * h * w * cout * 9 * cin * args.batch
-        td, tw = best_time(direct, x, args.repeats), best_time(wino, x, args.repeats)
-        yd, yw = direct(x), wino(x)
-        err = np.max(np.abs(yw - yd)) / np.max(np.abs(yd))
-        print(f"| {h}x{w} {cin}->{cout} | {td * 1e3:.3f} | {flops / td / 1e9:.0f} | "
-              f"{tw * 1e3:.3f} | {flops / tw / 1e9:.0f} | {td / tw:.2f} | "
-              f"{flops / tw / 1e9 / peak:.2f} | {err:.1e} |", flush=True)
+        td, yd = best_time(direct, x, args.repeats), direct(x)
+        cells = [f"{td * 1e3:.3f}", f"{flops / td / 1e9:.0f}"]
+        for m, wino in zip((2, 4), winos):
+            assert f"winograd F({m}x{m}, 3x3)" in wino.source()
+            tw = best_time(wino, x, args.repeats)
+            err = np.max(np.abs(wino(x) - yd)) / np.max(np.abs(yd))
+            cells += [f"{tw * 1e3:.3f}", f"{flops / tw / 1e9:.0f}", f"{td / tw:.2f}",
+                      f"{flops / tw / 1e9 / peak:.2f}", f"{err:.1e}"]
+        from cnnc.backends.numba_cpu import convgen
+        from cnnc.backends.numba_cpu.convgen import ConvSpec
+        pl = convgen.plan(ConvSpec(h, w, cin, 3, 3, cout, pads=(1, 1, 1, 1)), tuned=False)
+        default = f"F({pl.wino}x{pl.wino})" if pl.strategy == "winograd" else pl.strategy
+        print(f"| {h}x{w} {cin}->{cout} | " + " | ".join(cells) + f" | {default} |",
+              flush=True)
     print(f"GEMM peak after: {gemm_peak_with(child_env(isa)):.1f} GFLOP/s")
 
 
