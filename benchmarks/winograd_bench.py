@@ -8,7 +8,9 @@ Each layer is a SAME-padded 3x3 stride-1 conv with bias and ReLU compiled throug
 ``cnnc.compile(..., target="cpu")`` twice: once with Winograd off (the direct kernel, with
 its padded-copy kernel) and once for each Winograd tile side, forced on. The generated
 ``forward`` is timed directly
-(best of ``--repeats`` warm calls). GFLOP/s are direct-equivalent: 2*OH*OW*Cout*9*Cin per
+(best of ``--repeats`` warm calls, in ``--rounds`` interleaved rounds: the median round;
+a direct conv on the im2col + BLAS path leaves OpenBLAS's workers spinning for ~0.1 s, which
+slows the next model's first round). GFLOP/s are direct-equivalent: 2*OH*OW*Cout*9*Cin per
 image over the time, next to the NumPy float32 GEMM peak of this ISA's BLAS measured in the
 same run (in a fresh process: ``OPENBLAS_CORETYPE`` may pin older kernels in this one).
 ``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES`` (``../shared/cpu/README.md``) time another ISA's
@@ -64,9 +66,6 @@ def target():
 
 
 def best_time(model, x, repeats):
-    # OpenBLAS's workers spin ~0.1 s after a call (a direct conv may take the im2col + BLAS
-    # path) and slowed the next model's parallel loops 3x
-    time.sleep(0.2)
     arena, offs, scratch = model._arena({"N": x.shape[0]})
     fwd, ws = model._forward, model._weights
     fwd(x, arena, offs, scratch, *ws)
@@ -82,7 +81,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--compile-only", action="store_true")
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=5,
+                   help="rounds over the three models, interleaved; the median round counts")
     p.add_argument("--shapes", default="", help="indices into SHAPES, e.g. 0,1,2")
     args = p.parse_args(argv)
     from benchmarks.machine import cpu_model, gemm_peak
@@ -108,11 +109,13 @@ def main(argv=None):
         x = rng.standard_normal((args.batch, h, w, cin)).astype(np.float32)
         assert "winograd" not in direct.source()
         flops = 2 * h * w * cout * 9 * cin * args.batch
-        td, yd = best_time(direct, x, args.repeats), direct(x)
+        rounds = [[best_time(mdl, x, args.repeats) for mdl in (direct, *winos)]
+                  for _ in range(args.rounds)]
+        td, *tws = np.median(rounds, axis=0)
+        yd = direct(x)
         cells = [f"{td * 1e3:.3f}", f"{flops / td / 1e9:.0f}"]
-        for m, wino in zip((2, 4), winos):
+        for m, wino, tw in zip((2, 4), winos, tws):
             assert f"winograd F({m}x{m}, 3x3)" in wino.source()
-            tw = best_time(wino, x, args.repeats)
             err = np.max(np.abs(wino(x) - yd)) / np.max(np.abs(yd))
             cells += [f"{tw * 1e3:.3f}", f"{flops / tw / 1e9:.0f}", f"{td / tw:.2f}",
                       f"{flops / tw / 1e9 / peak:.2f}", f"{err:.1e}"]
