@@ -208,7 +208,9 @@ def test_plan_picks_winograd_only_where_it_applies(monkeypatch):
 def test_whole_model_with_winograd(name, kwargs):
     model = cnnc.models.get(name, **kwargs)
     compiled = cnnc.compile(model, target="cpu")
+    # F(4x4) on the 16x16 layers (a row of 4 tiles), F(2x2) on the smaller ones
     assert "winograd F(2x2, 3x3) conv" in compiled.source()
+    assert "winograd F(4x4, 3x3) conv" in compiled.source()
     graph = model.to_graph()
     x = np.random.default_rng(5).standard_normal((2, *graph.inputs[0].type.shape[1:]))
     x = x.astype(np.float32)
