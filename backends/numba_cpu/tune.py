@@ -156,8 +156,9 @@ UNROLLED = 64
 def candidates(spec: ConvSpec, cpu=None) -> list[Plan]:
     """The default plan first, then a bounded set of alternatives (at most 7): neighbouring
     register tiles within the register file, the other loop order, the loop vectorizer
-    switched (where the tile can still be unrolled), and Winograd where F(2x2, 3x3) applies
-    and the layer is large enough for it to pay.  Depthwise specs have one plan."""
+    switched (where the tile can still be unrolled), and Winograd where it applies and the
+    layer is large enough for it to pay: the default tile side, and the other one where a row
+    has F(4x4)'s tiles.  Depthwise specs have one plan."""
     cpu = cpu or target.effective()
     base = convgen.plan(spec, cpu, tuned=False)
     if base.strategy == "depthwise":
