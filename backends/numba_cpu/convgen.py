@@ -76,6 +76,11 @@ class ConvSpec:
         return oh, ow
 
     @property
+    def depthwise(self) -> bool:
+        """One group per input channel (each with a channel multiplier of cout / cin)."""
+        return self.groups > 1 and self.groups == self.cin and self.cout % self.cin == 0
+
+    @property
     def flops_per_image(self) -> int:
         oh, ow = self.out_hw
         return 2 * oh * ow * self.cout * self.kh * self.kw * (self.cin // self.groups)
@@ -141,7 +146,7 @@ def plan(spec: ConvSpec, cpu: Target | None = None, tuned: bool = True,
     machine if it stored one (``tuned``, see :mod:`tune`), else the rule below."""
     cpu = cpu or target.for_plans()
     g = spec.groups
-    if g > 1 and g == spec.cin and spec.cout % spec.cin == 0:
+    if spec.depthwise:
         if _depthwise_tiles_pay(spec, cpu):
             p = _row_pixels(spec.out_hw[1], *pixel_range(cpu.lanes, cpu, spec))
             return Plan("depthwise", cb=cpu.lanes, p=p, merged=False, loop_vectorize=False)

@@ -232,7 +232,7 @@ class _Lowerer:
         if op in ("conv2d", "conv2d_fused"):
             spec = conv_spec(node)
             per_image = spec.flops_per_image
-            if spec.groups > 1 and spec.groups == spec.cin:
+            if spec.depthwise:
                 per_image = per_image * DEPTHWISE_WORK // 2
             return self.size_src((*node.inputs[0].shape[:1], per_image))
         if op in ("dense", "dense_fused", "matmul"):

@@ -198,7 +198,7 @@ def candidates(spec: ConvSpec, cpu=None) -> list[Plan]:
         # and the other tile side, where there is room and F(4x4) has its tiles (not on 7x7
         # or 8x8 outputs, where it lost 0.46-0.88x: `cnnc tune resnet18` stays near 2 min)
         if winograd.tiles(spec, 4)[1] >= winograd.F4_MIN_TILES:
-            add(winograd.default_plan(spec, cpu, 6 - wino.wino))
+            add(winograd.default_plan(spec, cpu, 2 if wino.wino == 4 else 4))
     return out[:8]
 
 
