@@ -166,17 +166,25 @@ def main() -> None:
         # as cnnc compiles them (convgen.Plan.loop_vectorize)
         with loop_vectorizer(pl is None or pl.loop_vectorize):
             fn.compile(sig)
-        asm = fn.inspect_asm(sig)
+        helpers = ns.get("kernel" + kernels.HELPERS, ())
+        # kernels.compile_tail made each helper a by-symbol call (extern.KernelCall); a
+        # register tile lives in the body of the parallel loop (kernels.outline)
+        helper_asm = {h[0]: "".join(ns[h[0]].dispatcher.inspect_asm().values())
+                      for h in helpers}
+        body = ns.get("kernel" + kernels.BODY)
+        asm = fn.inspect_asm(sig) + "".join(helper_asm.values()) + (
+            "".join(body.dispatcher.inspect_asm().values()) if body else "")
         report["kernels"][name] = {
             "plan": None if pl is None else {"strategy": pl.strategy, "p": pl.p, "cb": pl.cb,
                                              "loop_vectorize": pl.loop_vectorize},
             "hot": hot_loop(asm), "scalar_adds": scalar_adds(asm)}
         if tail := ns.get("kernel" + kernels.TAIL):
-            asm = "".join(tail.inspect_asm().values())
-            report["kernels"][name]["tail"] = tail_summary(asm)
-        for helper, _ in ns.get("kernel" + kernels.HELPERS, ()):
-            asm = "".join(ns[helper].inspect_asm().values())
-            report["kernels"][name]["helper"] = tail_summary(asm) | vector_ops(asm)
+            tail_asm = "".join(tail.dispatcher.inspect_asm().values())
+            report["kernels"][name]["tail"] = tail_summary(tail_asm)
+        for helper, _, *tiled in helpers:
+            if not tiled:   # loop-vectorized: the output transform and epilogue
+                h = helper_asm[helper]
+                report["kernels"][name]["helper"] = tail_summary(h) | vector_ops(h)
         if pl is None:   # loop-vectorized: its packed arithmetic
             report["kernels"][name]["vector"] = vector_ops(asm)
     print(json.dumps(report))

@@ -40,9 +40,13 @@ class KernelCall:
     ``forward``'s globals; ``forward`` may call it only with the argument ranks in
     ``signatures`` (what the module declares)."""
 
-    def __init__(self, name: str, dispatcher, signatures, register_tiled: bool):
+    def __init__(self, name: str, dispatcher, signatures, register_tiled: bool,
+                 lazy: bool = False):
         from cnnc.backends.numba_cpu.runtime import kernel_signature
         self.name = name
+        #: whether a call with other argument types declares them (a kernel's helper, which
+        #: compile_tail declares before a kernel is loaded from the disk cache)
+        self.lazy = lazy
         self.dispatcher = dispatcher
         self.ranks = tuple(tuple(r) for r in signatures)
         self.signatures = tuple(kernel_signature(r) for r in self.ranks)
@@ -50,6 +54,13 @@ class KernelCall:
 
     def __call__(self, *args):
         return self.dispatcher(*args)
+
+    def declare(self, ranks) -> None:
+        """Add argument ranks ``ranks`` to those it may be called with."""
+        from cnnc.backends.numba_cpu.runtime import kernel_signature
+        if tuple(ranks) not in self.ranks:
+            self.ranks += (tuple(ranks),)
+            self.signatures += (kernel_signature(ranks),)
 
     def __repr__(self) -> str:
         return f"KernelCall({self.name})"
@@ -61,6 +72,13 @@ class KernelCall:
         for ranks in self.ranks:
             compile_signature(self.dispatcher, ranks, self.register_tiled)
         publish(self.dispatcher)
+
+
+def ranks_of(args) -> tuple:
+    """The ranks :func:`~cnnc.backends.numba_cpu.runtime.kernel_signature` takes for
+    argument types ``args``."""
+    return tuple(-2 if isinstance(a, types.Array) and a.dtype == types.int64 else
+                 a.ndim if isinstance(a, types.Array) else -1 for a in args)
 
 
 def symbol(dispatcher, args) -> str:
@@ -79,12 +97,15 @@ def publish(dispatcher) -> None:
         ll.add_symbol(symbol(dispatcher, args), addr)
 
 
-def _register(call: KernelCall) -> None:
+def register(call: KernelCall) -> KernelCall:
+    """Type and lower calls of ``call`` (a plain call of its symbol); returns it."""
     class Template(AbstractTemplate):
         key = call
 
         def generic(self, args, kws):
             args = tuple(args)
+            if call.lazy and not kws and args not in call.signatures:
+                call.declare(ranks_of(args))
             if kws or args not in call.signatures:
                 # a forward loaded from the disk cache is not typed again: a call the module
                 # did not declare would find no compiled kernel behind its symbol
@@ -106,6 +127,8 @@ def _register(call: KernelCall) -> None:
         with cgutils.if_unlikely(builder, status.is_error):
             context.call_conv.return_status_propagate(builder, status)
         return res
+
+    return call
 
 
 class Forward:
@@ -149,7 +172,7 @@ def jit_forward(func: pytypes.FunctionType, module_globals: dict, signatures: di
     calls = {}
     for name, sigs in signatures.items():
         call = calls[name] = KernelCall(name, env[name], sigs, name in tiled)
-        _register(call)
+        register(call)
         env[name] = call
     rebound = pytypes.FunctionType(func.__code__, env, func.__name__, func.__defaults__,
                                    func.__closure__)

@@ -239,10 +239,12 @@ def build(spec: ConvSpec, pl: Plan, batch: int = 1, seed: int = 0):
     elif extra:
         args.append(np.empty(batch * extra, np.float32))
     if pl.strategy == "winograd":   # its input-transform kernel runs first
-        exec(winograd.generate_input(spec, "transform", pl), ns)
+        exec(winograd.generate_input(spec, "transform", pl).replace("cache=True", "cache=False"),
+             ns)
         pre = (njit(parallel=True, **opts)(ns["transform"]), (x, args[-1]))
-    compile_tail(fn)   # with the loop vectorizer, before the kernel links it
+    compile_tail(fn)   # its helpers, as cnnc compiles them
     if pre:   # a kernel of its own, with the loop vectorizer as cnnc compiles it
+        compile_tail(pre[0])
         pre[0](*pre[1])
     with loop_vectorizer(pl.loop_vectorize):
         fn(*args)
@@ -345,10 +347,11 @@ def conv_specs(graph) -> list[ConvSpec]:
 def tune(specs, batch: int = 1, budget: float = 120.0, force: bool = False,
          progress=None) -> Tuned:
     """Time :func:`candidates` of every spec not yet tuned (all with ``force``) and store
-    the winners; stops starting new specs once ``budget`` seconds are spent."""
-    t0 = time.perf_counter()
+    the winners; stops starting new specs once ``budget`` seconds are spent (counted from
+    when the stored plans are loaded)."""
     out = Tuned(path=path())
     have = {} if force else load()
+    t0 = time.perf_counter()
     todo = []
     for s in specs:
         if spec_key(s) in have:

@@ -33,7 +33,8 @@ import os
 import numpy as np
 
 from cnnc.backends.numba_cpu import target
-from cnnc.backends.numba_cpu.kernels import HELPERS, UNSIGNED, Src, register_tile, zero_row
+from cnnc.backends.numba_cpu.kernels import (HELPERS, UNSIGNED, Src, outline, register_tile,
+                                             zero_row)
 from cnnc.backends.numba_cpu.scalar import epilogue_lines
 
 ENABLED = os.environ.get("CNNC_WINOGRAD", "1").strip() != "0"
@@ -189,6 +190,8 @@ def pack_weights(spec, w_hwio, pl) -> np.ndarray:
 #: suffix of the kernel's loop-vectorized output-transform helper (compiled before it, see
 #: kernels.compile_tail)
 OUT = "_wgout"
+#: suffix of the input transform kernel's helper, which transforms one row of tiles
+IN = "_wgin"
 _U = UNSIGNED
 
 
@@ -220,8 +223,10 @@ def _input_transform(s: Src, d: int, m: int, load, store) -> None:
 def generate_input(spec, name: str, pl) -> str:
     """The kernel ``name(x, scratch)`` writing the transformed input V into ``scratch`` as
     ``v[(((n * TH + th) * a^2 + k) * TWP + tile) * CIN + ci]``: a parallel loop over rows of
-    tiles
-    (a zero row for rows in the padding).  A tile reads its 4x4 patch from the rows
+    tiles (a zero row for rows in the padding), each transformed by the helper
+    ``{name}_wgin`` (kernels.compile_tail compiles it first; as the loop's body, Numba's
+    parallel-loop passes took 4.9 s to compile an F(4x4) transform, 1.7 s with the helper).
+    A tile reads its (m + 2)^2 patch from the rows
     themselves, or, at the left and right borders, from a local copy with zeros for the
     columns in the padding, so the transform is written once; it indexes with unsigned
     integers, so the channel loop is vectorized (compiled with the loop vectorizer).  The
@@ -239,30 +244,34 @@ def generate_input(spec, name: str, pl) -> str:
     s(1, "n_batch = x.shape[0]", f"xf = x.reshape(n_batch, {H}, {W * CIN})",
       f"v = scratch[:n_batch * {pts * TH * TWP * CIN}]")
     zero_row(s, 1, "zrow", W * CIN, "stands in for rows in the padding")
-    s(1, f"for t in prange(n_batch * {TH}):")
-    s(2, f"ih = (t % {TH}) * {m} - {PT}", f"n = t // {TH}", f"vb = t * {pts * TWP * CIN}")
+    s(1, f"for t in prange(n_batch * {TH}):", f"    {name}{IN}(xf, zrow, v, np.int64(t))")
+    h = Src()(0, '@njit(fastmath=FASTMATH, error_model="numpy", cache=True)')
+    h(0, f"def {name}{IN}(xf, zrow, v, t):")
+    h(1, '"""winograd input transform of row of tiles t"""')
+    h(1, f"ih = (t % {TH}) * {m} - {PT}", f"n = t // {TH}", f"vb = t * {pts * TWP * CIN}")
     for r in range(a):
-        s(2, f"r{r} = xf[n, ih + {r}] if ih + {r} >= 0 and ih + {r} < {H} else zrow")
-    s(2, f"pt = np.zeros(({a}, {a * CIN}), np.float32)   # a border tile's patch")
-    s(2, f"for tw in range({TW}):")
-    s(3, f"iw = tw * {m} - {PL}", f"vt = {_U}(vb + tw * {CIN})")
-    s(3, f"if iw >= 0 and iw + {a} <= {W}:")
-    s(4, f"{arows} = {rows}", f"xb = {_U}(iw * {CIN})")
-    s(3, "else:")
-    s(4, f"for c in range({a}):")
-    s(5, f"ok = iw + c >= 0 and iw + c < {W}", f"lo = (iw + c) * {CIN} if ok else 0")
-    s(5, f"for i in range({CIN}):")
-    s(6, *(f"pt[{r}, c * {CIN} + i] = r{r}[lo + i] if ok else np.float32(0.0)"
+        h(1, f"r{r} = xf[n, ih + {r}] if ih + {r} >= 0 and ih + {r} < {H} else zrow")
+    h(1, f"pt = np.zeros(({a}, {a * CIN}), np.float32)   # a border tile's patch")
+    h(1, f"for tw in range({TW}):")
+    h(2, f"iw = tw * {m} - {PL}", f"vt = {_U}(vb + tw * {CIN})")
+    h(2, f"if iw >= 0 and iw + {a} <= {W}:")
+    h(3, f"{arows} = {rows}", f"xb = {_U}(iw * {CIN})")
+    h(2, "else:")
+    h(3, f"for c in range({a}):")
+    h(4, f"ok = iw + c >= 0 and iw + c < {W}", f"lo = (iw + c) * {CIN} if ok else 0")
+    h(4, f"for i in range({CIN}):")
+    h(5, *(f"pt[{r}, c * {CIN} + i] = r{r}[lo + i] if ok else np.float32(0.0)"
            for r in range(a)))
-    s(4, f"{arows} = {', '.join(f'pt[{r}]' for r in range(a))}", f"xb = {_U}(0)")
-    s(3, f"for ci in range({CIN}):", f"    cu = {_U}(ci)")
-    _input_transform(s, 4, m, lambda r, c: f"a{r}[xb + {_U}({c * CIN}) + cu]",
+    h(3, f"{arows} = {', '.join(f'pt[{r}]' for r in range(a))}", f"xb = {_U}(0)")
+    h(2, f"for ci in range({CIN}):", f"    cu = {_U}(ci)")
+    _input_transform(h, 3, m, lambda r, c: f"a{r}[xb + {_U}({c * CIN}) + cu]",
                      lambda k, val: f"v[vt + {_U}({k * TWP * CIN}) + cu] = {val}")
     if TWP > TW:
-        s(2, f"for k in range({pts}):   # spare tiles")
-        s(3, f"for i in range({(TWP - TW) * CIN}):")
-        s(4, f"v[{_U}(vb + (k * {TWP} + {TW}) * {CIN} + i)] = np.float32(0.0)")
-    return s.text()
+        h(1, f"for k in range({pts}):   # spare tiles")
+        h(2, f"for i in range({(TWP - TW) * CIN}):")
+        h(3, f"v[{_U}(vb + (k * {TWP} + {TW}) * {CIN} + i)] = np.float32(0.0)")
+    helpers = ((f"{name}{IN}", (3, 1, 1, -1)),)
+    return (s.text() + "\n\n" + h.text() + f"\n\n{name}{HELPERS} = {helpers!r}\n")
 
 
 def _gen_output(spec, name: str, pl, extras: list[str], in_place=()) -> str:
@@ -322,7 +331,8 @@ def generate(spec, name: str, pl=None, in_place=()) -> str:
     products V[k] @ U[k] as register tiles of P tiles x CB channels
     (:func:`kernels.register_tile`, compiled without the loop vectorizer like the direct
     kernels) into a local M of the row, then its output transform with the epilogue
-    (:func:`_gen_output`, loop-vectorized) while M is still in cache.  ``in_place``: the
+    (:func:`_gen_output`, loop-vectorized) while M is still in cache; that body is a
+    function of its own (:func:`kernels.outline`).  ``in_place``: the
     names of the residual operands (``res<k>``) whose buffer the output takes."""
     from cnnc.backends.numba_cpu.convgen import _extra_names
     pl = pl if pl is not None and pl.cb >= 1 else default_plan(spec)
@@ -361,5 +371,5 @@ def generate(spec, name: str, pl=None, in_place=()) -> str:
     # memory (9.4 ms instead of 0.39 for 28x28 128->128)
     s(2, f"{name}{OUT}({', '.join(['m', 'b', *flat, 'of', 'n', 'th', 'cb * ' + str(CB)])})")
     helpers = ((f"{name}{OUT}", (3, 1, *[1] * len(extras), 1, -1, -1, -1)),)
-    return (s.text() + "\n\n" + _gen_output(spec, name, pl, extras, in_place)
+    return (outline(s.text()) + "\n\n" + _gen_output(spec, name, pl, extras, in_place)
             + f"\n\n{name}{HELPERS} = {helpers!r}\n")

@@ -232,3 +232,37 @@ def test_f4_switched_off_from_the_environment():
                              text=True, timeout=300)
         assert out.returncode == 0, out.stderr[-2000:]
         assert out.stdout.split()[-1] == m
+
+
+CACHED = """
+import numpy as np, cnnc
+from cnnc.backends.numba_cpu import winograd
+winograd.GATES = {isa: (32, 1) for isa in ("avx2", "avx512", "neon", "sse", "avx", "generic")}
+model = cnnc.models.get("resnet18", input_shape=(64, 64, 3), num_classes=10)
+c = cnnc.compile(model, target="cpu")
+x = np.random.default_rng(5).standard_normal((2, 64, 64, 3)).astype(np.float32)
+print("KINDS", "F2" if "F(2x2, 3x3) conv" in c.source() else "",
+      "F4" if "F(4x4, 3x3) conv" in c.source() else "")
+print("HITS", sum(c.module.forward.stats.cache_hits.values()))
+print("OUT", repr(float(np.abs(c(x)).sum())))
+"""
+
+
+@pytest.mark.slow
+def test_winograd_helpers_run_from_the_disk_cache(tmp_path):
+    """The transforms' helpers and the products' loop body are called by symbol
+    (kernels.compile_tail): a second process, loading every kernel from the disk cache,
+    must find them all and compute what the first did."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, CNNC_CACHE_DIR=str(tmp_path))
+    runs = []
+    for _ in range(2):
+        r = subprocess.run([sys.executable, "-c", CACHED], env=env, capture_output=True,
+                           text=True, timeout=600, cwd="/")
+        assert r.returncode == 0, r.stderr[-3000:]
+        runs.append(dict(line.split(" ", 1) for line in r.stdout.splitlines() if " " in line))
+    assert runs[0]["KINDS"].split() == ["F2", "F4"]
+    assert int(runs[0]["HITS"]) == 0 and int(runs[1]["HITS"]) >= 1
+    assert runs[1]["OUT"] == runs[0]["OUT"]
