@@ -226,13 +226,12 @@ def generate_input(spec, name: str, pl) -> str:
     tiles (a zero row for rows in the padding), each transformed by the helper
     ``{name}_wgin`` (kernels.compile_tail compiles it first; as the loop's body, Numba's
     parallel-loop passes took 4.9 s to compile an F(4x4) transform, 1.7 s with the helper).
-    A tile reads its (m + 2)^2 patch from the rows
-    themselves, or, at the left and right borders, from a local copy with zeros for the
-    columns in the padding, so the transform is written once; it indexes with unsigned
-    integers, so the channel loop is vectorized (compiled with the loop vectorizer).  The
-    spare tiles that pad a row to whole register tiles get zeros.  It depends on the input
-    geometry only, so convs of the same input shape share it (a plain and a residual
-    variant of one ResNet layer)."""
+    A tile reads its (m + 2)^2 patch from the rows themselves, or, at the left and right
+    borders, from a local copy with zeros for the columns in the padding, so the transform
+    is written once; it indexes with unsigned integers, so the channel loop is vectorized
+    (compiled with the loop vectorizer).  The spare tiles that pad a row to whole register
+    tiles get zeros.  It depends on the input geometry only, so convs of the same input
+    shape share it (a plain and a residual variant of one ResNet layer)."""
     H, W, CIN, PT, PL = spec.h, spec.w, spec.cin, spec.pads[0], spec.pads[2]
     TH, TW, TWP, _ = _geometry(spec, pl)
     m = pl.wino
@@ -247,7 +246,7 @@ def generate_input(spec, name: str, pl) -> str:
     s(1, f"for t in prange(n_batch * {TH}):", f"    {name}{IN}(xf, zrow, v, np.int64(t))")
     h = Src()(0, '@njit(fastmath=FASTMATH, error_model="numpy", cache=True)')
     h(0, f"def {name}{IN}(xf, zrow, v, t):")
-    h(1, '"""winograd input transform of row of tiles t"""')
+    h(1, '"""winograd input transform of the row of tiles t"""')
     h(1, f"ih = (t % {TH}) * {m} - {PT}", f"n = t // {TH}", f"vb = t * {pts * TWP * CIN}")
     for r in range(a):
         h(1, f"r{r} = xf[n, ih + {r}] if ih + {r} >= 0 and ih + {r} < {H} else zrow")
