@@ -167,13 +167,11 @@ def main() -> None:
         with loop_vectorizer(pl is None or pl.loop_vectorize):
             fn.compile(sig)
         helpers = ns.get("kernel" + kernels.HELPERS, ())
-        # kernels.compile_tail made each helper a by-symbol call (extern.KernelCall); a
-        # register tile lives in the body of the parallel loop (kernels.outline)
+        # kernels.compile_tail made each helper a by-symbol call (extern.KernelCall); the
+        # register tile of a Winograd conv lives in one of them
         helper_asm = {h[0]: "".join(ns[h[0]].dispatcher.inspect_asm().values())
                       for h in helpers}
-        body = ns.get("kernel" + kernels.BODY)
-        asm = fn.inspect_asm(sig) + "".join(helper_asm.values()) + (
-            "".join(body.dispatcher.inspect_asm().values()) if body else "")
+        asm = fn.inspect_asm(sig) + "".join(helper_asm.values())
         report["kernels"][name] = {
             "plan": None if pl is None else {"strategy": pl.strategy, "p": pl.p, "cb": pl.cb,
                                              "loop_vectorize": pl.loop_vectorize},

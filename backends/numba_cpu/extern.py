@@ -40,13 +40,9 @@ class KernelCall:
     ``forward``'s globals; ``forward`` may call it only with the argument ranks in
     ``signatures`` (what the module declares)."""
 
-    def __init__(self, name: str, dispatcher, signatures, register_tiled: bool,
-                 lazy: bool = False):
+    def __init__(self, name: str, dispatcher, signatures, register_tiled: bool):
         from cnnc.backends.numba_cpu.runtime import kernel_signature
         self.name = name
-        #: whether a call with other argument types declares them (a kernel's helper, which
-        #: compile_tail declares before a kernel is loaded from the disk cache)
-        self.lazy = lazy
         self.dispatcher = dispatcher
         self.ranks = tuple(tuple(r) for r in signatures)
         self.signatures = tuple(kernel_signature(r) for r in self.ranks)
@@ -54,13 +50,6 @@ class KernelCall:
 
     def __call__(self, *args):
         return self.dispatcher(*args)
-
-    def declare(self, ranks) -> None:
-        """Add argument ranks ``ranks`` to those it may be called with."""
-        from cnnc.backends.numba_cpu.runtime import kernel_signature
-        if tuple(ranks) not in self.ranks:
-            self.ranks += (tuple(ranks),)
-            self.signatures += (kernel_signature(ranks),)
 
     def __repr__(self) -> str:
         return f"KernelCall({self.name})"
@@ -72,13 +61,6 @@ class KernelCall:
         for ranks in self.ranks:
             compile_signature(self.dispatcher, ranks, self.register_tiled)
         publish(self.dispatcher)
-
-
-def ranks_of(args) -> tuple:
-    """The ranks :func:`~cnnc.backends.numba_cpu.runtime.kernel_signature` takes for
-    argument types ``args``."""
-    return tuple(-2 if isinstance(a, types.Array) and a.dtype == types.int64 else
-                 a.ndim if isinstance(a, types.Array) else -1 for a in args)
 
 
 def symbol(dispatcher, args) -> str:
@@ -104,8 +86,6 @@ def register(call: KernelCall) -> KernelCall:
 
         def generic(self, args, kws):
             args = tuple(args)
-            if call.lazy and not kws and args not in call.signatures:
-                call.declare(ranks_of(args))
             if kws or args not in call.signatures:
                 # a forward loaded from the disk cache is not typed again: a call the module
                 # did not declare would find no compiled kernel behind its symbol

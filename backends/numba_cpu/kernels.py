@@ -8,8 +8,6 @@ the arrays at run time. Kernels are compiled with ``njit(parallel=True, fastmath
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from cnnc.backends.numba_cpu.scalar import epilogue_lines, f32
@@ -32,8 +30,8 @@ class Src:
 
 #: suffix of the name of the function a register-tiled kernel hands its epilogue's tail to
 TAIL = "_tail"
-#: suffix of the name of a kernel's tuple of its other loop-vectorized helpers, ((name, ranks of
-#: its arguments as runtime.kernel_signature takes them), ...), compiled like the tail function
+#: suffix of the name of a kernel's tuple of its other helpers, ((name, ranks of its arguments
+#: as runtime.kernel_signature takes them[, "tiled"]), ...), compiled by :func:`compile_tail`
 HELPERS = "_helpers"
 
 
@@ -58,99 +56,25 @@ def tail_function(name: str, tail) -> str:
     return s.text()
 
 
-#: suffix of the function that holds the body of a kernel's parallel loop (:func:`outline`)
-BODY = "_body"
-_PRANGE = re.compile(r"    for (\w+) in prange\(.*\):$")
-
-
-def outline(source: str) -> str:
-    """``source`` with the body of its kernel's parallel loop moved into a function of its
-    own, ``{name}_body``, which :func:`compile_tail` compiles before the kernel, called by
-    its symbol.  It takes the kernel's arguments and the views the kernel makes of them
-    before the loop that the body reads (an array made inside it kept LLVM from keeping a
-    register tile in registers), then the loop index; ``{name}_body_args`` says what each
-    is: ``"a<i>"`` the kernel's argument i, else the rank of a view (-1: an integer).
-
-    Numba compiles a parallel loop's body as a function of its own, links it into the kernel
-    and optimises the whole again, so LLVM optimised and vectorized every register tile
-    twice: a Winograd F(4x4) products kernel compiled in 2.0 s, 1.5 s outlined (at the same
-    speed).  The blocked convs keep their loop: the second optimisation unrolled a 1x1
-    conv's reduction once more, 5-10 % of its speed (benchmarks/RESULTS.md).  A kernel with
-    more than one parallel loop, or with a statement before it other than a view
-    (``.reshape``) or a size (``.shape[k]``), is returned as it is."""
-    import ast
-    lines = source.split("\n")
-    loops = [i for i, line in enumerate(lines) if _PRANGE.match(line)]
-    if len(loops) != 1 or source.count("prange(") != 1:
-        return source
-    p = loops[0]
-    d = max(i for i in range(p) if lines[i].startswith("def "))
-    fn = ast.parse("\n".join(lines[d:p]) + "\n    pass").body[0]
-    params = [a.arg for a in fn.args.args]
-    ranks = {}
-    for st in fn.body[:-1]:
-        if isinstance(st, ast.Expr) and isinstance(st.value, ast.Constant):
-            continue   # the docstring
-        rank = None
-        if isinstance(st, ast.Assign) and len(st.targets) == 1 and \
-                isinstance(st.targets[0], ast.Name):
-            v = st.value
-            if isinstance(v, ast.Call) and isinstance(v.func, ast.Attribute) and \
-                    v.func.attr == "reshape":
-                rank = len(v.args)
-            elif isinstance(v, ast.Subscript) and isinstance(v.value, ast.Attribute) and \
-                    v.value.attr == "shape":
-                rank = -1
-        if rank is None:
-            return source
-        ranks[st.targets[0].id] = rank
-    end = p + 1
-    while end < len(lines) and (lines[end].startswith("        ") or not lines[end].strip()):
-        end += 1
-    while not lines[end - 1].strip():
-        end -= 1
-    body = [line[4:] for line in lines[p + 1:end]]
-    used = {n.id for n in ast.walk(ast.parse("if 1:\n" + "\n".join(body)))
-            if isinstance(n, ast.Name)}
-    args = [a for a in params if a in used] + [v for v in ranks if v in used]
-    kinds = tuple(f"a{params.index(a)}" if a in params else ranks[a] for a in args)
-    var = _PRANGE.match(lines[p]).group(1)
-    f = Src()(0, '@njit(fastmath=FASTMATH, error_model="numpy", cache=True)')
-    f(0, f"def {fn.name}{BODY}({', '.join([*args, var])}):")
-    f(1, '"""the body of the parallel loop"""')
-    f.lines.extend(body)
-    call = f"        {fn.name}{BODY}({', '.join(args)}, np.int64({var}))"
-    return ("\n".join([*lines[:p + 1], call, *lines[end:]]).rstrip("\n") + "\n\n\n"
-            + f.text() + f"\n\n{fn.name}{BODY}_args = {kinds!r}\n")
-
-
-def compile_tail(kernel, ndims=None, register_tiled: bool = False) -> None:
-    """Compile the helpers of jitted ``kernel`` and have it call each by its symbol
-    (extern.py), so that it neither links nor re-optimises a copy of them: its tail function
-    and its other helpers (:data:`HELPERS`) with the loop vectorizer as it stands; the body
-    of its parallel loop (:func:`outline`) for argument ranks ``ndims`` (None: for the
-    types the kernel calls it with when it is compiled) as the kernel itself
-    (``register_tiled``: without the loop vectorizer), with its arrays ``noalias``
-    (:func:`no_alias`).  Call it before compiling or loading ``kernel``."""
+def compile_tail(kernel) -> None:
+    """Compile the tail function and the other helpers (:data:`HELPERS`) of jitted
+    ``kernel`` and have it call each by its symbol (extern.py), so that it neither links nor
+    re-optimises a copy of them: those marked ``"tiled"`` (the body of a parallel loop that
+    holds a register tile) without the loop vectorizer and with their arrays ``noalias``
+    (:func:`no_alias`), the others with the loop vectorizer as it stands.  Call it before
+    compiling or loading ``kernel``."""
     from cnnc.backends.numba_cpu.extern import KernelCall, register
     py = kernel.py_func
     g = py.__globals__
     helpers = list(g.get(py.__name__ + HELPERS, ()))
     if g.get(py.__name__ + TAIL) is not None:
         helpers.insert(0, (py.__name__ + TAIL, (1, -1, -1, -1, -1)))
-    if g.get(py.__name__ + BODY) is not None:
-        kinds = g[py.__name__ + BODY + "_args"]
-        helpers.append((py.__name__ + BODY, None if ndims is None else (
-            *(ndims[int(k[1:])] if isinstance(k, str) else k for k in kinds), -1), "body"))
-    for name, ranks, *body in helpers:
+    for name, ranks, *tiled in helpers:
         call = g[name]
         if not isinstance(call, KernelCall):
-            if body:
+            if tiled:
                 no_alias(call)
-            call = g[name] = register(KernelCall(name, call, [], bool(body) and register_tiled,
-                                                 lazy=bool(body)))
-        if ranks is not None:
-            call.declare(ranks)
+            call = g[name] = register(KernelCall(name, call, [ranks], bool(tiled)))
         call.ensure()
 
 

@@ -351,7 +351,7 @@ def compile_signature(dispatcher, ndims, register_tiled: bool = False):
     sig = kernel_signature(ndims)
     if sig not in dispatcher.overloads:
         from cnnc.backends.numba_cpu.kernels import compile_tail
-        compile_tail(dispatcher, ndims, register_tiled)   # before the kernel that calls them
+        compile_tail(dispatcher)   # before the kernel that calls them
         with loop_vectorizer(False) if register_tiled else contextlib.nullcontext():
             dispatcher.compile(sig)
     return dispatcher.overloads[sig]

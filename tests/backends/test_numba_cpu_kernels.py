@@ -428,40 +428,46 @@ def test_padded_kernels_start_one_parallel_region():
     _check(g, x, plans_for=target.AVX2)
 
 
-OUTLINED = '''def kernel(x, w, out):
-    """x (n, 3, 4) @ w (12, 3) -> out (n, 3)"""
+CALLS_HELPER = '''def kernel(x, w, out):
+    """x (n, 3, 4) @ w (12, 3) -> out (n, 3), each row by its helper"""
     n = x.shape[0]
     xf = x.reshape(n, 12)
-    of = out.reshape(-1)
-    for t in prange(n * 3):
-        r = t // 3
-        c = t % 3
-        acc = np.float32(0.0)
-        for k in range(12):
-            acc += xf[r, k] * w[k, c]
-        of[t] = acc
+    for t in prange(n):
+        kernel_row(xf, w, out, np.int64(t))
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
+def kernel_row(xf, w, out, t):
+    acc = np.empty(3, np.float32)
+    for c in range(3):
+        acc[c] = 0.0
+    for k in range(12):
+        for c in range(3):
+            acc[c] += xf[t, k] * w[k, c]
+    for c in range(3):
+        out[t, c] = acc[c]
+
+
+kernel_helpers = (("kernel_row", (2, 2, 2, -1), "tiled"),)
 '''
 
 
-def test_outline_moves_a_parallel_body_into_a_function_called_by_symbol():
-    """kernels.outline: the body takes the arguments and views it reads, then the loop
-    index; compiled through runtime.compile_signature it is declared for the kernel's ranks
-    and runs by its symbol, with the kernel's result.  Sources it cannot outline (a loop
-    before the parallel one, two parallel loops) come back unchanged."""
+def test_helpers_are_compiled_first_and_called_by_symbol():
+    """kernels.compile_tail: a helper the kernel lists becomes a by-symbol call
+    (extern.KernelCall) declared for its ranks, a "tiled" one compiled as a register tile
+    (without the loop vectorizer, arrays noalias); the kernel computes x @ w through it."""
     from numba import njit
 
-    from cnnc.backends.numba_cpu import extern, kernels, runtime
+    from cnnc.backends.numba_cpu import extern, runtime
     from cnnc.backends.numba_cpu.lower import PRELUDE
-    src = kernels.outline(OUTLINED)
-    assert "def kernel_body(w, xf, of, t):" in src
-    assert "kernel_body_args = ('a1', 2, 1)" in src
     ns: dict = {}
     exec(PRELUDE, ns)
-    exec(src.replace("cache=True", "cache=False"), ns)
+    exec(CALLS_HELPER.replace("cache=True", "cache=False"), ns)
     fn = njit(parallel=True, fastmath=ns["FASTMATH"], error_model="numpy")(ns["kernel"])
-    runtime.compile_signature(fn, (3, 2, 2), register_tiled=True)
-    call = ns["kernel" + kernels.BODY]
-    assert isinstance(call, extern.KernelCall) and call.ranks == ((2, 2, 1, -1),)
+    runtime.compile_signature(fn, (3, 2, 2))
+    call = ns["kernel_row"]
+    assert isinstance(call, extern.KernelCall) and call.register_tiled
+    assert call.ranks == ((2, 2, 2, -1),) and len(call.dispatcher.overloads) == 1
     rng = np.random.default_rng(8)
     x = rng.standard_normal((5, 3, 4)).astype(np.float32)
     w = rng.standard_normal((12, 3)).astype(np.float32)
@@ -469,8 +475,3 @@ def test_outline_moves_a_parallel_body_into_a_function_called_by_symbol():
     fn(x, w, out)
     ref = x.reshape(5, 12).astype(np.float64) @ w
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
-    looped = OUTLINED.replace("    of = out.reshape(-1)\n",
-                              "    of = out.reshape(-1)\n    for i in range(3):\n        pass\n")
-    twice = OUTLINED + OUTLINED.replace("def kernel(", "def other(")
-    for source in (looped, twice):
-        assert kernels.outline(source) == source

@@ -237,6 +237,7 @@ def test_f4_switched_off_from_the_environment():
 CACHED = """
 import numpy as np, cnnc
 from cnnc.backends.numba_cpu import winograd
+from cnnc.backends.reference import run_reference
 winograd.GATES = {isa: (32, 1) for isa in ("avx2", "avx512", "neon", "sse", "avx", "generic")}
 model = cnnc.models.get("resnet18", input_shape=(64, 64, 3), num_classes=10)
 c = cnnc.compile(model, target="cpu")
@@ -244,7 +245,10 @@ x = np.random.default_rng(5).standard_normal((2, 64, 64, 3)).astype(np.float32)
 print("KINDS", "F2" if "F(2x2, 3x3) conv" in c.source() else "",
       "F4" if "F(4x4, 3x3) conv" in c.source() else "")
 print("HITS", sum(c.module.forward.stats.cache_hits.values()))
-print("OUT", repr(float(np.abs(c(x)).sum())))
+y = c(x)
+ref = run_reference(model.to_graph(), x, dtype=np.float64)
+print("ERR", float(np.max(np.abs(y - ref)) / np.max(np.abs(ref))))
+print("OUT", repr(float(np.abs(y).sum())))
 """
 
 
@@ -252,7 +256,8 @@ print("OUT", repr(float(np.abs(c(x)).sum())))
 def test_winograd_helpers_run_from_the_disk_cache(tmp_path):
     """The transforms' helpers and the products' loop body are called by symbol
     (kernels.compile_tail): a second process, loading every kernel from the disk cache,
-    must find them all and compute what the first did."""
+    must find them all and compute what the first did, within the bar of the float64
+    reference."""
     import os
     import subprocess
     import sys
@@ -266,3 +271,4 @@ def test_winograd_helpers_run_from_the_disk_cache(tmp_path):
     assert runs[0]["KINDS"].split() == ["F2", "F4"]
     assert int(runs[0]["HITS"]) == 0 and int(runs[1]["HITS"]) >= 1
     assert runs[1]["OUT"] == runs[0]["OUT"]
+    assert all(float(r["ERR"]) < TOL for r in runs), runs
