@@ -16,8 +16,9 @@ backend defines both over ``math.exp`` (numba_cuda/lower.py).
 
 :func:`vexpf` is ``e^x`` for float32 ``x <= 0`` in float32 arithmetic (sixteen lanes per
 AVX-512 vector instead of eight): Cody-Waite reduction by ``ln 2 = C1 + C2``, a degree-6
-polynomial fitted in float32 coefficients (relative error below 4e-9), and ``2^k`` applied as
-two factors so that results down to float32's subnormals round once.  Within 1 ulp; the
+polynomial fitted in float32 coefficients (relative error below 4e-9) and scaled by 2^-64,
+then one multiplication by the normal ``2^(k + 64)``, so that results down to float32's
+subnormals round once.  Within 1 ulp; the
 sigmoid and SiLU kernels use it (a 1.2M-element SiLU pass: 0.26 ms in float64 with
 :func:`vexp`).  :func:`vgeluf` is GELU through one such exponential.
 """
@@ -106,6 +107,11 @@ SHIFT32 = 12582912.0
 #: Taylor polynomial: 1e-8, with one FMA more)
 _EXP_POLY = (1.0, 1.0, 0.49999988079071045, 0.16666516661643982, 0.04166964069008827,
              0.00836912915110588, 0.0013746530748903751)
+#: :data:`_EXP_POLY` times 2^-64 (exact: a power of two, and every product a normal float32)
+_EXP_POLY_SCALED = tuple(c * 2.0 ** -64 for c in _EXP_POLY)
+#: bits(kk) + this, shifted left by 23, is the float32 2^(k + 64): kk = k + SHIFT32, whose bits
+#: are those of SHIFT32 plus k, and SHIFT32's low 9 bits are 0, so the shift keeps k + 191
+_POW2_BIAS = 127 + 64
 
 
 def _fma32(builder):
@@ -128,16 +134,26 @@ def _horner(builder, coefs, x):
 _EXACT = ("nsz",)
 
 
-def _expf_ir(builder, h, q=None):
+def _expf_ir(builder, h, q=None, two_factors=False):
     """IR of e^(h + q) for float32 values h and q (|q| small, say |q| < 2; None: 0) whose sum
-    lies in [-150, 0], within 1 ulp even where ``h + q`` would round: h + q = k ln 2 + r with
+    lies in [-131, 0], within 1 ulp even where ``h + q`` would round: h + q = k ln 2 + r with
     k = rint((h + q) / ln 2) from the mantissa of ``fma(h + q, log2 e, SHIFT32)``, and
-    r = fma(k, -C2, fma(k, -C1, h)) + q, where h - k C1 is exact (Cody-Waite); e^r by Horner
-    with ``llvm.fma``; then 2^k as two normal factors 2^(k >> 1) and 2^(k - (k >> 1))
-    multiplied in that order, so that a subnormal result rounds once.  Numba marks the float
-    operations of a fast-math kernel reassociable: written as plain multiplies and
+    r = fma(k, -C2, fma(k, -C1, h)) + q, where h - k C1 is exact (Cody-Waite); e^r 2^-64 by
+    Horner with ``llvm.fma`` over coefficients scaled by 2^-64 (exactly e^r's evaluation,
+    scaled), times the normal 2^(k + 64), which two integer operations make from kk's bits
+    (k >= -190): one multiplication, so that a subnormal result rounds once.  Numba marks the
+    float operations of a fast-math kernel reassociable: written as plain multiplies and
     subtractions, LLVM folded the reduction into x - k (C1 + C2) (5 ulp at x = -87), which it
-    does not do across ``llvm.fma`` calls; the rounding's subtraction carries :data:`_EXACT`."""
+    does not do across ``llvm.fma`` calls; the rounding's subtraction carries :data:`_EXACT`.
+
+    ``two_factors``: e^r by the unscaled coefficients, then 2^k as two normal factors
+    2^(k >> 1) and 2^(k - (k >> 1)), five integer operations and a multiplication more (the
+    form before; LLVM multiplies the factors first, so a result near 2^-150 can round to 0
+    where it should round up).  One factor made exp, sigmoid and SiLU loops 0.78-0.99x as
+    long on AVX-512 and 0.82-0.94x on AVX2 code, but GELU's AVX2 loop 1.15x: with its own
+    constants it no longer fitted 16 registers, and LLVM reloaded 27 constants per vector
+    (each a ``movabs`` of the address and a broadcast) instead of reading spilled ones
+    (benchmarks/RESULTS.md); so :func:`vgeluf` keeps this form."""
     f32, i32 = ir.FloatType(), ir.IntType(32)
     c = lambda v: ir.Constant(f32, v)   # noqa: E731
     fma = _fma32(builder)
@@ -147,14 +163,20 @@ def _expf_ir(builder, h, q=None):
     r = builder.call(fma, [k, c(-C2), builder.call(fma, [k, c(-C1), h])])
     if q is not None:
         r = builder.fadd(r, q)
-    p = _horner(builder, _EXP_POLY, r)
-    ki = builder.sub(builder.bitcast(kk, i32), builder.bitcast(c(SHIFT32), i32))
-    k1 = builder.ashr(ki, ir.Constant(i32, 1))
+    if two_factors:
+        p = _horner(builder, _EXP_POLY, r)
+        ki = builder.sub(builder.bitcast(kk, i32), builder.bitcast(c(SHIFT32), i32))
+        k1 = builder.ashr(ki, ir.Constant(i32, 1))
 
-    def pow2(e):
-        return builder.bitcast(builder.shl(builder.add(e, ir.Constant(i32, 127)),
-                                           ir.Constant(i32, 23)), f32)
-    return builder.fmul(builder.fmul(p, pow2(k1)), pow2(builder.sub(ki, k1)))
+        def pow2(e):
+            return builder.bitcast(builder.shl(builder.add(e, ir.Constant(i32, 127)),
+                                               ir.Constant(i32, 23)), f32)
+        return builder.fmul(builder.fmul(p, pow2(k1)), pow2(builder.sub(ki, k1)))
+    p = _horner(builder, _EXP_POLY_SCALED, r)
+    pow2 = builder.bitcast(builder.shl(builder.add(builder.bitcast(kk, i32),
+                                                   ir.Constant(i32, _POW2_BIAS)),
+                                       ir.Constant(i32, 23)), f32)
+    return builder.fmul(p, pow2)
 
 
 @intrinsic
@@ -214,7 +236,7 @@ def vgeluf(typingctx, x):
         e = builder.call(fma, [m, xa, builder.fneg(h)])     # -x^2 / 2 = h + e exactly
         t = builder.fdiv(c(1.0), builder.call(fma, [xa, c(0.5 / math.sqrt(2.0)), c(1.0)]))
         p = _horner(builder, _ERFC_P, t)
-        erfc = builder.fmul(t, _expf_ir(builder, h, builder.fadd(p, e)))
+        erfc = builder.fmul(t, _expf_ir(builder, h, builder.fadd(p, e), two_factors=True))
         half = builder.fmul(builder.fneg(m), erfc)          # 0.5 |x| c, |x| clamped
         neg = builder.fneg(half)
         pos = builder.fsub(x, half)

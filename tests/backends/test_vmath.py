@@ -78,6 +78,40 @@ def test_vexpf_within_one_ulp_down_to_the_subnormals(expf_loop):
     assert got.dtype == np.float32 and err.max() < 1.0, (err.max(), x[err.argmax()])
 
 
+def test_vexpf_rounds_the_smallest_subnormals_once(expf_loop):
+    """Just above -104 e^x lies between half the smallest subnormal (2^-150) and the smallest
+    (2^-149): the correctly rounded result is 2^-149.  2^k taken as a product of factors
+    that LLVM multiplies first rounds 2^-150 to 0 before the polynomial's value comes in."""
+    x = np.linspace(-103.97, -103.63, 1001).astype(np.float32)
+    want = np.exp(x.astype(np.float64)).astype(np.float32)
+    assert (want > 0).all()
+    np.testing.assert_array_equal(_run(expf_loop, x), want)
+
+
+def test_sigmoid_within_three_ulp_on_the_whole_line():
+    """The generated sigmoid (scalar.py: e = vexpf(-|x|), then 1 / (1 + e) or e / (1 + e))
+    against float64, in ulps of the float32 result, subnormal results included."""
+    from cnnc.backends.numba_cpu.lower import PRELUDE
+    from cnnc.backends.numba_cpu.scalar import activation_lines
+    body = "\n".join(f"        {ln}" for ln in activation_lines(("sigmoid",), "v"))
+    ns = {}
+    exec(PRELUDE + f"""
+@njit(fastmath=FASTMATH, error_model="numpy")
+def loop(x, out):
+    for i in range(x.size):
+        v = x[i]
+{body}
+        out[i] = v
+""", ns)
+    x = np.concatenate([np.linspace(-105, 30, 1_000_001),
+                        np.random.default_rng(2).standard_normal(100_000) * 4]).astype(np.float32)
+    got = _run(ns["loop"], x)
+    want = 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+    ulp = np.spacing(np.maximum(want, 1e-45).astype(np.float32)).astype(np.float64)
+    err = np.abs(got - want) / ulp
+    assert got.dtype == np.float32 and err.max() < 3.0, (err.max(), x[err.argmax()])
+
+
 def test_vexpf_keeps_nan_and_flushes_below_its_range(expf_loop):
     out = _run(expf_loop, np.array([np.nan, -np.inf, -0.0, -104.0, -200.0], np.float32))
     assert np.isnan(out[0]) and out[1] == 0.0 and out[2] == 1.0 and out[4] == 0.0
