@@ -136,7 +136,7 @@ _EXACT = ("nsz",)
 
 def _expf_ir(builder, h, q=None, two_factors=False):
     """IR of e^(h + q) for float32 values h and q (|q| small, say |q| < 2; None: 0) whose sum
-    lies in [-131, 0], within 1 ulp even where ``h + q`` would round: h + q = k ln 2 + r with
+    lies in [-131, 0] ([-150, 0] with ``two_factors``), within 1 ulp even where ``h + q`` would round: h + q = k ln 2 + r with
     k = rint((h + q) / ln 2) from the mantissa of ``fma(h + q, log2 e, SHIFT32)``, and
     r = fma(k, -C2, fma(k, -C1, h)) + q, where h - k C1 is exact (Cody-Waite); e^r 2^-64 by
     Horner with ``llvm.fma`` over coefficients scaled by 2^-64 (exactly e^r's evaluation,
