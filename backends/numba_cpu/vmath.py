@@ -153,7 +153,8 @@ def _expf_ir(builder, h, q=None, two_factors=False):
     long on AVX-512 and 0.82-0.94x on AVX2 code, but GELU's AVX2 loop 1.15x: with its own
     constants it no longer fitted 16 registers, and LLVM reloaded 27 constants per vector
     (each a ``movabs`` of the address and a broadcast) instead of reading spilled ones
-    (benchmarks/RESULTS.md); so :func:`vgeluf` keeps this form."""
+    (benchmarks/RESULTS.md); so :func:`vgeluf` keeps this form for targets of 16 vector
+    registers (:func:`_few_registers`)."""
     f32, i32 = ir.FloatType(), ir.IntType(32)
     c = lambda v: ir.Constant(f32, v)   # noqa: E731
     fma = _fma32(builder)
@@ -208,6 +209,14 @@ _ERFC_P = (-1.2654541550060483, 0.998758156419852, 0.38556189494920934, 0.039762
 GELU_CLAMP = 14.5
 
 
+def _few_registers() -> bool:
+    """Whether the effective target (target.py) has at most 16 vector registers (AVX2, SSE),
+    where :func:`vgeluf` takes 2^k in two factors (:func:`_expf_ir`); with 32 (AVX-512,
+    NEON) one factor made its loop 0.86x as long on Zen 4."""
+    from cnnc.backends.numba_cpu import target
+    return target.effective().registers <= 16
+
+
 @intrinsic
 def vgeluf(typingctx, x):
     """GELU, 0.5 x (1 + erf(x / sqrt 2)), of a float32 ``x`` in float32 arithmetic that
@@ -236,7 +245,8 @@ def vgeluf(typingctx, x):
         e = builder.call(fma, [m, xa, builder.fneg(h)])     # -x^2 / 2 = h + e exactly
         t = builder.fdiv(c(1.0), builder.call(fma, [xa, c(0.5 / math.sqrt(2.0)), c(1.0)]))
         p = _horner(builder, _ERFC_P, t)
-        erfc = builder.fmul(t, _expf_ir(builder, h, builder.fadd(p, e), two_factors=True))
+        erfc = builder.fmul(t, _expf_ir(builder, h, builder.fadd(p, e),
+                                         two_factors=_few_registers()))
         half = builder.fmul(builder.fneg(m), erfc)          # 0.5 |x| c, |x| clamped
         neg = builder.fneg(half)
         pos = builder.fsub(x, half)
