@@ -28,6 +28,18 @@ def exp_loop():
     return _loop("vexp")
 
 
+def _activation_loop(op: str):
+    """A loop applying the generated kernels' activation ``op`` (``scalar.activation_lines``)."""
+    from cnnc.backends.numba_cpu.lower import PRELUDE
+    from cnnc.backends.numba_cpu.scalar import activation_lines
+    body = "\n".join("        " + line for line in activation_lines((op,), "v"))
+    src = ('\n@njit(fastmath=FASTMATH, error_model="numpy")\ndef loop(x, out):\n'
+           '    for i in range(x.size):\n        v = x[i]\n' + body + '\n        out[i] = v\n')
+    ns = {}
+    exec(PRELUDE + src, ns)
+    return ns["loop"]
+
+
 def _run(loop, x):
     out = np.empty_like(x)
     loop(x, out)
@@ -91,21 +103,9 @@ def test_vexpf_rounds_the_smallest_subnormals_once(expf_loop):
 def test_sigmoid_within_three_ulp_on_the_whole_line():
     """The generated sigmoid (scalar.py: e = vexpf(-|x|), then 1 / (1 + e) or e / (1 + e))
     against float64, in ulps of the float32 result, subnormal results included."""
-    from cnnc.backends.numba_cpu.lower import PRELUDE
-    from cnnc.backends.numba_cpu.scalar import activation_lines
-    body = "\n".join(f"        {ln}" for ln in activation_lines(("sigmoid",), "v"))
-    ns = {}
-    exec(PRELUDE + f"""
-@njit(fastmath=FASTMATH, error_model="numpy")
-def loop(x, out):
-    for i in range(x.size):
-        v = x[i]
-{body}
-        out[i] = v
-""", ns)
     x = np.concatenate([np.linspace(-105, 30, 1_000_001),
                         np.random.default_rng(2).standard_normal(100_000) * 4]).astype(np.float32)
-    got = _run(ns["loop"], x)
+    got = _run(_activation_loop("sigmoid"), x)
     want = 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
     ulp = np.spacing(np.maximum(want, 1e-45).astype(np.float32)).astype(np.float64)
     err = np.abs(got - want) / ulp
@@ -166,15 +166,7 @@ def test_a_loop_calling_vgeluf_uses_packed_float32_fmas(gelu_loop):
 
 @pytest.fixture(scope="module")
 def tanh_loop():
-    """A loop applying the generated kernels' tanh (``scalar.activation_lines``)."""
-    from cnnc.backends.numba_cpu.lower import PRELUDE
-    from cnnc.backends.numba_cpu.scalar import activation_lines
-    body = "\n".join("        " + line for line in activation_lines(("tanh",), "v"))
-    src = ('\n@njit(fastmath=FASTMATH, error_model="numpy")\ndef loop(x, out):\n'
-           '    for i in range(x.size):\n        v = x[i]\n' + body + '\n        out[i] = v\n')
-    ns = {}
-    exec(PRELUDE + src, ns)
-    return ns["loop"]
+    return _activation_loop("tanh")
 
 
 def test_tanh_within_one_ulp_on_the_whole_line(tanh_loop):
