@@ -166,6 +166,27 @@ def test_layer_norm_cpu_kernel_far_from_zero(b_shape):
     assert np.max(np.abs(y - ref)[big] / np.abs(ref)[big]) < 1e-5
 
 
+@pytest.mark.parametrize("width", [96, 4096, 4097])
+def test_layer_norm_cpu_kernel_short_and_long_slices(width):
+    """Slices of at most SHORT elements are normalised two at a time with float32 sums (an
+    odd count leaves the last one for after the parallel loop), longer ones one at a time with
+    float64 sums. Far from zero, with every fifth slice's first element (the shift) 30
+    deviations out, so that the float32 sums are redone around the mean: each output within
+    1e-6 of the largest."""
+    from cnnc.backends.numba_cpu.norm_kernels import SHORT, layer_norm
+    assert ("2 * i + 1" in layer_norm("k", ("N", width), (1,), (width,), (width,), 1e-5)) == (
+        width <= SHORT)
+    rng = np.random.default_rng(width)
+    x = (50 + rng.standard_normal((7, width))).astype(np.float32)
+    x[::5, 0] += 30
+    g = Graph("ln_widths")
+    xin = g.add_input(("N", width), name="x")
+    g.set_outputs(g.add("layer_norm", [xin, g.constant(rng.standard_normal(width).astype(
+        np.float32)), g.constant(rng.standard_normal(width).astype(np.float32))],
+        {"axes": (1,), "epsilon": 1e-5}))
+    assert _rel(cnnc.compile(g, target="cpu")(x), run_reference(g, x)) < 1e-6
+
+
 @pytest.mark.parametrize("axes,s_shape,b_shape", [((3,), (6,), (1, 6)), ((2, 3), (4, 6), (4, 6)),
                                                   ((1, 2, 3), (1,), (5, 4, 6)),
                                                   ((2, 3), (1, 4, 6), (6,))])
