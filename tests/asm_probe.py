@@ -111,6 +111,9 @@ def _kernels():
         "conv3x3s2": S(12, 12, 64, 3, 3, 128, (2, 2), (1, 1, 1, 1)),
         "conv1x1": S(8, 8, 64, 1, 1, 128),
         "conv1x1se": S(1, 1, 960, 1, 1, 240),   # squeeze-excitation: a 1x1 image
+        # AVX2: tiles of three and five ymm (convgen.AVX2_TILE_VECTORS)
+        "conv1x1c24": S(8, 8, 64, 1, 1, 24),
+        "conv1x1c40": S(8, 8, 64, 1, 1, 40),
         "conv7x7s2": S(32, 32, 3, 7, 7, 64, (2, 2), (3, 3, 3, 3)),
         "depthwise3x3": S(10, 10, 64, 3, 3, 64, (1, 1), (1, 1, 1, 1), groups=64),
         # register tiles on AVX-512 (convgen._depthwise_tiles_pay), per pixel on AVX2

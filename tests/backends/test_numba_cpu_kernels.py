@@ -107,7 +107,8 @@ def test_depthwise_register_tiles(h, w, c, k, d, pad, epi):
     (target.AVX512, 6, [("tanh",)], True),               # one channel block: a contiguous row
     (target.AVX512, 40, [("scale_shift",), ("swish", 1.0)], True),  # blocks of 32, ragged last
     (target.AVX2, 32, [("add",), ("gelu",)], True),       # blocks of 16, every one full
-    (target.AVX2, 40, [("sigmoid",), ("tanh",)], True),    # blocks of 16, ragged last
+    (target.AVX2, 56, [("sigmoid",), ("tanh",)], True),    # blocks of 16, ragged last
+    (target.AVX2, 24, [("sigmoid",)], True),               # one block of 3 ymm
     (target.AVX2, 32, [("tanh",), ("add",)], False),      # a residual after it: in the store
     (target.AVX512, 32, [("relu",)], False),              # one select: in the store
     # a tile of 9 px x 32 ch (more than scalar.SMALL_TILE values)
@@ -288,6 +289,12 @@ def test_im2col_strategy(monkeypatch, h, w, cin, cout, k, s, d, pad, epi):
     (target.AVX2, 14, 14, 16, 48, 3, 1, "same", ["add", "relu"], dict(merged=True, cb=16, p=5)),
     (target.AVX2, 12, 12, 20, 36, 3, 1, "same", ["relu"], dict(merged=True, cb=16, p=6)),
     (target.AVX2, 4, 4, 20, 8, 3, 2, "same", ["relu"], dict(merged=True, cb=8, p=2)),
+    # AVX2: three or five ymm of channels where two would pad the channels more
+    (target.AVX2, 8, 8, 16, 24, 1, 1, "valid", ["relu"], dict(cb=24, p=4)),
+    (target.AVX2, 10, 9, 12, 72, 3, 1, "same", ["add", "relu"], dict(cb=24, p=3)),
+    (target.AVX2, 7, 7, 16, 40, 1, 1, "valid", ["relu"], dict(cb=40, p=2)),
+    (target.AVX2, 6, 6, 8, 200, 3, 2, "same", ["relu"], dict(cb=40, p=2)),
+    (target.AVX2, 6, 6, 8, 56, 3, 1, "same", ["relu"], dict(cb=16)),
 ])
 def test_blocked_conv_plans(cpu, h, w, cin, cout, k, s, pad, epi, expect):
     from cnnc.backends.numba_cpu import convgen
