@@ -230,8 +230,9 @@ def pixel_range(cb: int, cpu: Target, spec: ConvSpec | None = None) -> tuple[int
     """[lo, hi] output pixels per tile of CB channels on ``cpu``: hi is the most whose
     accumulators (P * CB / lanes vectors), CB / lanes weight vectors and a broadcast input
     fit the vector registers (at most :func:`max_pixels`); lo the fewest that give
-    :data:`MIN_ACCUMULATORS` chains.  (Counting two broadcasts changes only tiles of an odd
-    number of vectors: AVX2's 4 px x 24 ch, 16 registers, ran 1.1-1.2x as fast as 3 px.)"""
+    :data:`MIN_ACCUMULATORS` chains.  (Counting one broadcast, not two, gives one pixel more
+    only to tiles of an odd number of vectors: on AVX2 4 px x 24 ch ran 1.1-1.2x as fast as
+    the 3 px that two allowed.)"""
     vecs = -(-cb // cpu.lanes)
     hi = max(1, min((cpu.registers - vecs - 1) // vecs, max_pixels(cpu, spec)))
     return min(-(-MIN_ACCUMULATORS // vecs), hi), hi
@@ -247,14 +248,13 @@ def dense_tile(out_f: int, cpu: Target) -> tuple[int, int]:
 
 #: a narrow-ISA tile takes the most pixels whose padding idles at most 1/8 of the output row
 IDLE_FRACTION = 8
-#: vectors of channels an AVX2 tile (8 lanes, 16 registers) of whole vectors of output
-#: channels may span, fewest padded channels first, then fewest vectors: two, or three (4 px)
-#: or five (2 px) where they pad less.  1x1
-#: convs (56x56 and 28x28, as in MobileNet-v3 and EfficientNet-B0) against two vectors:
-#: 64->24 0.100 -> 0.066 ms, 144->24 0.210 -> 0.150, 24->72 0.100 -> 0.077, 40->120 0.060 ->
-#: 0.049, 240->40 0.106 -> 0.085, 80->200 0.053 -> 0.040; a 3x3 48->24 0.130 -> 0.098.  On
-#: AVX-512 tiles of 3 or 5 zmm ran 15-30x slower (the SLP vectorizer gave up on them), so
-#: 16-lane targets keep two.
+#: vectors of channels an AVX2 tile (8 lanes, 16 registers) may span when the output channels
+#: are whole vectors: the count padding the channels least, ties to the fewer vectors (two;
+#: three at 4 px, five at 2 px where they pad less).  AVX2 code, against two vectors, 1x1
+#: convs as in MobileNet-v3 and EfficientNet-B0: 64->24 on 56x56 0.100 -> 0.066 ms, 144->24
+#: 0.210 -> 0.150, 24->72 0.100 -> 0.077, 40->120 on 28x28 0.060 -> 0.049, 240->40 0.106 ->
+#: 0.085, 80->200 on 14x14 0.053 -> 0.040; a 3x3 48->24 0.130 -> 0.098.  On AVX-512, tiles of
+#: 3 or 5 zmm ran 15-30x slower (the SLP vectorizer gave up on them): 16-lane targets keep two.
 AVX2_TILE_VECTORS = (2, 3, 5)
 
 
