@@ -3,7 +3,9 @@
 The *effective* target is the one LLVM compiles for: Numba's ``NUMBA_CPU_NAME`` /
 ``NUMBA_CPU_FEATURES`` (``numba.config.CPU_NAME`` / ``CPU_FEATURES``) when set, else the host
 (llvmlite), exactly as Numba resolves them.  What the plans use of it: float32 lanes of one
-vector register, the number of vector registers and whether there is a fused multiply-add.
+vector register, the number of vector registers, whether there is a fused multiply-add, and
+the ISA whose arithmetic rate it has (:attr:`Target.rate_isa`: AMD Zen 4's AVX-512 runs at
+AVX2's).
 
     AVX-512F  16 lanes, 32 registers (zmm)      AVX2  8 lanes, 16 registers (ymm)
     NEON       4 lanes, 32 registers (q)        SSE   4 lanes, 16 registers (xmm)
@@ -23,6 +25,9 @@ _AVX512_NAMES = ("skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "i
 _AVX2_NAMES = ("haswell", "broadwell", "skylake", "kabylake", "coffeelake", "cometlake",
                "alderlake", "raptorlake", "meteorlake", "arrowlake", "lunarlake", "znver1",
                "znver2", "znver3", "x86-64-v3", "bdver4")
+#: AVX-512 CPUs that run each 512-bit instruction as two 256-bit halves (AMD Zen 4): a zmm
+#: FMA costs what two ymm FMAs cost, so their arithmetic rate per core is AVX2's
+_HALF_RATE_512 = ("znver4",)
 
 
 @dataclass(frozen=True)
@@ -38,8 +43,20 @@ class Target:
 
     def describe(self) -> str:
         fma = "FMA" if self.fma else "no FMA"
+        rate = ("" if self.rate_isa == self.isa
+                else f" ({self.rate_isa}'s arithmetic rate: 512-bit ops run as 256-bit halves)")
         return (f"{self.name or '?'}: {self.isa}, {self.lanes} float32 lanes, "
-                f"{self.registers} vector registers, {fma}")
+                f"{self.registers} vector registers, {fma}{rate}")
+
+    @property
+    def rate_isa(self) -> str:
+        """The ISA whose arithmetic rate per core this CPU has: ``"avx2"`` for an AVX-512 CPU
+        that splits each 512-bit instruction in two (AMD Zen 4), else :attr:`isa`.  Register
+        tiles follow :attr:`isa` (the registers there are); plans that trade arithmetic for
+        memory traffic (Winograd's gates, winograd.py) follow this."""
+        if self.isa == "avx512" and self.name.lower().startswith(_HALF_RATE_512):
+            return "avx2"
+        return self.isa
 
     @property
     def key(self) -> str:

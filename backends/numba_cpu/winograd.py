@@ -50,6 +50,13 @@ ENABLED = os.environ.get("CNNC_WINOGRAD", "1").strip() != "0"
 #: listed (not measured) keep the direct kernel; ``cnnc tune`` times both wherever
 #: :data:`TUNE_GATE` lets it.
 GATES = {"avx512": (64, 8 * 8), "avx2": (64, 1)}
+#: below :data:`GATES`, F(4x4) where it pays (:func:`f4_pays`) from these (channels, output
+#: pixels), per arithmetic rate (``Target.rate_isa``: AVX2's on AVX2 CPUs and on AMD Zen 4,
+#: whose AVX-512 runs as 256-bit halves).  Zen 4, AVX-512 and AVX2 code, batch 1 and 64:
+#: F(4x4) 1.53-2.03x the direct kernel on 16x16 32->32 (F(2x2) 0.79-1.63); 32x32 16->16
+#: 0.90-1.45 (not taken).  From 16x16 outputs only: GoogLeNet's 32-channel 14x14 and 7x7
+#: convs (4-15 MFLOP each) took its cold compile from ~51 to ~62 s for no speed.
+F4_GATES = {"avx2": (32, 16 * 16)}
 #: the tuner's candidate gate on every ISA, (channels, output pixels)
 TUNE_GATE = (16, 1)
 
@@ -85,18 +92,23 @@ def why_not(spec, cpu=None) -> str | None:
     if cpu.isa not in GATES:
         return (f"not measured on {cpu.isa}: the default plan there is the direct kernel "
                 f"(cnnc tune times both)")
-    if not large_enough(spec, GATES[cpu.isa]):
-        oh, ow = spec.out_hw
-        cin, pixels = GATES[cpu.isa]
-        return (f"{spec.cin} -> {spec.cout} channels on {oh}x{ow}: below the default plan's "
-                f"Winograd gate on {cpu.isa} ({cin} channels, {pixels} output pixels: "
-                f"winograd.GATES says why; cnnc tune times both)")
-    return None
+    if large_enough(spec, GATES[cpu.isa]):
+        return None
+    small = F4_GATES.get(cpu.rate_isa)
+    if small and large_enough(spec, small) and f4_pays(spec, cpu):
+        return None
+    oh, ow = spec.out_hw
+    cin, pixels = GATES[cpu.isa]
+    also = (f"; F(4x4) from {small[0]} channels and {small[1]} output pixels where it pays"
+            if small else "")
+    return (f"{spec.cin} -> {spec.cout} channels on {oh}x{ow}: below the default plan's "
+            f"Winograd gate on {cpu.isa} ({cin} channels, {pixels} output pixels{also}: "
+            f"winograd.GATES says why; cnnc tune times both)")
 
 
 def large_enough(spec, gate=TUNE_GATE) -> bool:
-    """Whether ``spec`` has the channels and output pixels of ``gate`` (default: the tuner's
-    candidate gate, :data:`TUNE_GATE`)."""
+    """Whether ``spec`` has the channels and output pixels of ``gate``, (channels, pixels)
+    (default: the tuner's candidate gate, :data:`TUNE_GATE`)."""
     oh, ow = spec.out_hw
     return spec.cin >= gate[0] and spec.cout >= gate[0] and oh * ow >= gate[1]
 
@@ -136,19 +148,23 @@ def f4_pays(spec, cpu=None) -> bool:
     AVX2 code 1.24-1.65x on 112x112 64->128, 56x56 64->64 and 128->256, 28x28 128->128 and
     14x14 256->256 (2.4 MB, 1.39-1.43x in three runs); 0.75x on 28x28 256->512 (2.7 MB),
     0.84-0.86x on 28x28 512->512, 0.88x on 8x8 64->64 (two tiles a row), 0.46x on 7x7
-    512->512."""
+    512->512.  On Zen 4 (AVX-512 and AVX2 code, batch 1 and 64) 8x8 64->64, two tiles a
+    row, ran 1.12-1.52x: where the arithmetic rate is AVX2's, two tiles suffice."""
     cpu = cpu or target.for_plans()
+    if not F4_ENABLED:
+        return False
     tw = tiles(spec, 4)[1]
-    budget = F4_WEIGHT_BYTES.get(cpu.isa, 0)
-    return tw >= F4_MIN_TILES and 36 * spec.cin * spec.cout * 4 <= budget * tw
+    return (tw >= F4_MIN_TILES.get(cpu.rate_isa, 4)
+            and 36 * spec.cin * spec.cout * 4 <= F4_WEIGHT_BYTES.get(cpu.isa, 0) * tw)
 
 
-#: F(4x4, 3x3) where a row has at least this many tiles and reads at most this many bytes
-#: of transformed weights per tile (:func:`f4_pays`).  ``CNNC_WINOGRAD_F4=0`` in the
-#: environment (read at import) keeps F(2x2) everywhere: its kernels compile in ~60 % of the
-#: time (ResNet-18 cold, AVX-512: 14-15 s against 25)
+#: ``CNNC_WINOGRAD_F4=0`` in the environment (read at import) keeps F(2x2) everywhere: its
+#: kernels compile in ~60 % of the time (ResNet-18 cold, AVX-512: 14-15 s against 25)
 F4_ENABLED = os.environ.get("CNNC_WINOGRAD_F4", "1").strip() != "0"
-F4_MIN_TILES = 4 if F4_ENABLED else 10**9
+#: F(4x4, 3x3) where a row has at least this many tiles (per arithmetic rate,
+#: ``Target.rate_isa``) and reads at most this many bytes of transformed weights per tile
+#: (per ISA: the caches a row's tiles share), :func:`f4_pays`
+F4_MIN_TILES = {"avx512": 4, "avx2": 2}
 F4_WEIGHT_BYTES = {"avx512": 1 << 20, "avx2": 5 << 19}
 
 

@@ -4,6 +4,7 @@ float64 reference.
 Tolerance: max |y - ref| / max |ref| < 1e-4 (the project's bar), float32 kernel vs float64
 reference. Shapes come from a small set so that examples share compiled kernels."""
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -33,6 +34,17 @@ def setup_module():
 
 def teardown_module():
     winograd.GATES = _SAVED
+
+
+@contextlib.contextmanager
+def _tile_side(m):
+    """F(m x m, 3x3) wherever Winograd is taken, whatever this machine's plan would say."""
+    saved = winograd.f4_pays
+    winograd.f4_pays = lambda spec, cpu=None: m == 4
+    try:
+        yield
+    finally:
+        winograd.f4_pays = saved
 
 
 def _rel_err(y, ref):
@@ -70,7 +82,8 @@ def _check_conv(rng, hw, ch, padding, epilogue, batch, m):
     """The conv compiled with F(m x m, 3x3) against the float64 reference."""
     (h, w), (cin, cout) = hw, ch
     g, out_shape = _conv_graph(rng, h, w, cin, cout, padding, epilogue)
-    compiled = cnnc.compile(g, target="cpu", opt_level=0)
+    with _tile_side(m):
+        compiled = cnnc.compile(g, target="cpu", opt_level=0)
     assert f"winograd F({m}x{m}, 3x3) conv" in compiled.source()
     xs = [rng.standard_normal((batch, h, w, cin)).astype(np.float32)]
     if any(s[0] == "add" for s in epilogue):
@@ -116,7 +129,8 @@ def test_residual_overwritten_by_the_output():
     a = conv(x, (("relu",),))
     y = conv(conv(a, (("relu",),)), (("add",), ("relu",)), a)
     g.set_outputs(y)
-    compiled = cnnc.compile(g, target="cpu", opt_level=0)
+    with _tile_side(2):
+        compiled = cnnc.compile(g, target="cpu", opt_level=0)
     src = compiled.source()
     assert src.count("winograd F(2x2, 3x3) conv") == 2   # the plain and the residual kernel
     assert "v = v + of[oi]" in src
@@ -146,10 +160,9 @@ def test_filter_transform_reproduces_a_direct_tile(m):
     ((16, 16), (32, 32), "same", (), 2),
     ((6, 5), (32, 33), "same", (("add",),), 1),
 ])
-def test_f4_conv_matches_reference(monkeypatch, hw, ch, padding, epilogue, batch):
+def test_f4_conv_matches_reference(hw, ch, padding, epilogue, batch):
     """F(4x4, 3x3) wherever it applies: ragged last rows and columns of tiles (every
     remainder of 4), spare tiles, a partial channel block, residuals, batches."""
-    monkeypatch.setattr(winograd, "f4_pays", lambda spec, cpu=None: True)
     _check_conv(np.random.default_rng(sum(hw) + sum(ch)), hw, ch, padding, epilogue, batch, 4)
 
 
@@ -166,35 +179,54 @@ def test_plan_picks_winograd_only_where_it_applies(monkeypatch):
         assert winograd.why_not(other)
     # the measured defaults: on both ISAs ResNet-18's and VGG's layers and ResNet-20's 8x8
     # 64->64 take it; on AVX-512 not 7x7 512->512 (1.05x) nor ResNet-20's 16 and 32 channels
-    # (no faster than direct); on AVX2 not under 64 channels (compile time)
+    # (no faster than direct); on AVX2 not under 64 channels (compile time), except F(4x4)
+    # from 32 channels on 16x16 outputs where the arithmetic rate is AVX2's (AVX2 and AMD
+    # Zen 4's AVX-512)
     monkeypatch.setattr(winograd, "GATES", _SAVED)
     avx2, avx512 = target.AVX2, target.AVX512
+    zen4 = dataclasses.replace(avx512, name="znver4", features="+avx512f,+avx2,+fma")
+    assert (avx2.rate_isa, avx512.rate_isa, zen4.rate_isa) == ("avx2", "avx512", "avx2")
+    assert "256-bit halves" in zen4.describe() and "halves" not in avx512.describe()
     for layer in (big, ConvSpec(28, 28, 512, 3, 3, 512, pads=(1, 1, 1, 1)),
                   ConvSpec(14, 14, 256, 3, 3, 256, pads=(1, 1, 1, 1)),
                   ConvSpec(56, 56, 64, 3, 3, 64, pads=(1, 1, 1, 1)),
                   ConvSpec(8, 8, 64, 3, 3, 64, pads=(1, 1, 1, 1))):
-        for cpu in (avx2, avx512):
+        for cpu in (avx2, avx512, zen4):
             assert convgen.plan(layer, cpu, tuned=False).strategy == "winograd", (layer, cpu)
     deep = ConvSpec(7, 7, 512, 3, 3, 512, pads=(1, 1, 1, 1))
     cifar = ConvSpec(32, 32, 16, 3, 3, 16, pads=(1, 1, 1, 1))
-    assert convgen.plan(deep, avx2, tuned=False).strategy == "winograd"
-    for layer in (deep, cifar):
-        assert convgen.plan(layer, avx512, tuned=False).strategy == "blocked"
-        assert "below the default plan's Winograd gate on avx512" in winograd.why_not(
-            layer, avx512)
-    assert convgen.plan(cifar, avx2, tuned=False).strategy == "blocked"
+    cifar32 = ConvSpec(16, 16, 32, 3, 3, 32, pads=(1, 1, 1, 1))
+    small32 = ConvSpec(14, 14, 32, 3, 3, 64, pads=(1, 1, 1, 1))   # GoogLeNet's
+    assert convgen.plan(deep, avx2, tuned=False).wino == 2
+    for cpu in (avx2, zen4):
+        assert convgen.plan(cifar32, cpu, tuned=False).wino == 4, cpu
+        for layer in (cifar, small32):
+            assert convgen.plan(layer, cpu, tuned=False).strategy == "blocked", (layer, cpu)
+            assert "F(4x4) from 32 channels and 256 output pixels" in winograd.why_not(
+                layer, cpu)
+    for layer in (deep, cifar, cifar32):
+        for cpu in (avx512,) + ((zen4,) if layer is not cifar32 else ()):
+            assert convgen.plan(layer, cpu, tuned=False).strategy == "blocked", (layer, cpu)
+            assert "below the default plan's Winograd gate on avx512" in winograd.why_not(
+                layer, cpu)
     neon = dataclasses.replace(avx2, isa="neon", lanes=4, registers=32)
     assert "not measured on neon" in winograd.why_not(big, neon)
     # F(4x4) where a row of tiles reads little of its 2.25x larger weights per tile
     for layer, m in ((big, 4), (ConvSpec(56, 56, 64, 3, 3, 64, pads=(1, 1, 1, 1)), 4),
                      (ConvSpec(56, 56, 256, 3, 3, 256, pads=(1, 1, 1, 1)), 4),
                      (ConvSpec(28, 28, 512, 3, 3, 512, pads=(1, 1, 1, 1)), 2),
-                     (ConvSpec(28, 28, 256, 3, 3, 512, pads=(1, 1, 1, 1)), 2),
-                     (ConvSpec(8, 8, 64, 3, 3, 64, pads=(1, 1, 1, 1)), 2)):
-        for cpu in (avx2, avx512):
+                     (ConvSpec(28, 28, 256, 3, 3, 512, pads=(1, 1, 1, 1)), 2)):
+        for cpu in (avx2, avx512, zen4):
             assert convgen.plan(layer, cpu, tuned=False).wino == m, (layer, cpu)
-    mid = ConvSpec(14, 14, 256, 3, 3, 256, pads=(1, 1, 1, 1))   # F4 won on AVX2 code only
-    assert [convgen.plan(mid, cpu, tuned=False).wino for cpu in (avx2, avx512)] == [4, 2]
+    # by the weights a tile reads: 14x14 256->256 won on AVX2 code only; by the tiles of a
+    # row: 8x8 64->64 (two) at AVX2's rate only
+    for layer, want in ((ConvSpec(14, 14, 256, 3, 3, 256, pads=(1, 1, 1, 1)), [4, 2, 2]),
+                        (ConvSpec(8, 8, 64, 3, 3, 64, pads=(1, 1, 1, 1)), [4, 4, 2])):
+        assert [convgen.plan(layer, cpu, tuned=False).wino
+                for cpu in (avx2, zen4, avx512)] == want, layer
+    monkeypatch.setattr(winograd, "F4_ENABLED", False)
+    assert convgen.plan(cifar32, avx2, tuned=False).strategy == "blocked"
+    assert convgen.plan(deep, avx2, tuned=False).wino == 2
     monkeypatch.setattr(winograd, "ENABLED", False)
     assert convgen.plan(big).strategy == "blocked"
     assert "CNNC_WINOGRAD=0" in winograd.why_not(big)
