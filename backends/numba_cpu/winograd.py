@@ -54,8 +54,9 @@ GATES = {"avx512": (64, 8 * 8), "avx2": (64, 1)}
 #: pixels), per arithmetic rate (``Target.rate_isa``: AVX2's on AVX2 CPUs and on AMD Zen 4,
 #: whose AVX-512 runs as 256-bit halves).  Zen 4, AVX-512 and AVX2 code, batch 1 and 64:
 #: F(4x4) 1.53-2.03x the direct kernel on 16x16 32->32 (F(2x2) 0.79-1.63); 32x32 16->16
-#: 0.90-1.45 (not taken).  From 16x16 outputs only: GoogLeNet's 32-channel 14x14 and 7x7
-#: convs (4-15 MFLOP each) took its cold compile from ~51 to ~62 s for no speed.
+#: 0.90-1.45 (not taken).  From 16x16 outputs only: F(4x4) on GoogLeNet's 32-channel 14x14
+#: and 7x7 convs too (4-15 MFLOP each; with its 7x7 and 14x14 layers of 64 channels and
+#: more moved to Winograd as well) took its cold compile from ~51 to ~62 s for 0.99x.
 F4_GATES = {"avx2": (32, 16 * 16)}
 #: the tuner's candidate gate on every ISA, (channels, output pixels)
 TUNE_GATE = (16, 1)
