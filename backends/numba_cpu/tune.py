@@ -197,8 +197,7 @@ def candidates(spec: ConvSpec, cpu=None) -> list[Plan]:
         add(wino)
         # and the other tile side, where F(4x4) has its tiles (on AVX-512 at full rate not on
         # 7x7 or 8x8 outputs, where it lost 0.46-0.88x: `cnnc tune resnet18` stays near 2 min)
-        if winograd.F4_ENABLED and (winograd.tiles(spec, 4)[1]
-                                    >= winograd.F4_MIN_TILES.get(cpu.rate_isa, 4)):
+        if winograd.f4_has_tiles(spec, cpu):
             add(winograd.default_plan(spec, cpu, 2 if wino.wino == 4 else 4))
     return out[:8]
 

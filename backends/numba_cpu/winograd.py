@@ -152,11 +152,14 @@ def f4_pays(spec, cpu=None) -> bool:
     512->512.  On Zen 4 (AVX-512 and AVX2 code, batch 1 and 64) 8x8 64->64, two tiles a
     row, ran 1.12-1.52x: where the arithmetic rate is AVX2's, two tiles suffice."""
     cpu = cpu or target.for_plans()
-    if not F4_ENABLED:
-        return False
-    tw = tiles(spec, 4)[1]
-    return (tw >= F4_MIN_TILES.get(cpu.rate_isa, 4)
-            and 36 * spec.cin * spec.cout * 4 <= F4_WEIGHT_BYTES.get(cpu.isa, 0) * tw)
+    return f4_has_tiles(spec, cpu) and (
+        36 * spec.cin * spec.cout * 4 <= F4_WEIGHT_BYTES.get(cpu.isa, 0) * tiles(spec, 4)[1])
+
+
+def f4_has_tiles(spec, cpu) -> bool:
+    """Whether F(4x4, 3x3) is on and a row of ``spec``'s output has the tiles it needs on
+    ``cpu`` (:data:`F4_MIN_TILES`); the tuner times it only there."""
+    return F4_ENABLED and tiles(spec, 4)[1] >= F4_MIN_TILES.get(cpu.rate_isa, 4)
 
 
 #: ``CNNC_WINOGRAD_F4=0`` in the environment (read at import) keeps F(2x2) everywhere: its
