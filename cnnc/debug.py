@@ -33,6 +33,11 @@ class Step:
     node: object = None
     args: object = None
     last: bool = False
+    #: a ``for`` loop over batch chunks (a Winograd conv's two kernels): ``code`` evaluates
+    #: its range, ``target`` names its variable and ``body`` lists its statements
+    target: str | None = None
+    body: list = field(default_factory=list)
+    in_loop: bool = False
 
 
 class ForwardStepper:
@@ -56,32 +61,20 @@ class ForwardStepper:
         if fn is None:
             raise CnncError("the generated module has no forward function")
         self.params = [a.arg for a in fn.args.args]
-        kernels = set(lowered.kernel_names)
-        self.steps: list[Step] = []
         self.result = None
-        calls = 0
-        for stmt in _inline_stages(fn.body, fns, getattr(lowered, "stages", {})):
+        body = _inline_stages(fn.body, fns, getattr(lowered, "stages", {}))
+        for stmt in body:
             if isinstance(stmt, ast.Return):
                 self.result = compile(ast.Expression(stmt.value), "<forward>", "eval")
-                continue
-            step = Step(ast.unparse(stmt), compile(ast.Module([stmt], []), "<forward>", "exec"))
-            call = stmt.value if isinstance(stmt, ast.Expr) else None
-            if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) \
-                    and call.func.id in kernels:
-                if calls >= len(lowered.kernel_nodes):
-                    raise CnncError("forward calls more kernels than the lowering recorded")
-                step.kernel = call.func.id
-                step.node = lowered.kernel_nodes[calls]
-                tup = ast.Tuple([*call.args], ast.Load())
-                step.args = compile(ast.fix_missing_locations(ast.Expression(tup)),
-                                    "<forward>", "eval")
-                calls += 1
-            self.steps.append(step)
-        if calls != len(lowered.kernel_nodes):
-            raise CnncError(f"forward has {calls} kernel calls but the lowering recorded "
+        body = [stmt for stmt in body if not isinstance(stmt, ast.Return)]
+        self.steps: list[Step] = _parse(body, set(lowered.kernel_names))
+        calls = self.calls
+        if len(calls) != len(lowered.kernel_nodes):
+            raise CnncError(f"forward has {len(calls)} kernel calls but the lowering recorded "
                             f"{len(lowered.kernel_nodes)}")
-        call_steps = [s for s in self.steps if s.kernel]
-        for a, b in zip(call_steps, call_steps[1:] + [None]):
+        for step, node in zip(calls, lowered.kernel_nodes):
+            step.node = node
+        for a, b in zip(calls, calls[1:] + [None]):
             a.last = b is None or b.node is not a.node
 
     def _globals(self) -> dict:
@@ -91,14 +84,36 @@ class ForwardStepper:
 
     @property
     def calls(self) -> list[Step]:
-        return [s for s in self.steps if s.kernel]
+        """The kernel calls, loop bodies once, in the order of the lowering's kernels."""
+        return _calls(self.steps)
+
+    def _walk(self, steps, env, at=None):
+        """Run the statements of ``steps`` that are not kernel calls in ``env`` and yield the
+        kernel calls (a loop's once per iteration), and ``None`` after each loop; ``at`` (a
+        list) holds the statement being run."""
+        for step in steps:
+            if at is not None:
+                at[:] = [step]
+            if step.target is not None:
+                for value in eval(step.code, env):
+                    env[step.target] = value
+                    yield from self._walk(step.body, env, at)
+                yield None
+            elif step.kernel is None:
+                exec(step.code, env)
+            else:
+                yield step
 
     def execute(self, bound: dict, on_call=None, after_node=None):
         env = self._globals()
         env.update(bound)
-        for step in self.steps:
-            if step.kernel is None:
-                exec(step.code, env)
+        lowered = self.compiled.lowered
+        done = {}   # nodes whose last kernel runs in a loop: shown once the loop is over
+        for step in self._walk(self.steps, env):
+            if step is None:
+                for node, args in done.values():
+                    after_node(node, _output_buffer(env, node, args, lowered))
+                done = {}
                 continue
             fn, args = env[step.kernel], eval(step.args, env)
             if on_call is None:
@@ -106,8 +121,10 @@ class ForwardStepper:
             else:
                 on_call(step, fn, args)
             if step.last and after_node is not None:
-                after_node(step.node, _output_buffer(env, step.node, args,
-                                                     self.compiled.lowered))
+                if step.in_loop:
+                    done[id(step.node)] = step.node, args
+                else:
+                    after_node(step.node, _output_buffer(env, step.node, args, lowered))
         return eval(self.result, env) if self.result is not None else ()
 
     def locate_failure(self, args) -> tuple[object, str] | None:
@@ -116,15 +133,15 @@ class ForwardStepper:
         kernel call), or None when every statement runs."""
         env = self._globals()
         env.update(zip(self.params, args))
-        for i, step in enumerate(self.steps):
-            try:
-                if step.kernel is None:
-                    exec(step.code, env)
-                else:
+        at = []
+        try:
+            for step in self._walk(self.steps, env, at):
+                if step is not None:
                     env[step.kernel](*eval(step.args, env))
-            except Exception:  # noqa: BLE001 - the caller reports the original exception
-                node = next((s.node for s in self.steps[i:] if s.kernel), None)
-                return node, step.text
+        except Exception:  # noqa: BLE001 - the caller reports the original exception
+            flat = _flat(self.steps)
+            node = next((s.node for s in flat[flat.index(at[0]):] if s.kernel), None)
+            return node, at[0].text
         return None
 
     def run(self, arrays, bindings, on_call=None, after_node=None):
@@ -157,6 +174,39 @@ class ForwardStepper:
         arena = arena if isinstance(arena, tuple) else (arena,)
         outs = stand_in(*arrays, *arena, *model._weights)
         return [np.array(y, dtype=np.float32, copy=True) for y in outs]
+
+
+def _flat(steps) -> list[Step]:
+    """``steps`` with each loop followed by its statements, in order."""
+    return [f for s in steps for f in [s, *_flat(s.body)]]
+
+
+def _calls(steps) -> list[Step]:
+    """The kernel calls among ``steps`` and in their loops, in order."""
+    return [s for s in _flat(steps) if s.kernel]
+
+
+def _parse(stmts, kernels, in_loop=False) -> list[Step]:
+    """:class:`Step` s of ``forward``'s statements ``stmts`` (ast), kernel calls of the names in
+    ``kernels`` marked (their nodes are set by the caller, in call order)."""
+    steps = []
+    for stmt in stmts:
+        if isinstance(stmt, ast.For):   # a loop over batch chunks
+            steps.append(Step(f"for {ast.unparse(stmt.target)} in {ast.unparse(stmt.iter)}",
+                              compile(ast.Expression(stmt.iter), "<forward>", "eval"),
+                              target=stmt.target.id, body=_parse(stmt.body, kernels, True)))
+            continue
+        step = Step(ast.unparse(stmt), compile(ast.Module([stmt], []), "<forward>", "exec"),
+                    in_loop=in_loop)
+        call = stmt.value if isinstance(stmt, ast.Expr) else None
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) \
+                and call.func.id in kernels:
+            step.kernel = call.func.id
+            tup = ast.Tuple([*call.args], ast.Load())
+            step.args = compile(ast.fix_missing_locations(ast.Expression(tup)),
+                                "<forward>", "eval")
+        steps.append(step)
+    return steps
 
 
 def _inline_stages(body, fns, stages) -> list:

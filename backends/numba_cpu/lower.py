@@ -96,8 +96,9 @@ class Lowered:
     kernel_names: list[str] = field(default_factory=list)
     kernel_nodes: list = field(default_factory=list)  # node lowered to each kernel (for profiling)
     signatures: dict = field(default_factory=dict)    # kernel name -> [ranks of its args]
-    # (leading dim of the conv input: an int or a symbol, float32 elements per item) for each
-    # conv that takes scratch; the arena's scratch holds the largest product
+    # (leading dim of the conv input: an int or a symbol, float32 elements per item[, the
+    # most items at once: a Winograd conv's chunk of images]) for each conv that takes
+    # scratch; the arena's scratch holds the largest product
     scratch_needs: list = field(default_factory=list)
     cpu: object = None                               # the target.Target the plans were made for
     remarks: list = field(default_factory=list)      # (node, the plan its conv took and why)
@@ -119,8 +120,8 @@ class Lowered:
 
     def scratch_elements(self, bindings: dict[str, int]) -> int:
         """Scratch (float32 elements) one call needs for the symbol ``bindings``."""
-        return max((n * (d if isinstance(d, int) else bindings[d])
-                    for d, n in self.scratch_needs), default=0)
+        return max((n * min([d if isinstance(d, int) else bindings[d], *cap])
+                    for d, n, *cap in self.scratch_needs), default=0)
 
     def halo_elements(self, bindings: dict[str, int]) -> list[int]:
         """Elements of each halo slot for the symbol ``bindings``."""
@@ -341,13 +342,13 @@ class _Lowerer:
 
     def is_call(self, line: str) -> bool:
         """Whether a line of the schedule calls a kernel."""
-        return line.split("(", 1)[0] in self.signatures
+        return line.split("(", 1)[0].strip() in self.signatures
 
     @staticmethod
     def jit_line(name: str, lines: list[str], sigs: dict) -> str:
         """The line that jits schedule function ``name`` with the kernels (or stages) of
         ``sigs`` that ``lines`` call, by symbol."""
-        called = {line.split("(", 1)[0] for line in lines}
+        called = {line.split("(", 1)[0].strip() for line in lines}
         names = sorted(called & set(sigs), key=lambda k: (k[0], int(k[1:])))
         text = "{" + ", ".join(f"{k!r}: {tuple(sigs[k])!r}" for k in names) + "}"
         return (f"\n\n# {name} calls the compiled kernels by symbol (extern.py, ABI "
@@ -572,6 +573,14 @@ class _Lowerer:
                                                          f"np.int64({h.left})"])
         elif scratch:
             self.scratch_needs.append((node.inputs[0].shape[0], scratch))
+        chunk = None
+        if pl.strategy == "winograd":
+            chunk = winograd.chunk_images(spec, pl)
+            n = node.inputs[0].shape[0]
+            if isinstance(n, int) and n <= chunk:
+                chunk = None
+            else:   # the scratch holds one chunk's transformed input
+                self.scratch_needs[-1] += (chunk,)
         extras = list(ins[3:])
         residuals = {}   # residuals held in halos: their extra name -> Halo
         residual = residual_positions(node.attrs.get("epilogue", ()))
@@ -583,8 +592,12 @@ class _Lowerer:
         if pl.strategy == "winograd":
             # its input transform first, into the scratch; a residual the output overwrites
             # is read from the output
+            if chunk:
+                args = self.batch_chunk(args, [0, *(3 + k for k, e in enumerate(
+                    convgen._extra_names(spec)) if e.startswith("res")), len(args) - 1], chunk)
+                start = len(self.body)
             self.add_kernel(node, winograd.generate_input(spec, "__KERNEL__", pl),
-                            [x, "scratch"])
+                            [args[0], "scratch"])
             donor = self.plan.in_place.get(node.output.name)
             source = winograd.generate(spec, "__KERNEL__", pl, tuple(
                 name for k, name in zip(residual, convgen.residual_names(spec))
@@ -595,6 +608,24 @@ class _Lowerer:
         # store loop badly for some index expressions (3x3 3->16 on 32x32: 14 against 6 us)
         self.add_kernel(node, source, args + (["scratch"] if scratch else []),
                         register_tiled=not pl.loop_vectorize or bool(mirror or residuals))
+        if chunk:
+            # one chunk of images at a time, so that its transformed input stays in cache
+            # between the two kernels (winograd.CHUNK_BYTES); the thread count set before
+            lines = self.body[start:]
+            threads = [line for line in lines if line.startswith("set_threads(")]
+            n = node.inputs[0].shape[0]
+            n = n if isinstance(n, int) else self.sym[n]
+            self.body[start:] = [*threads[:1], f"for wb in range(0, {n}, {chunk}):",
+                                 *(f"    {line}" for line in lines if line not in threads)]
+
+    def batch_chunk(self, args: list[str], batched: list[int], chunk: int) -> list[str]:
+        """``args`` with those at the positions ``batched`` sliced to the images
+        ``wb .. wb + chunk`` of the batch (the loop variable of a chunk loop)."""
+        out = list(args)
+        for k in batched:
+            out[k] = f"{args[k]}[wb:wb + {chunk}]"
+            self.ndim[out[k]] = self.ndim[args[k]]
+        return out
 
     def lower_batch_norm(self, node, ins, o) -> None:
         x = node.inputs[0]

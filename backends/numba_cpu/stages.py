@@ -71,13 +71,20 @@ def split(body: list[str], params: list[str], ranks: dict[str, int], is_call):
     if sum(map(is_call, body)) <= stage_calls:
         return [], body
     defs = _definitions(body)
-    chunks, current, calls = [], [], 0
+    units = []   # a statement with the indented lines of its block (a loop over batch chunks)
     for line in body:
-        if calls == stage_calls and is_call(line):
+        if line.startswith(" ") and units:
+            units[-1].append(line)
+        else:
+            units.append([line])
+    chunks, current, calls = [], [], 0
+    for unit in units:
+        made = sum(map(is_call, unit))
+        if calls and calls + made > stage_calls:
             chunks.append(current)
             current, calls = [], 0
-        current.append(line)
-        calls += is_call(line)
+        current.extend(unit)
+        calls += made
     chunks.append(current)
     stages, head = [], []
     outer = [*params, "nt"]

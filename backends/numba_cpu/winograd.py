@@ -186,6 +186,21 @@ def scratch_elements(spec, pl) -> int:
     return (pl.wino + 2) ** 2 * th * twp * spec.cin
 
 
+#: bytes of transformed input per chunk of images: a batch runs through the input transform
+#: and the products a chunk at a time (at least one image), so that the products read what
+#: the transform wrote from cache.  Zen 4, one conv at a time, whole batch -> chunks:
+#: 56x56 64->64 batch 8 F(4x4) 4.67 -> 3.68 ms (AVX-512), 4.92 -> 4.16 (AVX2 code), F(2x2)
+#: 7.29 -> 5.97 (AVX2); 28x28 128->128 b8 1.13x, 14x14 256->256 1.04x; 32x32 16->16 batch 64
+#: F(4x4) 1.20-1.24x; 16x16 32->32 and 8x8 64->64 at 64 no faster with 1 MB chunks than whole
+#: (benchmarks/RESULTS.md)
+CHUNK_BYTES = 2 << 20
+
+
+def chunk_images(spec, pl) -> int:
+    """Images per chunk (:data:`CHUNK_BYTES`)."""
+    return max(1, CHUNK_BYTES // (4 * scratch_elements(spec, pl)))
+
+
 def transform_filter(w_hwio, m: int = 2) -> np.ndarray:
     """(3, 3, cin, cout) -> U[k, ci, co] = (G g G^T)[k // a, k % a] (a = m + 2), computed in
     float64."""

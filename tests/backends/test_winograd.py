@@ -304,3 +304,61 @@ def test_winograd_helpers_run_from_the_disk_cache(tmp_path):
     assert int(runs[0]["HITS"]) == 0 and int(runs[1]["HITS"]) >= 1
     assert runs[1]["OUT"] == runs[0]["OUT"]
     assert all(float(r["ERR"]) < TOL for r in runs), runs
+
+
+def _residual_block(batch=None):
+    L = cnnc.layers
+    x = L.Input(shape=(8, 8, 32), batch_size=batch)
+    a = L.Conv2D(32, 3, padding="same", activation="relu", seed=31)(x)
+    y = L.ReLU()(L.Add()([L.Conv2D(32, 3, padding="same", seed=32)(a), x]))
+    return cnnc.Model(x, L.Conv2D(8, 1, seed=33)(y), name=f"wino_chunks_{batch}")
+
+
+def test_a_batch_runs_in_chunks_of_images(monkeypatch):
+    """With a transformed input of more than winograd.CHUNK_BYTES for the batch, the input
+    transform and the products run a chunk of images at a time inside a loop of ``forward``
+    (here one image: 3 passes for a batch of 3), the scratch holds one chunk, and the
+    result is the whole batch's at once, bit for bit; the loop also runs inside a stage, and
+    the debugger and the profiler step through it (each node's output checked after its
+    loop, each loop's calls timed)."""
+    from cnnc.backends.numba_cpu import stages
+    from cnnc.debug import ForwardStepper
+    from cnnc.profile import profile
+    model = _residual_block()
+    x = np.random.default_rng(5).standard_normal((3, 8, 8, 32)).astype(np.float32)
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 1 << 40)   # the batch in one chunk
+    whole = cnnc.compile(model, target="cpu")
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(stages, "STAGE_CALLS", 3)   # a stage boundary falls before a loop
+    chunked = cnnc.compile(model, target="cpu")
+    src = chunked.source()
+    assert src.count("for wb in range(0, sym_n, 1):") == 2 and chunked.lowered.stages
+    assert chunked.lowered.scratch_elements({"N": 3}) == max(
+        n * min([3, *cap]) for _, n, *cap in chunked.lowered.scratch_needs)
+    assert all(cap == [1] for _, _, *cap in chunked.lowered.scratch_needs)
+    np.testing.assert_array_equal(chunked(x), whole(x))
+    ref = run_reference(model.to_graph(), x, dtype=np.float64)
+    assert _rel_err(chunked(x), ref) < TOL
+    assert [s.kernel for s in ForwardStepper(chunked).calls] == chunked.lowered.kernel_names
+    seen = []
+    for c in (chunked, whole):   # every node's output, once its kernels (and loop) are done
+        outs = {}
+        ForwardStepper(c).run([x], {"N": 3}, after_node=lambda node, out, outs=outs:
+                              outs.__setitem__(node.name, np.array(out)))
+        seen.append(outs)
+    assert seen[0].keys() == seen[1].keys() and len(seen[0]) >= 3
+    for name, out in seen[0].items():
+        np.testing.assert_array_equal(out, seen[1][name])
+    report = cnnc.debug.compare(chunked, x)
+    assert "agree" in str(report), report
+    prof = profile(chunked, x, repeats=2)
+    assert {r.node for r in prof.rows} == {f"%{n.name}" for n in chunked.lowered.kernel_nodes}
+    assert all(r.ms > 0 for r in prof.rows)
+    # a fixed batch no larger than a chunk needs no loop; a larger one loops over it
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 1 << 40)
+    monkeypatch.setattr(stages, "STAGE_CALLS", 64)
+    assert "for wb" not in cnnc.compile(_residual_block(3), target="cpu").source()
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)
+    fixed = cnnc.compile(_residual_block(3), target="cpu")
+    assert fixed.source().count("for wb in range(0, 3, 1):") == 2
+    np.testing.assert_array_equal(fixed(x), whole(x))
