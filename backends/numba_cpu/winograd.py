@@ -50,14 +50,18 @@ ENABLED = os.environ.get("CNNC_WINOGRAD", "1").strip() != "0"
 #: listed (not measured) keep the direct kernel; ``cnnc tune`` times both wherever
 #: :data:`TUNE_GATE` lets it.
 GATES = {"avx512": (64, 8 * 8), "avx2": (64, 1)}
-#: below :data:`GATES`, F(4x4) where it pays (:func:`f4_pays`) from these (channels, output
-#: pixels), per arithmetic rate (``Target.rate_isa``: AVX2's on AVX2 CPUs and on AMD Zen 4,
-#: whose AVX-512 runs as 256-bit halves).  Zen 4, AVX-512 and AVX2 code, batch 1 and 64:
-#: F(4x4) 1.53-2.03x the direct kernel on 16x16 32->32 (F(2x2) 0.79-1.63); 32x32 16->16
-#: 0.90-1.45 (not taken).  From 16x16 outputs only: F(4x4) on GoogLeNet's 32-channel 14x14
-#: and 7x7 convs too (4-15 MFLOP each; with its 7x7 and 14x14 layers of 64 channels and
-#: more moved to Winograd as well) took its cold compile from ~51 to ~62 s for 0.99x.
-F4_GATES = {"avx2": (32, 16 * 16)}
+#: below :data:`GATES`, F(4x4) where it pays (:func:`f4_pays`) from any of these (channels,
+#: output pixels), per arithmetic rate (``Target.rate_isa``: AVX2's on AVX2 CPUs and on AMD
+#: Zen 4, whose AVX-512 runs as 256-bit halves).  Zen 4, AVX-512 and AVX2 code, batch 1 and
+#: 64: F(4x4) 1.53-2.03x the direct kernel on 16x16 32->32 (F(2x2) 0.79-1.63).  From 16x16
+#: outputs only: F(4x4) on GoogLeNet's 32-channel 14x14 and 7x7 convs too (4-15 MFLOP each;
+#: with its 7x7 and 14x14 layers of 64 channels and more moved to Winograd as well) took its
+#: cold compile from ~51 to ~62 s for 0.99x.  16 channels: 1.32-1.98x at batch 1 (32x32
+#: 16->16, 28x28 16->32, 14x14 16->48, 56x56 16->16), ResNet-20 0.86-0.93x the time at batch 1
+#: and 64 (with the batch in chunks, :data:`CHUNK_BYTES`; 0.90x slower at 64 before); from
+#: 32x32 outputs only, as GoogLeNet's one 28x28 16->32 conv (0.2 % of its work) took its cold
+#: compile 4-9 s closer to the 60 s bar
+F4_GATES = {"avx2": ((32, 16 * 16), (16, 32 * 32))}
 #: the tuner's candidate gate on every ISA, (channels, output pixels)
 TUNE_GATE = (16, 1)
 
@@ -95,13 +99,13 @@ def why_not(spec, cpu=None) -> str | None:
                 f"(cnnc tune times both)")
     if large_enough(spec, GATES[cpu.isa]):
         return None
-    small = F4_GATES.get(cpu.rate_isa)
-    if small and large_enough(spec, small) and f4_pays(spec, cpu):
+    small = F4_GATES.get(cpu.rate_isa, ())
+    if any(large_enough(spec, gate) for gate in small) and f4_pays(spec, cpu):
         return None
     oh, ow = spec.out_hw
     cin, pixels = GATES[cpu.isa]
-    also = (f"; F(4x4) from {small[0]} channels and {small[1]} output pixels where it pays"
-            if small else "")
+    also = "".join(f"; F(4x4) from {c} channels and {n} output pixels where it pays"
+                   for c, n in small)
     return (f"{spec.cin} -> {spec.cout} channels on {oh}x{ow}: below the default plan's "
             f"Winograd gate on {cpu.isa} ({cin} channels, {pixels} output pixels{also}: "
             f"winograd.GATES says why; cnnc tune times both)")

@@ -180,8 +180,8 @@ def test_plan_picks_winograd_only_where_it_applies(monkeypatch):
     # the measured defaults: on both ISAs ResNet-18's and VGG's layers and ResNet-20's 8x8
     # 64->64 take it; on AVX-512 not 7x7 512->512 (1.05x) nor ResNet-20's 16 and 32 channels
     # (no faster than direct); on AVX2 not under 64 channels (compile time), except F(4x4)
-    # from 32 channels on 16x16 outputs where the arithmetic rate is AVX2's (AVX2 and AMD
-    # Zen 4's AVX-512)
+    # from 32 channels on 16x16 outputs and from 16 on 32x32 where the arithmetic rate is
+    # AVX2's (AVX2 and AMD Zen 4's AVX-512)
     monkeypatch.setattr(winograd, "GATES", _SAVED)
     avx2, avx512 = target.AVX2, target.AVX512
     zen4 = dataclasses.replace(avx512, name="znver4", features="+avx512f,+avx2,+fma")
@@ -197,15 +197,17 @@ def test_plan_picks_winograd_only_where_it_applies(monkeypatch):
     cifar = ConvSpec(32, 32, 16, 3, 3, 16, pads=(1, 1, 1, 1))
     cifar32 = ConvSpec(16, 16, 32, 3, 3, 32, pads=(1, 1, 1, 1))
     small32 = ConvSpec(14, 14, 32, 3, 3, 64, pads=(1, 1, 1, 1))   # GoogLeNet's
+    small16 = ConvSpec(28, 28, 16, 3, 3, 32, pads=(1, 1, 1, 1))   # GoogLeNet's
     assert convgen.plan(deep, avx2, tuned=False).wino == 2
     for cpu in (avx2, zen4):
-        assert convgen.plan(cifar32, cpu, tuned=False).wino == 4, cpu
-        for layer in (cifar, small32):
+        for layer in (cifar32, cifar):
+            assert convgen.plan(layer, cpu, tuned=False).wino == 4, (layer, cpu)
+        for layer in (small32, small16):
             assert convgen.plan(layer, cpu, tuned=False).strategy == "blocked", (layer, cpu)
-            assert "F(4x4) from 32 channels and 256 output pixels" in winograd.why_not(
-                layer, cpu)
+            assert ("F(4x4) from 32 channels and 256 output pixels where it pays; F(4x4) "
+                    "from 16 channels and 1024 output pixels") in winograd.why_not(layer, cpu)
     for layer in (deep, cifar, cifar32):
-        for cpu in (avx512,) + ((zen4,) if layer is not cifar32 else ()):
+        for cpu in (avx512,) + ((zen4,) if layer is deep else ()):
             assert convgen.plan(layer, cpu, tuned=False).strategy == "blocked", (layer, cpu)
             assert "below the default plan's Winograd gate on avx512" in winograd.why_not(
                 layer, cpu)
