@@ -189,9 +189,8 @@ def candidates(spec: ConvSpec, cpu=None) -> list[Plan]:
     switched = dataclasses.replace(blocked, loop_vectorize=not blocked.loop_vectorize)
     if not switched.loop_vectorize or switched.p * switched.cb <= UNROLLED:
         add(switched)
-    # Winograd where it can pay (rows of tiles outer: channel blocks outer ran as fast or
-    # slower on 14x14 256->256 and 7x7 512->512; one candidate keeps `cnnc tune resnet18`
-    # near 2 minutes)
+    # Winograd where it can pay (in the default plan's loop order, winograd.default_plan;
+    # one candidate keeps `cnnc tune resnet18` near 2 minutes)
     if winograd.ENABLED and winograd.applies(spec) and winograd.large_enough(spec):
         wino = winograd.default_plan(spec, cpu)
         add(wino)

@@ -28,6 +28,7 @@ Scratch per image: ``a^2 * tile rows * padded tiles per row * cin`` float32 (V).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -132,15 +133,25 @@ def default_plan(spec, cpu=None, m: int | None = None):
     """The register tile of the transformed-domain products on ``cpu``: the products are a
     1x1 reduction, so the dense layer's tile (:func:`convgen.dense_tile`: two vectors of
     output channels, one when there are that few, and at most its rows), with as many tiles
-    as keep a row of tiles little padded (:func:`convgen._row_pixels`); channel blocks inner
-    (a row of transformed tiles is read once)."""
+    as keep a row of tiles little padded (:func:`convgen._row_pixels`).  The parallel loop
+    reads the larger of the transformed weights and a chunk's transformed input once: channel
+    blocks inner (each row of tiles read once, the weights once per row) where the weights
+    are the smaller, else outer (a thread keeps a block's weights in its cache over every
+    row, as the direct kernel does for deep layers).  Zen 4, AVX2 code, batch 1, whole
+    model, blocks outer where the weights are larger (7x7 512->512 F(2x2): 16.8 MB of weights
+    re-read by each of 4 rows; 14x14 256->256 F(4x4): 9.4 MB): ResNet-18 0.88x the time,
+    VGG-11 0.86x; AVX-512 ResNet-18 and VGG-11 1.01x and 0.98x (noise);
+    benchmarks/RESULTS.md."""
     from cnnc.backends.numba_cpu import convgen
     cpu = cpu or target.for_plans()
     m = m or (4 if f4_pays(spec, cpu) else 2)
     cb, hi = convgen.dense_tile(spec.cout, cpu)
     lo = convgen.pixel_range(cb, cpu)[0]
     p = convgen._row_pixels(tiles(spec, m)[1], min(lo, hi), hi)
-    return convgen.Plan("winograd", cb=cb, p=p, merged=False, loop_vectorize=False, wino=m)
+    pl = convgen.Plan("winograd", cb=cb, p=p, merged=False, loop_vectorize=False, wino=m)
+    weights = (m + 2) ** 2 * spec.cin * _geometry(spec, pl)[3] * cb
+    return dataclasses.replace(pl, cb_outer=weights > scratch_elements(spec, pl) * chunk_images(
+        spec, pl))
 
 
 def f4_pays(spec, cpu=None) -> bool:

@@ -226,6 +226,14 @@ def test_plan_picks_winograd_only_where_it_applies(monkeypatch):
                         (ConvSpec(8, 8, 64, 3, 3, 64, pads=(1, 1, 1, 1)), [4, 4, 2])):
         assert [convgen.plan(layer, cpu, tuned=False).wino
                 for cpu in (avx2, zen4, avx512)] == want, layer
+    # channel blocks outer where the transformed weights outweigh a chunk's transformed input
+    for layer, outer in ((deep, True), (ConvSpec(14, 14, 256, 3, 3, 256, pads=(1, 1, 1, 1)), True),
+                         (ConvSpec(56, 56, 64, 3, 3, 64, pads=(1, 1, 1, 1)), False),
+                         (cifar32, False)):
+        pl = winograd.default_plan(layer, avx2)
+        weights = (pl.wino + 2) ** 2 * layer.cin * layer.cout
+        assert pl.cb_outer == outer == (
+            weights > winograd.scratch_elements(layer, pl) * winograd.chunk_images(layer, pl))
     monkeypatch.setattr(winograd, "F4_ENABLED", False)
     assert convgen.plan(cifar32, avx2, tuned=False).strategy == "blocked"
     assert convgen.plan(deep, avx2, tuned=False).wino == 2
