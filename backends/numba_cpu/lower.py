@@ -555,6 +555,11 @@ class _Lowerer:
         wp = self.weight(convgen.pack_weights(spec, wdata, pl))
         b = ins[2] if len(ins) > 2 else self.weight(np.zeros(cout, np.float32))
         scratch = convgen.scratch_elements(spec, pl)
+        n_batch = node.inputs[0].shape[0]
+        # a Winograd conv runs a batch larger than winograd.chunk_images a chunk at a time
+        chunk = winograd.chunk_images(spec, pl) if pl.strategy == "winograd" else None
+        if chunk and isinstance(n_batch, int) and n_batch <= chunk:
+            chunk = None
         x = ins[0]
         if h := convgen.halo(spec, pl):
             scratch = 0
@@ -571,16 +576,8 @@ class _Lowerer:
                 # np.int64(...): a bare literal would compile the kernel once per value
                 self.add_kernel(node, convgen.PAD_COPY, [ins[0], x, f"np.int64({h.top})",
                                                          f"np.int64({h.left})"])
-        elif scratch:
-            self.scratch_needs.append((node.inputs[0].shape[0], scratch))
-        chunk = None
-        if pl.strategy == "winograd":
-            chunk = winograd.chunk_images(spec, pl)
-            n = node.inputs[0].shape[0]
-            if isinstance(n, int) and n <= chunk:
-                chunk = None
-            else:   # the scratch holds one chunk's transformed input
-                self.scratch_needs[-1] += (chunk,)
+        elif scratch:   # with chunks, one chunk's transformed input
+            self.scratch_needs.append((n_batch, scratch, *([chunk] if chunk else [])))
         extras = list(ins[3:])
         residuals = {}   # residuals held in halos: their extra name -> Halo
         residual = residual_positions(node.attrs.get("epilogue", ()))
@@ -593,8 +590,8 @@ class _Lowerer:
             # its input transform first, into the scratch; a residual the output overwrites
             # is read from the output
             if chunk:
-                args = self.batch_chunk(args, [0, *(3 + k for k, e in enumerate(
-                    convgen._extra_names(spec)) if e.startswith("res")), len(args) - 1], chunk)
+                # the input, the residuals (input k is argument k) and the output
+                args = self.batch_chunk(args, [0, *residual, len(args) - 1], chunk)
                 start = len(self.body)
             self.add_kernel(node, winograd.generate_input(spec, "__KERNEL__", pl),
                             [args[0], "scratch"])
@@ -613,8 +610,7 @@ class _Lowerer:
             # between the two kernels (winograd.CHUNK_BYTES); the thread count set before
             lines = self.body[start:]
             threads = [line for line in lines if line.startswith("set_threads(")]
-            n = node.inputs[0].shape[0]
-            n = n if isinstance(n, int) else self.sym[n]
+            n = n_batch if isinstance(n_batch, int) else self.sym[n_batch]
             self.body[start:] = [*threads[:1], f"for wb in range(0, {n}, {chunk}):",
                                  *(f"    {line}" for line in lines if line not in threads)]
 
