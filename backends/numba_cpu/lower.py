@@ -638,7 +638,8 @@ LOAD_KERNEL = "\nfrom cnnc.backends.numba_cpu.runtime import load_kernel\n\n"
 def _jitted(template: str) -> str:
     """A kernel's source with its ``njit`` line (parallel when it has a ``prange``)."""
     par = "parallel=True, " if "prange(" in template else ""
-    return f"\n@njit({par}fastmath=FASTMATH, error_model=\"numpy\", cache=True)\n{template}"
+    return (f"\n@njit({par}fastmath=FASTMATH, error_model=\"numpy\", cache=True)\n"
+            f"{kernels.hoist_literals(template)}")
 
 
 def kernel_module(template: str, register_tiled: bool) -> str:
