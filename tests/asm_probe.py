@@ -13,7 +13,8 @@ contains no other such block) with the most packed single-precision FMAs
   operand), i.e. how many independent accumulation chains the loop keeps,
 * ``stack_vector``: instructions that move a vector register to or from the stack (an
   ``(%rsp)`` or ``(%rbp)`` memory operand next to an xmm/ymm/zmm register): spills and
-  reloads; a tile kept in registers has none.
+  reloads; a tile kept in registers has none.  ``%rbp`` counts only while the loop does not
+  write it: a function without a frame pointer may step through an array with it.
 * ``fma_loop_stores``: the most packed stores to memory in an innermost loop with as many
   packed FMAs as the hot loop (the same reduction step, e.g. once per kh row; not only the
   hot one): a tile written back to its array on every reduction step
@@ -31,6 +32,8 @@ _JUMP = re.compile(r"^\s+j[a-z]+\s+(\.?[\w$.]+)\s*(#.*)?$")
 _FMA = re.compile(r"^\s+vf(n?)m(add|sub)\w*ps\s")
 _VREG = re.compile(r"%([xyz]mm)\d+")
 _STACK = re.compile(r"\(%r[sb]p\)")
+#: an instruction writing %rbp (AT&T: the last operand), so not the frame pointer
+_RBP_WRITTEN = re.compile(r"^\s+\w+\s+[^#]*,\s*%rbp\s*(#.*)?$")
 _VSTORE = re.compile(r"^\s+vmov[ua]p[sd]\s+%[xyz]mm\d+,\s*[^%\s]*\(")
 
 
@@ -69,8 +72,16 @@ def hot_loop(asm: str) -> dict | None:
         "fma": len(fmas),
         "widths": sorted({_VREG.findall(f)[-1] for f in fmas if _VREG.findall(f)}),
         "accumulators": len({f.split(",")[-1].split("#")[0].strip() for f in fmas}),
-        "stack_vector": [ln.strip() for ln in body if _STACK.search(ln) and _VREG.search(ln)],
+        "stack_vector": _stack_vectors(body),
     }
+
+
+def _stack_vectors(body: list[str]) -> list[str]:
+    """The instructions of loop ``body`` moving a vector register to or from the stack."""
+    stack = _STACK
+    if any(_RBP_WRITTEN.match(ln) for ln in body):   # %rbp is a general register here
+        stack = re.compile(r"\(%rsp\)")
+    return [ln.strip() for ln in body if stack.search(ln) and _VREG.search(ln)]
 
 
 def scalar_adds(asm: str) -> int:

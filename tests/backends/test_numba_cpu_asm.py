@@ -186,6 +186,17 @@ CLEAN = """\
 \tjne\t.LBB2_5
 """
 
+# %rbp stepping through the weights (a function without a frame pointer), not the stack
+RBP_POINTER = """\
+.LBB0_19:
+\tvmovups\t-32(%rbp), %ymm13
+\tvbroadcastss\t-256(%r8,%r9,4), %ymm15
+\taddq\t%rcx, %rbp
+\tvfmadd231ps\t%ymm13, %ymm15, %ymm3
+\tincq\t%r9
+\tjne\t.LBB0_19
+"""
+
 
 STORING = """\
 .LBB4_11:
@@ -203,6 +214,12 @@ def test_checker_sees_spills_and_one_chain():
     hot = hot_loop(SPILLING)
     assert hot["fma"] == 2 and hot["accumulators"] == 1 and hot["widths"] == ["ymm"]
     assert len(hot["stack_vector"]) == 4
+
+
+def test_checker_tells_a_frame_pointer_from_a_general_rbp():
+    assert hot_loop(RBP_POINTER)["stack_vector"] == []
+    frame = RBP_POINTER.replace("\taddq\t%rcx, %rbp\n", "")   # %rbp left alone: the frame
+    assert hot_loop(frame)["stack_vector"] == ["vmovups\t-32(%rbp), %ymm13"]
 
 
 def test_checker_takes_the_innermost_loop():
