@@ -556,7 +556,8 @@ def _gen_depthwise(spec: ConvSpec, name: str, pl: Plan) -> str:
         s(4, "v = acc[c]")
         s(4, *_epilogue(spec, "c", "n, oh, ow, c"))
         s(4, "out[n, oh, ow, c] = v")
-    return s.text()
+    helper = _body_helper(s, name, {"wp": 2, "zrow": 1}, "noalias")
+    return s.text() + helper
 
 
 def _emit_store(s: Src, d: int, spec: ConvSpec, pl: Plan, acc: str, npix: str, owexpr: str,
@@ -712,32 +713,34 @@ def _gen_blocked(spec: ConvSpec, name: str, pl: Plan, mirror: Halo | None = None
     _emit_store(s, 3, spec, pl, "acc", npix, "ow0 + p", head, mirror, residuals)
     # one-pixel tiles (1x1 images) keep the body in the loop: as a helper, their store of a
     # partial channel block was left scalar (tests/asm_probe.py, conv1x1se on AVX-512)
-    return _finish(s, name, spec, tail, CB, mirror, body_helper=P > 1)
+    return _finish(s, name, spec, tail, CB, mirror, {"wp": 4} if P > 1 else None)
 
 
 #: suffix of the helper holding a blocked kernel's parallel body (:func:`_body_helper`)
 BODY = "_tile"
 #: ranks of the values a tiled kernel's parallel body may read, by name (-1: an integer);
 #: scale<k>/shift<k> are per channel, res<k> an output-shaped residual, res<k>f a flat one
-_BODY_RANKS = {"xf": 3, "wp": 4, "b": 1, "out": 4, "of": 1, "xhf": 1, "n_batch": -1}
+_BODY_RANKS = {"xf": 3, "b": 1, "out": 4, "of": 1, "xhf": 1, "n_batch": -1}
 
 
-def _body_rank(arg: str) -> int:
+def _body_rank(arg: str, ranks: dict) -> int:
     if re.fullmatch(r"(scale|shift)\d+|res\d+f", arg):
         return 1
-    return 4 if re.fullmatch(r"res\d+", arg) else _BODY_RANKS[arg]
+    return 4 if re.fullmatch(r"res\d+", arg) else {**_BODY_RANKS, **ranks}[arg]
 
 
-def _body_helper(s: Src, name: str) -> str:
+def _body_helper(s: Src, name: str, ranks: dict, how: str = "tiled") -> str:
     """Move the body of the kernel's parallel loop into the helper ``{name}_tile`` (the
-    arrays and integers of the kernel it reads, then the loop index), which the loop calls
-    by its symbol; its source and :data:`HELPERS` entry.  Compiled on its own (as a
-    register-tiled helper, kernels.compile_tail, its arrays noalias as Numba made them in
-    the loop's body, whose flat views of the output and residuals it did not count as
-    aliases) it is not optimised a second time in the kernel: a blocked kernel compiled
-    15-25 % faster (0.85-0.93 s instead of 1.0-1.2 for
-    ResNet-18's strided convs, AVX2 code), its machine code the same (bit-identical
-    outputs, the same time within the noise on AVX2 and AVX-512 code)."""
+    arrays and integers of the kernel it reads, by their ``ranks`` and :data:`_BODY_RANKS`,
+    then the loop index), which the loop calls by its symbol; its source and :data:`HELPERS`
+    entry, marked ``how`` (kernels.compile_tail: "tiled" for a register tile, "noalias" for a
+    loop-vectorized body; either way its arrays noalias as Numba made them in the loop's
+    body, whose flat views of the output and residuals it did not count as aliases).
+    Compiled on its own, it is not optimised a second time inside the kernel: a blocked
+    kernel compiled in 0.81-0.96 s instead of 1.0-1.2 (ResNet-18's strided convs, AVX2
+    code), MobileNet-v2's kernels in 28.5-30.7 s instead of 41.8 (its per-pixel depthwise
+    convs, AVX-512 code); the outputs bit-identical, the times the same within the noise
+    on AVX2 and AVX-512 code."""
     i = max(k for k, line in enumerate(s.lines) if "prange(" in line)
     index = re.search(r"for (\w+) in prange", s.lines[i]).group(1)
     body = [line[4:] for line in s.lines[i + 1:]]
@@ -750,17 +753,18 @@ def _body_helper(s: Src, name: str) -> str:
     h(0, f"def {name}{BODY}({', '.join([*args, index])}):")
     h(1, f'"""the body of {name}\'s parallel loop: step {index}"""')
     h.lines += body
-    helpers = ((f"{name}{BODY}", (*map(_body_rank, args), -1), "tiled"),)
+    helpers = ((f"{name}{BODY}", (*(_body_rank(a, ranks) for a in args), -1), how),)
     return f"\n\n{h.text()}\n\n{name}{HELPERS} = {helpers!r}\n"
 
 
 def _finish(s: Src, name: str, spec: ConvSpec, tail, cb: int, mirror: Halo | None,
-            body_helper: bool = False) -> str:
+            helper_ranks: dict | None = None) -> str:
     """The tiled kernel's source, its parallel body ending (when the epilogue has a ``tail``)
     with the call of the tail function on the values it just stored, still in cache: the
     output row (n, oh) when ``cb`` spans every channel, else channel block ``co0``'s runs of
-    it (in ``xh`` with a ``mirror``); then the tail function.  ``body_helper``: the body in
-    a helper of its own (:func:`_body_helper`)."""
+    it (in ``xh`` with a ``mirror``); then the tail function.  With ``helper_ranks`` (the
+    ranks of the kernel's own arrays its body reads: ``wp``), the body in a helper of its
+    own (:func:`_body_helper`)."""
     OH, OW = spec.out_hw
     COUT = spec.cout
     if tail:
@@ -774,7 +778,7 @@ def _finish(s: Src, name: str, spec: ConvSpec, tail, cb: int, mirror: Halo | Non
         else:
             width = f"np.int64({cb})" if COUT % cb == 0 else f"min({cb}, {COUT} - co0)"
             s(2, f"{name}{TAIL}({flat}, {row} + co0, np.int64({OW}), np.int64({COUT}), {width})")
-    helper = _body_helper(s, name) if body_helper else ""
+    helper = "" if helper_ranks is None else _body_helper(s, name, helper_ranks)
     text = s.text() + helper
     return text + "\n\n" + tail_function(name, tail) if tail else text
 

@@ -33,7 +33,8 @@ class Src:
 #: suffix of the name of the function a register-tiled kernel hands its epilogue's tail to
 TAIL = "_tail"
 #: suffix of the name of a kernel's tuple of its other helpers, ((name, ranks of its arguments
-#: as runtime.kernel_signature takes them[, "tiled"]), ...), compiled by :func:`compile_tail`
+#: as runtime.kernel_signature takes them[, "tiled" or "noalias"]), ...), compiled by
+#: :func:`compile_tail`
 HELPERS = "_helpers"
 
 
@@ -63,20 +64,22 @@ def compile_tail(kernel) -> None:
     ``kernel`` and have it call each by its symbol (extern.py), so that it neither links nor
     re-optimises a copy of them: those marked ``"tiled"`` (the body of a parallel loop that
     holds a register tile) without the loop vectorizer and with their arrays ``noalias``
-    (:func:`no_alias`), the others with the loop vectorizer as it stands.  Call it before
-    compiling or loading ``kernel``."""
+    (:func:`no_alias`), those marked ``"noalias"`` (a loop-vectorized parallel body) with
+    both, the others with the loop vectorizer as it stands.  Call it before compiling or
+    loading ``kernel``."""
     from cnnc.backends.numba_cpu.extern import KernelCall, register
     py = kernel.py_func
     g = py.__globals__
     helpers = list(g.get(py.__name__ + HELPERS, ()))
     if g.get(py.__name__ + TAIL) is not None:
         helpers.insert(0, (py.__name__ + TAIL, (1, -1, -1, -1, -1)))
-    for name, ranks, *tiled in helpers:
+    for name, ranks, *how in helpers:
         call = g[name]
         if not isinstance(call, KernelCall):
-            if tiled:
+            if how:
                 no_alias(call)
-            call = g[name] = register(KernelCall(name, call, [ranks], bool(tiled)))
+            tiled = how == ["tiled"]
+            call = g[name] = register(KernelCall(name, call, [ranks], tiled))
         call.ensure()
 
 
