@@ -44,13 +44,12 @@ bounds (numpy/OpenBLAS GEMM of the same size: 160-190 GFLOP/s when the machine w
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from cnnc.backends.numba_cpu import target, winograd
-from cnnc.backends.numba_cpu.kernels import (HELPERS, TAIL, UNSIGNED, Src, tail_function,
+from cnnc.backends.numba_cpu.kernels import (TAIL, UNSIGNED, Src, body_helper, tail_function,
                                              zero_row)
 from cnnc.backends.numba_cpu.target import Target
 from cnnc.backends.numba_cpu.scalar import epilogue_lines, split_epilogue
@@ -556,7 +555,7 @@ def _gen_depthwise(spec: ConvSpec, name: str, pl: Plan) -> str:
         s(4, "v = acc[c]")
         s(4, *_epilogue(spec, "c", "n, oh, ow, c"))
         s(4, "out[n, oh, ow, c] = v")
-    helper = _body_helper(s, name, {"wp": 2, "zrow": 1}, "noalias")
+    helper = body_helper(s, name, {"wp": 2, "zrow": 1}, "noalias")
     return s.text() + helper
 
 
@@ -716,47 +715,6 @@ def _gen_blocked(spec: ConvSpec, name: str, pl: Plan, mirror: Halo | None = None
     return _finish(s, name, spec, tail, CB, mirror, {"wp": 4} if P > 1 else None)
 
 
-#: suffix of the helper holding a blocked kernel's parallel body (:func:`_body_helper`)
-BODY = "_tile"
-#: ranks of the values a tiled kernel's parallel body may read, by name (-1: an integer);
-#: scale<k>/shift<k> are per channel, res<k> an output-shaped residual, res<k>f a flat one
-_BODY_RANKS = {"xf": 3, "b": 1, "out": 4, "of": 1, "xhf": 1, "n_batch": -1}
-
-
-def _body_rank(arg: str, ranks: dict) -> int:
-    if re.fullmatch(r"(scale|shift)\d+|res\d+f", arg):
-        return 1
-    return 4 if re.fullmatch(r"res\d+", arg) else {**_BODY_RANKS, **ranks}[arg]
-
-
-def _body_helper(s: Src, name: str, ranks: dict, how: str = "tiled") -> str:
-    """Move the body of the kernel's parallel loop into the helper ``{name}_tile`` (the
-    arrays and integers of the kernel it reads, by their ``ranks`` and :data:`_BODY_RANKS`,
-    then the loop index), which the loop calls by its symbol; its source and :data:`HELPERS`
-    entry, marked ``how`` (kernels.compile_tail: "tiled" for a register tile, "noalias" for a
-    loop-vectorized body; either way its arrays noalias as Numba made them in the loop's
-    body, whose flat views of the output and residuals it did not count as aliases).
-    Compiled on its own, it is not optimised a second time inside the kernel: a blocked
-    kernel compiled in 0.81-0.96 s instead of 1.0-1.2 (ResNet-18's strided convs, AVX2
-    code), MobileNet-v2's kernels in 28.5-30.7 s instead of 41.8 (its per-pixel depthwise
-    convs, AVX-512 code); the outputs bit-identical, the times the same within the noise
-    on AVX2 and AVX-512 code."""
-    i = max(k for k, line in enumerate(s.lines) if "prange(" in line)
-    index = re.search(r"for (\w+) in prange", s.lines[i]).group(1)
-    body = [line[4:] for line in s.lines[i + 1:]]
-    params = re.match(r"def \w+\((.*)\):", s.lines[0]).group(1).split(", ")
-    assigned = [m.group(1) for line in s.lines[1:i] if (m := re.match(r" {4}(\w+) = ", line))]
-    used = set(re.findall(r"\w+", "\n".join(body)))
-    args = [a for a in dict.fromkeys(params + assigned) if a in used]
-    s.lines[i + 1:] = [f"        {name}{BODY}({', '.join(args)}, np.int64({index}))"]
-    h = Src()(0, '@njit(fastmath=FASTMATH, error_model="numpy", cache=True)')
-    h(0, f"def {name}{BODY}({', '.join([*args, index])}):")
-    h(1, f'"""the body of {name}\'s parallel loop: step {index}"""')
-    h.lines += body
-    helpers = ((f"{name}{BODY}", (*(_body_rank(a, ranks) for a in args), -1), how),)
-    return f"\n\n{h.text()}\n\n{name}{HELPERS} = {helpers!r}\n"
-
-
 def _finish(s: Src, name: str, spec: ConvSpec, tail, cb: int, mirror: Halo | None,
             helper_ranks: dict | None = None) -> str:
     """The tiled kernel's source, its parallel body ending (when the epilogue has a ``tail``)
@@ -764,7 +722,7 @@ def _finish(s: Src, name: str, spec: ConvSpec, tail, cb: int, mirror: Halo | Non
     output row (n, oh) when ``cb`` spans every channel, else channel block ``co0``'s runs of
     it (in ``xh`` with a ``mirror``); then the tail function.  With ``helper_ranks`` (the
     ranks of the kernel's own arrays its body reads: ``wp``), the body in a helper of its
-    own (:func:`_body_helper`)."""
+    own (:func:`~cnnc.backends.numba_cpu.kernels.body_helper`)."""
     OH, OW = spec.out_hw
     COUT = spec.cout
     if tail:
@@ -778,7 +736,7 @@ def _finish(s: Src, name: str, spec: ConvSpec, tail, cb: int, mirror: Halo | Non
         else:
             width = f"np.int64({cb})" if COUT % cb == 0 else f"min({cb}, {COUT} - co0)"
             s(2, f"{name}{TAIL}({flat}, {row} + co0, np.int64({OW}), np.int64({COUT}), {width})")
-    helper = "" if helper_ranks is None else _body_helper(s, name, helper_ranks)
+    helper = "" if helper_ranks is None else body_helper(s, name, helper_ranks)
     text = s.text() + helper
     return text + "\n\n" + tail_function(name, tail) if tail else text
 
