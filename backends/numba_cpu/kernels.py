@@ -96,7 +96,7 @@ def no_alias(dispatcher) -> None:
 
 #: suffix of the helper holding a kernel's parallel body (:func:`body_helper`)
 BODY = "_tile"
-#: ranks of the values a tiled kernel's parallel body may read, by name (-1: an integer);
+#: ranks of the values a kernel's parallel body may read, by name (-1: an integer);
 #: scale<k>/shift<k> are per channel, res<k> an output-shaped residual, res<k>f a flat one
 _BODY_RANKS = {"xf": 3, "b": 1, "out": 4, "of": 1, "xhf": 1, "n_batch": -1}
 
