@@ -96,6 +96,25 @@ def vector_ops(asm: str) -> dict:
     return {"packed_add": len(ops), "add_widths": sorted({_VREG.findall(ln)[-1] for ln in ops})}
 
 
+def max_loop(asm: str) -> dict:
+    """The innermost loop with the most packed maxes (``vmaxps``): their register kinds, and
+    its masked stores (``vmaskmovps``: an AVX2 conditional store, microcoded)."""
+    lines = asm.splitlines()
+    found = loops(asm)
+    best = {"max": 0, "widths": [], "masked_stores": 0}
+    for a, b in found:
+        if any(a <= c and d <= b and (c, d) != (a, b) for c, d in found):
+            continue
+        body = lines[a:b + 1]
+        maxes = [ln for ln in body if re.match(r"^\s+vmaxps\s", ln)]
+        if len(maxes) > best["max"]:
+            best = {"max": len(maxes),
+                    "widths": sorted({_VREG.findall(ln)[-1] for ln in maxes}),
+                    "masked_stores": sum(bool(re.match(r"^\s+vmaskmovps\s+%", ln))
+                                         for ln in body)}
+    return best
+
+
 def tail_summary(asm: str) -> dict:
     """What a kernel's epilogue tail function compiled to: the register kinds of its packed
     FMAs (either precision), how many scalar ones it has, and the functions it calls by
@@ -155,6 +174,10 @@ def _kernels():
     out["winograd_in"] = (winograd.generate_input(spec, "kernel", pl), (4, 1), None)
     spec = dataclasses.replace(spec, epilogue=(("swish", 1.0),))
     out["winograd3x3silu"] = (winograd.generate(spec, "kernel", pl), (4, 4, 1, 4, 1), pl)
+    # a 3x3 max pool (GoogLeNet's), loop-vectorized: maxes in its interior columns
+    out["maxpool3x3"] = (kernels.pool("kernel", "max", (1, 28, 28, 192), (1, 28, 28, 192),
+                                      (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), False),
+                         (4, 4), None)
     cb, p = convgen.dense_tile(64, target.effective())
     out["dense"] = (kernels.dense_tiled("kernel", 512, 64, (), 0, cb, p), (2, 3, 1, 2),
                     convgen.Plan("blocked", cb=cb, p=p, loop_vectorize=False))
@@ -199,6 +222,7 @@ def main() -> None:
                 report["kernels"][name]["helper"] = tail_summary(h) | vector_ops(h)
         if pl is None:   # loop-vectorized: its packed arithmetic
             report["kernels"][name]["vector"] = vector_ops(asm)
+            report["kernels"][name]["max"] = max_loop(asm)
     print(json.dumps(report))
 
 

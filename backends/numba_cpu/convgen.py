@@ -49,8 +49,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnnc.backends.numba_cpu import target, winograd
-from cnnc.backends.numba_cpu.kernels import (TAIL, UNSIGNED, Src, body_helper, tail_function,
-                                             zero_row)
+from cnnc.backends.numba_cpu.kernels import (TAIL, UNSIGNED, Src, body_helper, fill_row,
+                                             interior_cols, tail_function)
 from cnnc.backends.numba_cpu.target import Target
 from cnnc.backends.numba_cpu.scalar import epilogue_lines, split_epilogue
 
@@ -360,17 +360,6 @@ def _header(spec: ConvSpec, name: str, pl: Plan, mirror: Halo | None = None) -> 
     return s
 
 
-def _interior_cols(spec: ConvSpec) -> tuple[int, int]:
-    """[lo, hi) output columns whose whole receptive field lies inside the input."""
-    oh, ow = spec.out_hw
-    sw, dw, pl = spec.stride[1], spec.dilation[1], spec.pads[2]
-    span = (spec.kw - 1) * dw
-    lo = -(-pl // sw)
-    hi = (spec.w - 1 - span + pl) // sw + 1 if spec.w - 1 - span + pl >= 0 else 0
-    hi = min(hi, ow)
-    return (lo, hi) if hi > lo else (0, 0)
-
-
 # ----------------------------------------------------------------------------------------------
 # strategies
 
@@ -516,9 +505,9 @@ def _gen_depthwise(spec: ConvSpec, name: str, pl: Plan) -> str:
     OH, OW = spec.out_hw
     M = COUT // CIN
     cidx = "c" if M == 1 else f"c // {M}"
-    lo, hi = _interior_cols(spec)
+    lo, hi = interior_cols(W, OW, KW, SW, DW, PL)
     s(1, f"xf = x.reshape(n_batch, {H}, {W * CIN})")
-    zero_row(s, 1, "zrow", W * CIN, "stands in for rows in the vertical padding")
+    fill_row(s, 1, "zrow", W * CIN, "stands in for rows in the vertical padding")
     s(1, f"for t in prange(n_batch * {OH}):")
     s(2, f"n = t // {OH}", f"oh = t % {OH}", f"acc = np.empty({COUT}, np.float32)")
     for i in range(KH):

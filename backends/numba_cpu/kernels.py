@@ -253,40 +253,74 @@ def elementwise(name: str, out_shape, operands: list[tuple], body: list[str]) ->
 
 def pool(name: str, kind: str, in_shape, out_shape, pool_size, strides, pads, dilation,
          count_include_pad: bool) -> str:
-    """max/avg pooling over NHWC with static geometry; parallel over (batch, output row)."""
+    """max/avg pooling over NHWC with static geometry; parallel over (batch, output row).
+    The window's rows are picked once per output row (a row of the padding's value, -inf or
+    0, for a row outside the image); a column whose window lies inside the image takes it
+    as one expression, channels innermost, and stores each output once.  Border columns,
+    and windows of more than :data:`MAX_UNROLLED_TAPS` taps, accumulate tap by tap in
+    ``out``, where a max is a conditional store: a ``vmaskmovps`` per tap in AVX2 code
+    (28x28x192 3x3 accumulated so everywhere ran 3x as long with AVX2 code as with
+    AVX-512, 5x as long as now; benchmarks/RESULTS.md).  Selecting each tap's row and
+    column for the border columns too made the kernel slower and twice as long to compile."""
     _, h, w, c = in_shape
     _, oh, ow, _ = out_shape
     (kh, kw), (sh, sw), (dh, dw) = pool_size, strides, dilation
     (pt, pb), (pl, pr) = pads
+    lo, hi = interior_cols(w, ow, kw, sw, dw, pl) if kh * kw <= MAX_UNROLLED_TAPS else (0, 0)
     s = Src()(0, f"def {name}(x, out):")
     s(1, f'"""{kind} pool {kh}x{kw} /{sh},{sw} pads {pads} on {h}x{w}x{c} -> {oh}x{ow}"""')
     s(1, "n_batch = x.shape[0]")
+    init = "-np.inf" if kind == "max" else "0.0"
+    if hi > lo:
+        s(1, f"xf = x.reshape(n_batch, {h}, {w * c})")
+        fill_row(s, 1, "prow", w * c, "stands in for rows outside the image", init)
     s(1, f"for t in prange(n_batch * {oh}):")
     s(2, f"n = t // {oh}", f"oi = t % {oh}", f"h0 = oi * {sh} - {pt}")
-    s(2, f"for oj in range({ow}):")
-    s(3, f"w0 = oj * {sw} - {pl}")
-    init = "-np.inf" if kind == "max" else "0.0"
-    s(3, f"for c in range({c}):", f"    out[n, oi, oj, c] = {init}")
-    s(3, "cnt = 0", "cntp = 0")
-    s(3, f"for ki in range({kh}):")
-    s(4, f"hi = h0 + ki * {dh}")
-    s(4, f"if hi < {-pt} or hi >= {h + pb}:", "    continue")
-    s(4, f"for kj in range({kw}):")
-    s(5, f"wi = w0 + kj * {dw}")
-    s(5, f"if wi < {-pl} or wi >= {w + pr}:", "    continue")
-    s(5, "cntp += 1")
-    s(5, f"if hi < 0 or hi >= {h} or wi < 0 or wi >= {w}:", "    continue")
-    s(5, "cnt += 1")
-    s(5, f"for c in range({c}):")
-    if kind == "max":
-        s(6, "out[n, oi, oj, c] = max(out[n, oi, oj, c], x[n, hi, wi, c])")
-    else:
-        s(6, "out[n, oi, oj, c] += x[n, hi, wi, c]")
-    if kind == "avg":
-        s(3, f"inv = np.float32(1.0) / np.float32({'cntp' if count_include_pad else 'cnt'})")
-        s(3, f"for c in range({c}):", "    out[n, oi, oj, c] *= inv")
-    helper = body_helper(s, name, {"x": 4}, "noalias")
+    if hi > lo:
+        for i in range(kh):
+            s(2, f"y{i} = h0 + {i * dh}", f"r{i} = xf[n, y{i}] if y{i} >= 0 and y{i} < {h} else prow")
+        if kind == "avg":  # the window's rows inside the image (or its padding, if counted)
+            top, bot = (-pt, h + pb) if count_include_pad else (0, h)
+            s(2, "nr = " + " + ".join(f"({top} <= y{i} < {bot})" for i in range(kh)))
+            s(2, f"inv = np.float32(1.0) / np.float32(nr * {kw})")
+        s(2, f"for oj in range({lo}, {hi}):   # interior columns")
+        s(3, f"base = (oj * {sw} - {pl}) * {c}")
+        s(3, f"for ch in range({c}):")
+        taps = [f"r{i}[base + {j * dw * c} + ch]" for i in range(kh) for j in range(kw)]
+        if kind == "max":
+            s(4, f"v = max({', '.join(taps)})" if len(taps) > 1 else f"v = {taps[0]}")
+        else:
+            s(4, f"v = ({' + '.join(taps)}) * inv")
+        s(4, "out[n, oi, oj, ch] = v")
+    if hi - lo < ow:
+        s(2, f"for e in range({ow - (hi - lo)}):   # border columns: bounds checked")
+        s(3, f"oj = e if e < {lo} else e + {hi - lo}", f"w0 = oj * {sw} - {pl}")
+        s(3, f"for c in range({c}):", f"    out[n, oi, oj, c] = {init}")
+        s(3, "cnt = 0", "cntp = 0")
+        s(3, f"for ki in range({kh}):")
+        s(4, f"hi = h0 + ki * {dh}")
+        s(4, f"if hi < {-pt} or hi >= {h + pb}:", "    continue")
+        s(4, f"for kj in range({kw}):")
+        s(5, f"wi = w0 + kj * {dw}")
+        s(5, f"if wi < {-pl} or wi >= {w + pr}:", "    continue")
+        s(5, "cntp += 1")
+        s(5, f"if hi < 0 or hi >= {h} or wi < 0 or wi >= {w}:", "    continue")
+        s(5, "cnt += 1")
+        s(5, f"for c in range({c}):")
+        if kind == "max":
+            s(6, "out[n, oi, oj, c] = max(out[n, oi, oj, c], x[n, hi, wi, c])")
+        else:
+            s(6, "out[n, oi, oj, c] += x[n, hi, wi, c]")
+        if kind == "avg":
+            s(3, f"inv = np.float32(1.0) / np.float32({'cntp' if count_include_pad else 'cnt'})")
+            s(3, f"for c in range({c}):", "    out[n, oi, oj, c] *= inv")
+    helper = body_helper(s, name, {"x": 4, "xf": 3, "prow": 1}, "noalias")
     return s.text() + helper
+
+
+#: windows of more taps than this (large average pools) accumulate tap by tap at every
+#: column: their one expression would be long to compile
+MAX_UNROLLED_TAPS = 25
 
 
 def global_pool(name: str, kind: str, in_shape) -> str:
@@ -366,12 +400,21 @@ def hoist_literals(template: str) -> str:
     return body + "".join(f"{name} = {value}\n" for name, value in sorted(found.items()))
 
 
-def zero_row(s: Src, d: int, name: str, n: int, why: str) -> None:
-    """Emit at depth ``d`` (outside the ``prange``) ``name``: ``n`` float32 zeros, filled by a
-    serial loop: ``np.zeros`` there is a parallel loop of its own, a second OpenMP region
-    started on every call (~1 us) and a second gufunc to compile (~0.3 s)."""
+def fill_row(s: Src, d: int, name: str, n: int, why: str, value: str = "0.0") -> None:
+    """Emit at depth ``d`` (outside the ``prange``) ``name``: ``n`` float32 ``value`` (zeros
+    by default), filled by a serial loop: ``np.zeros`` there is a parallel loop of its own, a
+    second OpenMP region started on every call (~1 us) and a second gufunc to compile (~0.3 s)."""
     s(d, f"{name} = np.empty({n}, np.float32)   # {why}",
-      f"for zi in range({n}):", f"    {name}[zi] = 0.0")
+      f"for zi in range({n}):", f"    {name}[zi] = {value}")
+
+
+def interior_cols(w: int, ow: int, kw: int, sw: int, dw: int, pl: int) -> tuple[int, int]:
+    """[lo, hi) of the ``ow`` output columns whose whole window (``kw`` taps, stride ``sw``,
+    dilation ``dw``, left padding ``pl``) lies inside the ``w`` input columns."""
+    span = (kw - 1) * dw
+    lo = -(-pl // sw)
+    hi = min((w - 1 - span + pl) // sw + 1 if w - 1 - span + pl >= 0 else 0, ow)
+    return (lo, hi) if hi > lo else (0, 0)
 
 
 def register_tile(s: Src, d: int, p: int, cb: int, var: str, length: int, x: str, w: str,

@@ -34,7 +34,7 @@ import os
 import numpy as np
 
 from cnnc.backends.numba_cpu import target
-from cnnc.backends.numba_cpu.kernels import HELPERS, UNSIGNED, Src, register_tile, zero_row
+from cnnc.backends.numba_cpu.kernels import HELPERS, UNSIGNED, Src, register_tile, fill_row
 from cnnc.backends.numba_cpu.scalar import epilogue_lines
 
 ENABLED = os.environ.get("CNNC_WINOGRAD", "1").strip() != "0"
@@ -294,7 +294,7 @@ def generate_input(spec, name: str, pl) -> str:
          f'{PL}, {TH}x{TW} tiles padded to {TWP} per row"""')
     s(1, "n_batch = x.shape[0]", f"xf = x.reshape(n_batch, {H}, {W * CIN})",
       f"v = scratch[:n_batch * {pts * TH * TWP * CIN}]")
-    zero_row(s, 1, "zrow", W * CIN, "stands in for rows in the padding")
+    fill_row(s, 1, "zrow", W * CIN, "stands in for rows in the padding")
     s(1, f"for t in prange(n_batch * {TH}):", f"    {name}{IN}(xf, zrow, v, np.int64(t))")
     h = Src()(0, '@njit(fastmath=FASTMATH, error_model="numpy", cache=True)')
     h(0, f"def {name}{IN}(xf, zrow, v, t):")
