@@ -255,72 +255,101 @@ def pool(name: str, kind: str, in_shape, out_shape, pool_size, strides, pads, di
          count_include_pad: bool) -> str:
     """max/avg pooling over NHWC with static geometry; parallel over (batch, output row).
     The window's rows are picked once per output row (a row of the padding's value, -inf or
-    0, for a row outside the image); a column whose window lies inside the image takes it
-    as one expression, channels innermost, and stores each output once.  Border columns,
-    and windows of more than :data:`MAX_UNROLLED_TAPS` taps, accumulate tap by tap in
-    ``out``, where a max is a conditional store: a ``vmaskmovps`` per tap in AVX2 code
-    (28x28x192 3x3 accumulated so everywhere ran 3x as long with AVX2 code as with
-    AVX-512, 5x as long as now; benchmarks/RESULTS.md).  Selecting each tap's row and
-    column for the border columns too made the kernel slower and twice as long to compile."""
+    0, for a row outside the image); each output column takes its window as one expression,
+    channels innermost, and stores each output once: the interior columns in a loop, each
+    border column with the taps inside the image, written out.  Accumulating tap by tap in
+    ``out`` makes a max a conditional store, a ``vmaskmovps`` per tap in AVX2 code
+    (28x28x192 3x3 ran 3x as long with AVX2 code as with AVX-512, 5x as long as now;
+    benchmarks/RESULTS.md): only windows of more than :data:`MAX_UNROLLED_TAPS` taps, or
+    more than :data:`MAX_BORDER_COLUMNS` border columns, still do (:func:`_pool_by_taps`).
+    Selecting each tap's row and column per column instead of writing the border columns
+    out ran slower."""
     _, h, w, c = in_shape
     _, oh, ow, _ = out_shape
     (kh, kw), (sh, sw), (dh, dw) = pool_size, strides, dilation
     (pt, pb), (pl, pr) = pads
-    lo, hi = interior_cols(w, ow, kw, sw, dw, pl) if kh * kw <= MAX_UNROLLED_TAPS else (0, 0)
+    lo, hi = interior_cols(w, ow, kw, sw, dw, pl)
+    border = [oj for oj in range(ow) if not lo <= oj < hi]
     s = Src()(0, f"def {name}(x, out):")
     s(1, f'"""{kind} pool {kh}x{kw} /{sh},{sw} pads {pads} on {h}x{w}x{c} -> {oh}x{ow}"""')
     s(1, "n_batch = x.shape[0]")
-    init = "-np.inf" if kind == "max" else "0.0"
-    if hi > lo:
-        s(1, f"xf = x.reshape(n_batch, {h}, {w * c})")
-        fill_row(s, 1, "prow", w * c, "stands in for rows outside the image", init)
+    if kh * kw > MAX_UNROLLED_TAPS or len(border) > MAX_BORDER_COLUMNS:
+        _pool_by_taps(s, kind, in_shape, out_shape, pool_size, strides, pads, dilation,
+                      count_include_pad)
+        helper = body_helper(s, name, {"x": 4}, "noalias")
+        return s.text() + helper
+    s(1, f"xf = x.reshape(n_batch, {h}, {w * c})")
+    fill_row(s, 1, "prow", w * c, "stands in for rows outside the image",
+             "-np.inf" if kind == "max" else "0.0")
     s(1, f"for t in prange(n_batch * {oh}):")
     s(2, f"n = t // {oh}", f"oi = t % {oh}", f"h0 = oi * {sh} - {pt}")
+    for i in range(kh):
+        s(2, f"y{i} = h0 + {i * dh}", f"r{i} = xf[n, y{i}] if y{i} >= 0 and y{i} < {h} else prow")
+    if kind == "avg":  # the window's rows inside the image (or its padding, if counted)
+        top, bot = (-pt, h + pb) if count_include_pad else (0, h)
+        s(2, "nr = " + " + ".join(f"({top} <= y{i} < {bot})" for i in range(kh)))
+    left, right = (-pl, w + pr) if count_include_pad else (0, w)
+
+    def window(d: int, oj: str, taps: list[str], counted: int) -> None:
+        """out[n, oi, oj, :] from ``taps`` (offsets of a channel-0 tap in a row) of each row"""
+        taps = [f"r{i}[{tap} + ch]" for i in range(kh) for tap in taps]
+        if kind == "max":
+            v = f"max({', '.join(taps)})" if len(taps) > 1 else taps[0] if taps else "-np.inf"
+        else:
+            s(d, f"inv = np.float32(1.0) / np.float32(nr * {counted})")
+            v = f"({' + '.join(taps) or '0.0'}) * inv"
+        s(d, f"for ch in range({c}):", f"    out[n, oi, {oj}, ch] = {v}")
+
     if hi > lo:
-        for i in range(kh):
-            s(2, f"y{i} = h0 + {i * dh}", f"r{i} = xf[n, y{i}] if y{i} >= 0 and y{i} < {h} else prow")
-        if kind == "avg":  # the window's rows inside the image (or its padding, if counted)
-            top, bot = (-pt, h + pb) if count_include_pad else (0, h)
-            s(2, "nr = " + " + ".join(f"({top} <= y{i} < {bot})" for i in range(kh)))
-            s(2, f"inv = np.float32(1.0) / np.float32(nr * {kw})")
         s(2, f"for oj in range({lo}, {hi}):   # interior columns")
         s(3, f"base = (oj * {sw} - {pl}) * {c}")
-        s(3, f"for ch in range({c}):")
-        taps = [f"r{i}[base + {j * dw * c} + ch]" for i in range(kh) for j in range(kw)]
-        if kind == "max":
-            s(4, f"v = max({', '.join(taps)})" if len(taps) > 1 else f"v = {taps[0]}")
-        else:
-            s(4, f"v = ({' + '.join(taps)}) * inv")
-        s(4, "out[n, oi, oj, ch] = v")
-    if hi - lo < ow:
-        s(2, f"for e in range({ow - (hi - lo)}):   # border columns: bounds checked")
-        s(3, f"oj = e if e < {lo} else e + {hi - lo}", f"w0 = oj * {sw} - {pl}")
-        s(3, f"for c in range({c}):", f"    out[n, oi, oj, c] = {init}")
-        s(3, "cnt = 0", "cntp = 0")
-        s(3, f"for ki in range({kh}):")
-        s(4, f"hi = h0 + ki * {dh}")
-        s(4, f"if hi < {-pt} or hi >= {h + pb}:", "    continue")
-        s(4, f"for kj in range({kw}):")
-        s(5, f"wi = w0 + kj * {dw}")
-        s(5, f"if wi < {-pl} or wi >= {w + pr}:", "    continue")
-        s(5, "cntp += 1")
-        s(5, f"if hi < 0 or hi >= {h} or wi < 0 or wi >= {w}:", "    continue")
-        s(5, "cnt += 1")
-        s(5, f"for c in range({c}):")
-        if kind == "max":
-            s(6, "out[n, oi, oj, c] = max(out[n, oi, oj, c], x[n, hi, wi, c])")
-        else:
-            s(6, "out[n, oi, oj, c] += x[n, hi, wi, c]")
-        if kind == "avg":
-            s(3, f"inv = np.float32(1.0) / np.float32({'cntp' if count_include_pad else 'cnt'})")
-            s(3, f"for c in range({c}):", "    out[n, oi, oj, c] *= inv")
-    helper = body_helper(s, name, {"x": 4, "xf": 3, "prow": 1}, "noalias")
+        window(3, "oj", [f"base + {j * dw * c}" for j in range(kw)], kw)
+    for oj in border:   # written out: the taps inside the image
+        cols = [oj * sw - pl + j * dw for j in range(kw)]
+        window(2, str(oj), [str(x * c) for x in cols if 0 <= x < w],
+               sum(left <= x < right for x in cols))
+    helper = body_helper(s, name, {"xf": 3, "prow": 1}, "noalias")
     return s.text() + helper
 
 
 #: windows of more taps than this (large average pools) accumulate tap by tap at every
 #: column: their one expression would be long to compile
 MAX_UNROLLED_TAPS = 25
+#: images with more border columns than this (small images, wide padding) accumulate tap by
+#: tap at every column: each border column is a loop of its own to compile
+MAX_BORDER_COLUMNS = 4
+
+
+def _pool_by_taps(s: Src, kind: str, in_shape, out_shape, pool_size, strides, pads, dilation,
+                  count_include_pad: bool) -> None:
+    """The parallel loop of :func:`pool` accumulating in ``out`` tap by tap."""
+    _, h, w, c = in_shape
+    _, oh, ow, _ = out_shape
+    (kh, kw), (sh, sw), (dh, dw) = pool_size, strides, dilation
+    (pt, pb), (pl, pr) = pads
+    s(1, f"for t in prange(n_batch * {oh}):")
+    s(2, f"n = t // {oh}", f"oi = t % {oh}", f"h0 = oi * {sh} - {pt}")
+    s(2, f"for oj in range({ow}):")
+    s(3, f"w0 = oj * {sw} - {pl}")
+    s(3, f"for c in range({c}):", f"    out[n, oi, oj, c] = {'-np.inf' if kind == 'max' else '0.0'}")
+    s(3, "cnt = 0", "cntp = 0")
+    s(3, f"for ki in range({kh}):")
+    s(4, f"hi = h0 + ki * {dh}")
+    s(4, f"if hi < {-pt} or hi >= {h + pb}:", "    continue")
+    s(4, f"for kj in range({kw}):")
+    s(5, f"wi = w0 + kj * {dw}")
+    s(5, f"if wi < {-pl} or wi >= {w + pr}:", "    continue")
+    s(5, "cntp += 1")
+    s(5, f"if hi < 0 or hi >= {h} or wi < 0 or wi >= {w}:", "    continue")
+    s(5, "cnt += 1")
+    s(5, f"for c in range({c}):")
+    if kind == "max":
+        s(6, "out[n, oi, oj, c] = max(out[n, oi, oj, c], x[n, hi, wi, c])")
+    else:
+        s(6, "out[n, oi, oj, c] += x[n, hi, wi, c]")
+    if kind == "avg":
+        s(3, f"inv = np.float32(1.0) / np.float32({'cntp' if count_include_pad else 'cnt'})")
+        s(3, f"for c in range({c}):", "    out[n, oi, oj, c] *= inv")
 
 
 def global_pool(name: str, kind: str, in_shape) -> str:
