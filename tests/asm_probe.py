@@ -148,6 +148,8 @@ def _kernels():
         "depthwise3x3": S(10, 10, 64, 3, 3, 64, (1, 1), (1, 1, 1, 1), groups=64),
         # register tiles on AVX-512 (convgen._depthwise_tiles_pay), per pixel on AVX2
         "depthwise5x5": S(16, 16, 32, 5, 5, 32, (1, 1), (2, 2, 2, 2), groups=32),
+        # register tiles on both (ConvNeXt's 7x7)
+        "depthwise7x7": S(16, 16, 32, 7, 7, 32, (1, 1), (3, 3, 3, 3), groups=32),
         # SiLU is left to the kernel's loop-vectorized tail function (kernels.TAIL)
         "conv3x3silu": S(10, 10, 64, 3, 3, 64, (1, 1), (1, 1, 1, 1),
                          epilogue=(("swish", 1.0),)),

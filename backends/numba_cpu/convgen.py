@@ -149,7 +149,10 @@ def plan(spec: ConvSpec, cpu: Target | None = None, tuned: bool = True,
     g = spec.groups
     if spec.depthwise:
         if _depthwise_tiles_pay(spec, cpu):
-            p = _row_pixels(spec.out_hw[1], *pixel_range(cpu.lanes, cpu, spec))
+            lo, hi = pixel_range(cpu.lanes, cpu, spec)
+            if cpu.lanes < 16:
+                hi = min(hi, AVX2_DEPTHWISE_PIXELS)
+            p = _row_pixels(spec.out_hw[1], min(lo, hi), hi)
             return Plan("depthwise", cb=cpu.lanes, p=p, merged=False, loop_vectorize=False)
         return Plan("depthwise", cb=0, p=1, merged=False)
     if tuned:
@@ -424,17 +427,24 @@ DEPTHWISE_TILES = True
 
 
 def _depthwise_tiles_pay(spec: ConvSpec, cpu: Target) -> bool:
-    """Register tiles (one zmm of channels by P px) for a depthwise conv of multiplier 1 and
-    whole vectors of channels, stride 1, at least 25 taps and output rows of 14 or more.
-    They pay for their padded input copy with many taps (AVX-512, the copy included: 5x5 on
-    28x28x240 82.5 -> 55.0 us, on 14x14x672 98 -> 67, 7x7 on 28x28x192 267 -> 116, on
-    56x56x96 228 -> 198); 3x3 ran even (56x56x144 84.6 vs 82.5), stride 2 lost (the copy of
-    a 4x larger input: 3x3/2 96 on 112x112 83 -> 157, 5x5/2 144 on 56x56 67 -> 104), and so
-    did a 7x7 on a 7x7 map (51 -> 60).  AVX-512 only: for AVX2 code (8 px x 8 ch) the SLP
-    vectorizer left the tile scalar, 7x slower."""
-    return (DEPTHWISE_TILES and cpu.lanes >= 16 and spec.cout == spec.cin
-            and spec.cout % cpu.lanes == 0
-            and spec.stride == (1, 1) and spec.kh * spec.kw >= 25 and spec.out_hw[1] >= 14)
+    """Register tiles (one vector of channels by P px) for a depthwise conv of multiplier 1
+    and whole vectors of channels, stride 1, at least 25 taps (AVX2: 49) and output rows of
+    14 or more.  They pay for their padded input copy with many taps (AVX-512, the copy
+    included: 5x5 on 28x28x240 82.5 -> 55.0 us, on 14x14x672 98 -> 67, 7x7 on 28x28x192
+    267 -> 116, on 56x56x96 228 -> 198); 3x3 ran even (56x56x144 84.6 vs 82.5), stride 2
+    lost (the copy of a 4x larger input: 3x3/2 96 on 112x112 83 -> 157, 5x5/2 144 on 56x56
+    67 -> 104), and so did a 7x7 on a 7x7 map (51 -> 60).  AVX2 code, tiles of at most
+    :data:`AVX2_DEPTHWISE_PIXELS` px x 8 ch (7 px: the SLP vectorizer left the tile scalar,
+    3-5x slower): 7x7 on 28x28x192 and 56x56x96 ran 0.50-0.65 of the per-pixel kernel's
+    time, on 14x14x384 0.84; 5x5 even (0.93-1.12, benchmarks/RESULTS.md)."""
+    taps = spec.kh * spec.kw
+    return (DEPTHWISE_TILES and spec.cout == spec.cin and spec.cout % cpu.lanes == 0
+            and spec.stride == (1, 1) and taps >= (25 if cpu.lanes >= 16 else 49)
+            and spec.out_hw[1] >= 14)
+
+
+#: the most pixels of an AVX2 depthwise register tile (one ymm of channels each)
+AVX2_DEPTHWISE_PIXELS = 5
 
 
 def _tiled_prologue(spec: ConvSpec, name: str, pl: Plan, mirror: Halo | None = None,

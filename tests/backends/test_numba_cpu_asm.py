@@ -55,7 +55,7 @@ def test_target_is_the_emulated_one(probe):
 
 
 KERNELS = ["conv3x3", "conv3x3s2", "conv1x1", "conv1x1se", "conv1x1c24", "conv1x1c40",
-           "conv7x7s2", "depthwise3x3", "depthwise5x5", "dense", "conv3x3silu", "conv1x1relu",
+           "conv7x7s2", "depthwise3x3", "depthwise5x5", "depthwise7x7", "dense", "conv3x3silu", "conv1x1relu",
            "conv3x3addrelu", "winograd3x3"]
 BLOCKED = [k for k in KERNELS if k.startswith("conv") or k == "dense"]
 TILED = BLOCKED + ["winograd3x3"]   # register tiles: Winograd's transformed-domain products
@@ -87,14 +87,17 @@ def test_hot_loop_keeps_vectors_off_the_stack(probe, kernel, request):
     assert hot["stack_vector"] == [], (kernel, hot)
 
 
-def test_depthwise_register_tile(probe):
-    """A 5x5 depthwise conv runs as P px x 16 ch tiles on AVX-512: P independent chains,
-    stored after the reduction; per pixel (no tile) on AVX2."""
-    isa, plan, hot = _hot(probe, "depthwise5x5")
-    if TARGETS[isa][3] < 16:
+@pytest.mark.parametrize("kernel", ["depthwise5x5", "depthwise7x7"])
+def test_depthwise_register_tile(probe, kernel):
+    """A 5x5 depthwise conv runs as P px x 16 ch tiles on AVX-512, per pixel (no tile) on
+    AVX2; a 7x7 one as P px x one vector of channels on both: P independent chains, stored
+    after the reduction."""
+    isa, plan, hot = _hot(probe, kernel)
+    lanes = TARGETS[isa][3]
+    if lanes < 16 and kernel == "depthwise5x5":
         assert plan["cb"] == 0, plan
         return
-    assert plan["cb"] == 16 and not plan["loop_vectorize"], plan
+    assert plan["cb"] == lanes and not plan["loop_vectorize"], plan
     assert hot["accumulators"] >= plan["p"] and hot["fma_loop_stores"] == 0, (plan, hot)
 
 
