@@ -180,6 +180,7 @@ def _kernels():
     out["maxpool3x3"] = (kernels.pool("kernel", "max", (1, 28, 28, 192), (1, 28, 28, 192),
                                       (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), False),
                          (4, 4), None)
+    out["globalmaxpool"] = (kernels.global_pool("kernel", "max", (1, 7, 7, 1280)), (4, 4), None)
     cb, p = convgen.dense_tile(64, target.effective())
     out["dense"] = (kernels.dense_tiled("kernel", 512, 64, (), 0, cb, p), (2, 3, 1, 2),
                     convgen.Plan("blocked", cb=cb, p=p, loop_vectorize=False))

@@ -353,19 +353,34 @@ def _pool_by_taps(s: Src, kind: str, in_shape, out_shape, pool_size, strides, pa
 
 
 def global_pool(name: str, kind: str, in_shape) -> str:
+    """Global max/avg pooling, parallel over the batch.  A max takes the rows
+    :data:`GLOBAL_MAX_ROWS` at a time into ``out`` (the last group overlapping the one
+    before it: a max may see a row twice): one row at a time, ``out = max(out, x)`` is a
+    conditional store, a ``vmaskmovps`` per vector and row in AVX2 code (as in
+    :func:`pool`)."""
     _, h, w, c = in_shape
+    hw = h * w
     s = Src()(0, f"def {name}(x, out):")
-    s(1, "n_batch = x.shape[0]", f"x3 = x.reshape(n_batch, {h * w}, {c})",
+    s(1, "n_batch = x.shape[0]", f"x3 = x.reshape(n_batch, {hw}, {c})",
       f"o2 = out.reshape(n_batch, {c})")
     s(1, "for n in prange(n_batch):")
     s(2, f"for c in range({c}):", "    o2[n, c] = x3[n, 0, c]")
-    s(2, f"for p in range(1, {h * w}):")
-    s(3, f"for c in range({c}):")
-    s(4, "o2[n, c] = max(o2[n, c], x3[n, p, c])" if kind == "max" else
-      "o2[n, c] += x3[n, p, c]")
+    if kind == "max" and hw > 1:
+        u = min(GLOBAL_MAX_ROWS, hw - 1)
+        s(2, f"for q in range({-(-(hw - 1) // u)}):")
+        s(3, f"p = min(1 + q * {u}, {hw - u})")
+        s(3, f"for c in range({c}):")
+        s(4, f"o2[n, c] = max(o2[n, c], {', '.join(f'x3[n, p + {k}, c]' for k in range(u))})")
+    elif kind == "avg":
+        s(2, f"for p in range(1, {hw}):")
+        s(3, f"for c in range({c}):", "    o2[n, c] += x3[n, p, c]")
     if kind == "avg":
         s(2, f"for c in range({c}):", f"    o2[n, c] *= {f32(1.0 / (h * w))}")
     return s.text()
+
+
+#: rows of a global max pool taken into ``out`` at once (:func:`global_pool`)
+GLOBAL_MAX_ROWS = 8
 
 
 #: dense weights up to this size are read from cache by every row tile (:func:`dense_tiled`):

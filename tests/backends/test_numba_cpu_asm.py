@@ -164,12 +164,14 @@ def test_winograd_transforms_are_vectorized(probe):
     assert not [c for c in out["calls"] if "exp" in c], out
 
 
-def test_max_pool_interior_is_one_store_per_vector(probe):
-    """A 3x3 max pool's interior columns take the window's maxes at full width and store
-    each vector once: accumulating in the output made each tap a masked store on AVX2
-    (``vmaskmovps``), 3x as slow as the same kernel with AVX-512 code."""
+@pytest.mark.parametrize("kernel", ["maxpool3x3", "globalmaxpool"])
+def test_max_pool_stores_once_per_vector(probe, kernel):
+    """A 3x3 max pool's interior columns, and a global max pool's groups of rows, take
+    their maxes at full width and store each vector once: accumulating in the output one
+    tap at a time made each tap a masked store on AVX2 (``vmaskmovps``), 3-4x as slow as
+    the same kernel with AVX-512 code."""
     isa, report = probe
-    hot = report["kernels"]["maxpool3x3"]["max"]
+    hot = report["kernels"][kernel]["max"]
     assert hot["max"] >= 8 and hot["widths"] == [TARGETS[isa][2]], hot
     assert hot["masked_stores"] == 0, hot
 

@@ -152,6 +152,17 @@ def test_pooling_matches_reference(cfg, kind, seed):
     _check(g, rng.standard_normal(cfg["x_shape"]).astype(np.float32))
 
 
+@pytest.mark.parametrize("h, w, c", [(1, 1, 5), (1, 2, 16), (3, 3, 9), (3, 4, 33), (5, 5, 8)])
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_global_pooling_matches_reference(h, w, c, kind):
+    """Global pools over 1 to 25 rows: a max takes groups of up to 8 rows, the last group
+    overlapping the one before it (1 row: none; 12: 8 + 8 overlapping)."""
+    rng = np.random.default_rng(h * w * c)
+    g = op_graph(f"global_{kind}_pool", [("N", h, w, c)], {"keepdims": kind == "max"},
+                 name="gpool")
+    _check(g, rng.standard_normal((3, h, w, c)).astype(np.float32), batches=(None, 1))
+
+
 @settings(deadline=None, max_examples=6)
 @given(fin=st.integers(1, 70), fout=st.integers(1, 40), steps=st.lists(
     st.sampled_from([s for s in STEPS if s[0] != "add"]), max_size=3), seed=st.integers(0, 99))
