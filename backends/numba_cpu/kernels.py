@@ -279,15 +279,21 @@ def pool(name: str, kind: str, in_shape, out_shape, pool_size, strides, pads, di
         helper = body_helper(s, name, {"x": 4}, "noalias")
         return s.text() + helper
     s(1, f"xf = x.reshape(n_batch, {h}, {w * c})")
-    fill_row(s, 1, "prow", w * c, "stands in for rows outside the image",
-             "-np.inf" if kind == "max" else "0.0")
+    inside = pt == 0 and (oh - 1) * sh + (kh - 1) * dh < h   # every window row in the image
+    if not inside:
+        fill_row(s, 1, "prow", w * c, "stands in for rows outside the image",
+                 "-np.inf" if kind == "max" else "0.0")
     s(1, f"for t in prange(n_batch * {oh}):")
     s(2, f"n = t // {oh}", f"oi = t % {oh}", f"h0 = oi * {sh} - {pt}")
     for i in range(kh):
-        s(2, f"y{i} = h0 + {i * dh}", f"r{i} = xf[n, y{i}] if y{i} >= 0 and y{i} < {h} else prow")
+        if inside:
+            s(2, f"r{i} = xf[n, h0 + {i * dh}]")
+        else:
+            s(2, f"y{i} = h0 + {i * dh}", f"r{i} = xf[n, y{i}] if y{i} >= 0 and y{i} < {h} else prow")
     if kind == "avg":  # the window's rows inside the image (or its padding, if counted)
         top, bot = (-pt, h + pb) if count_include_pad else (0, h)
-        s(2, "nr = " + " + ".join(f"({top} <= y{i} < {bot})" for i in range(kh)))
+        s(2, f"nr = {kh}" if inside else
+          "nr = " + " + ".join(f"({top} <= y{i} < {bot})" for i in range(kh)))
     left, right = (-pl, w + pr) if count_include_pad else (0, w)
 
     def window(d: int, oj: str, taps: list[str], counted: int) -> None:
