@@ -506,6 +506,13 @@ def _gen_depthwise_tiled(spec: ConvSpec, name: str, pl: Plan,
     return _finish(s, name, spec, tail, C, mirror)   # the body stored the whole output row
 
 
+#: independent sums a per-pixel depthwise conv's taps are spread over (interior columns),
+#: compiled without reassociation (which folded them back into one chain): one chain of 25
+#: dependent FMAs per vector of channels left AVX2 code's 5x5 kernel bound by the FMA's
+#: latency (0.875-0.94 of the time with four; EfficientNet-B0 0.973, benchmarks/RESULTS.md)
+DEPTHWISE_CHAINS = 4
+
+
 def _gen_depthwise(spec: ConvSpec, name: str, pl: Plan) -> str:
     if pl.cb:
         return _gen_depthwise_tiled(spec, name, pl)
@@ -529,9 +536,10 @@ def _gen_depthwise(spec: ConvSpec, name: str, pl: Plan) -> str:
         s(3, f"for c in range({COUT}):")
         terms = [f"r{i}[base + {j * DW * CIN} + {cidx}] * wp[{i * KW + j}, c]"
                  for i in range(KH) for j in range(KW)]
-        s(4, "v = b[c]")
-        for k in range(0, len(terms), 3):
-            s(4, "v += " + " + ".join(terms[k:k + 3]))
+        chains = min(DEPTHWISE_CHAINS, len(terms))
+        s(4, *(f"a{k} = {terms[k]}" for k in range(chains)))
+        s(4, *(f"a{k % chains} += {terms[k]}" for k in range(chains, len(terms))))
+        s(4, f"v = b[c] + ({' + '.join(f'a{k}' for k in range(chains))})")
         s(4, *_epilogue(spec, "c", "n, oh, ow, c"))
         s(4, "out[n, oh, ow, c] = v")
     nedge = OW - (hi - lo)
@@ -554,7 +562,7 @@ def _gen_depthwise(spec: ConvSpec, name: str, pl: Plan) -> str:
         s(4, "v = acc[c]")
         s(4, *_epilogue(spec, "c", "n, oh, ow, c"))
         s(4, "out[n, oh, ow, c] = v")
-    helper = body_helper(s, name, {"wp": 2, "zrow": 1}, "noalias")
+    helper = body_helper(s, name, {"wp": 2, "zrow": 1}, "noalias", 'FASTMATH - {"reassoc"}')
     return s.text() + helper
 
 

@@ -107,13 +107,16 @@ def _body_rank(arg: str, ranks: dict) -> int:
     return 4 if re.fullmatch(r"res\d+", arg) else {**_BODY_RANKS, **ranks}[arg]
 
 
-def body_helper(s: Src, name: str, ranks: dict, how: str = "tiled") -> str:
+def body_helper(s: Src, name: str, ranks: dict, how: str = "tiled",
+                fastmath: str = "FASTMATH") -> str:
     """Move the body of the kernel's parallel loop into the helper ``{name}_tile`` (the
     arrays and integers of the kernel it reads, by their ``ranks`` and :data:`_BODY_RANKS`,
     then the loop index), which the loop calls by its symbol; its source and :data:`HELPERS`
     entry, marked ``how`` (:func:`compile_tail`: "tiled" for a register tile, "noalias" for a
     loop-vectorized body; either way its arrays noalias as Numba made them in the loop's
-    body, whose flat views of the output and residuals it did not count as aliases).
+    body, whose flat views of the output and residuals it did not count as aliases), jitted
+    with the flags ``fastmath`` (an expression of the generated module: the kernels'
+    ``FASTMATH`` unless the body needs its sums kept in their written order).
     Compiled on its own, it is not optimised a second time inside the kernel: a blocked
     kernel compiled in 0.81-0.96 s instead of 1.0-1.2 (ResNet-18's strided convs, AVX2
     code), MobileNet-v2's kernels in 28.5-30.7 s instead of 41.8 (its per-pixel depthwise
@@ -127,7 +130,7 @@ def body_helper(s: Src, name: str, ranks: dict, how: str = "tiled") -> str:
     used = set(re.findall(r"\w+", "\n".join(body)))
     args = [a for a in dict.fromkeys(params + assigned) if a in used]
     s.lines[i + 1:] = [f"        {name}{BODY}({', '.join(args)}, np.int64({index}))"]
-    h = Src()(0, '@njit(fastmath=FASTMATH, error_model="numpy", cache=True)')
+    h = Src()(0, f'@njit(fastmath={fastmath}, error_model="numpy", cache=True)')
     h(0, f"def {name}{BODY}({', '.join([*args, index])}):")
     h(1, f'"""the body of {name}\'s parallel loop: step {index}"""')
     h.lines += body

@@ -90,12 +90,15 @@ def test_hot_loop_keeps_vectors_off_the_stack(probe, kernel, request):
 @pytest.mark.parametrize("kernel", ["depthwise5x5", "depthwise7x7"])
 def test_depthwise_register_tile(probe, kernel):
     """A 5x5 depthwise conv runs as P px x 16 ch tiles on AVX-512, per pixel (no tile) on
-    AVX2; a 7x7 one as P px x one vector of channels on both: P independent chains, stored
-    after the reduction."""
+    AVX2 with its taps spread over independent sums (one chain of 25 FMAs was bound by their
+    latency); a 7x7 one as P px x one vector of channels on both: P independent chains,
+    stored after the reduction."""
+    from cnnc.backends.numba_cpu.convgen import DEPTHWISE_CHAINS
     isa, plan, hot = _hot(probe, kernel)
     lanes = TARGETS[isa][3]
     if lanes < 16 and kernel == "depthwise5x5":
         assert plan["cb"] == 0, plan
+        assert hot["accumulators"] >= DEPTHWISE_CHAINS, hot
         return
     assert plan["cb"] == lanes and not plan["loop_vectorize"], plan
     assert hot["accumulators"] >= plan["p"] and hot["fma_loop_stores"] == 0, (plan, hot)
