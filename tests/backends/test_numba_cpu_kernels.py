@@ -33,6 +33,7 @@ def _check(g, x, batches=(None,), plans_for=None):
         xb = x if b is None else np.resize(x, (b, *x.shape[1:]))
         err = _rel_err(compiled(xb), run_reference(g, xb, dtype=np.float64))
         assert err < TOL, f"relative error {err:.2e}\n{compiled.source()}"
+    return compiled
 
 
 def _epilogue(g, rng, out_shape, steps):
@@ -150,6 +151,21 @@ def test_pooling_matches_reference(cfg, kind, seed):
     op = f"{kind}_pool2d"
     g = op_graph(op, [("N", *cfg["x_shape"][1:])], pool_attrs(cfg, op), name="pool")
     _check(g, rng.standard_normal(cfg["x_shape"]).astype(np.float32))
+
+
+@pytest.mark.parametrize("k, d, kind", [(6, 1, "max"), (6, 1, "avg"), (3, 3, "max"),
+                                        (3, 3, "avg")])
+def test_pooling_by_taps_matches_reference(k, d, kind):
+    """Windows of more than 25 taps (6x6), and images with more than four border columns (a
+    3x3 window dilated 3 on 8 columns: six), take the loop accumulating tap by tap."""
+    rng = np.random.default_rng(k * 10 + d)
+    attrs = {"pool_size": k, "strides": 1, "padding": "same", "dilation": d,
+             "ceil_mode": False}
+    if kind == "avg":
+        attrs["count_include_pad"] = False
+    g = op_graph(f"{kind}_pool2d", [("N", 8, 8, 7)], attrs, name="pool")
+    compiled = _check(g, rng.standard_normal((2, 8, 8, 7)).astype(np.float32), batches=(None, 1))
+    assert "cntp" in compiled.source()   # the accumulating loop
 
 
 @pytest.mark.parametrize("h, w, c", [(1, 1, 5), (1, 2, 16), (3, 3, 9), (3, 4, 33), (5, 5, 8)])
