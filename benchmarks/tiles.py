@@ -20,7 +20,7 @@ from cnnc.backends.numba_cpu import convgen, target, tune
 from benchmarks import machine
 
 S = convgen.ConvSpec
-#: ResNet-18 (224), ResNet-20 (32) and VGG-11 conv shapes, batch 1
+#: ResNet-18 (224), ResNet-20 (32), VGG-11 and LeNet-5 conv shapes, batch 1
 SHAPES = {
     "r18-7x7s2": S(224, 224, 3, 7, 7, 64, (2, 2), (3, 3, 3, 3)),
     "r18-3x3-56-64": S(56, 56, 64, 3, 3, 64, (1, 1), (1, 1, 1, 1)),
@@ -34,6 +34,8 @@ SHAPES = {
     "r20-3x3-8-64": S(8, 8, 64, 3, 3, 64, (1, 1), (1, 1, 1, 1)),
     "vgg-3x3-224-3": S(224, 224, 3, 3, 3, 64, (1, 1), (1, 1, 1, 1)),
     "vgg-3x3-112-128": S(112, 112, 64, 3, 3, 128, (1, 1), (1, 1, 1, 1)),
+    "lenet-5x5-32-1": S(32, 32, 1, 5, 5, 6),
+    "lenet-5x5-14-6": S(14, 14, 6, 5, 5, 16),
 }
 
 

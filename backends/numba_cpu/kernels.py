@@ -109,10 +109,11 @@ def _body_rank(arg: str, ranks: dict) -> int:
 
 def body_helper(s: Src, name: str, ranks: dict, how: str = "tiled",
                 fastmath: str = "FASTMATH") -> str:
-    """Move the body of the kernel's parallel loop into the helper ``{name}_tile`` (the
-    arrays and integers of the kernel it reads, by their ``ranks`` and :data:`_BODY_RANKS`,
-    then the loop index), which the loop calls by its symbol; its source and :data:`HELPERS`
-    entry, marked ``how`` (:func:`compile_tail`: "tiled" for a register tile, "noalias" for a
+    """Move the body of each of the kernel's parallel loops into a helper, ``{name}_tile``
+    for the last one and ``{name}_tile<k>`` for the k-th before it (the arrays and integers
+    of the kernel it reads, by their ``ranks`` and :data:`_BODY_RANKS`, then the loop
+    index), which the loop calls by its symbol; their sources and :data:`HELPERS` entry,
+    each marked ``how`` (:func:`compile_tail`: "tiled" for a register tile, "noalias" for a
     loop-vectorized body; either way its arrays noalias as Numba made them in the loop's
     body, whose flat views of the output and residuals it did not count as aliases), jitted
     with the flags ``fastmath`` (an expression of the generated module: the kernels'
@@ -121,21 +122,38 @@ def body_helper(s: Src, name: str, ranks: dict, how: str = "tiled",
     kernel compiled in 0.81-0.96 s instead of 1.0-1.2 (ResNet-18's strided convs, AVX2
     code), MobileNet-v2's kernels in 28.5-30.7 s instead of 41.8 (its per-pixel depthwise
     convs, AVX-512 code); the outputs bit-identical, the times the same within the noise
-    on AVX2 and AVX-512 code."""
-    i = max(k for k, line in enumerate(s.lines) if "prange(" in line)
-    index = re.search(r"for (\w+) in prange", s.lines[i]).group(1)
-    body = [line[4:] for line in s.lines[i + 1:]]
+    on AVX2 and AVX-512 code.  When ``forward`` set one thread (work under
+    ``lower.SERIAL_WORK``) the kernel calls the helper in a plain loop: Numba's parallel
+    launch costs about 0.8 us even on one thread (LeNet-5 at batch 1: 30.7 -> 27.9 us for
+    its convs and pools)."""
+    loops = [k for k, line in enumerate(s.lines) if "prange(" in line]
     params = re.match(r"def \w+\((.*)\):", s.lines[0]).group(1).split(", ")
-    assigned = [m.group(1) for line in s.lines[1:i] if (m := re.match(r" {4}(\w+) = ", line))]
-    used = set(re.findall(r"\w+", "\n".join(body)))
-    args = [a for a in dict.fromkeys(params + assigned) if a in used]
-    s.lines[i + 1:] = [f"        {name}{BODY}({', '.join(args)}, np.int64({index}))"]
-    h = Src()(0, f'@njit(fastmath={fastmath}, error_model="numpy", cache=True)')
-    h(0, f"def {name}{BODY}({', '.join([*args, index])}):")
-    h(1, f'"""the body of {name}\'s parallel loop: step {index}"""')
-    h.lines += body
-    helpers = ((f"{name}{BODY}", (*(_body_rank(a, ranks) for a in args), -1), how),)
-    return f"\n\n{h.text()}\n\n{name}{HELPERS} = {helpers!r}\n"
+    sources, helpers = [], []
+    for n, i in enumerate(reversed(loops)):
+        indent, index, extent = re.match(r"( *)for (\w+) in prange\((.*)\):",
+                                         s.lines[i].split("#")[0].rstrip()).groups()
+        end = next((k for k in range(i + 1, len(s.lines))
+                    if len(s.lines[k]) - len(s.lines[k].lstrip()) <= len(indent)), len(s.lines))
+        body = [line[len(indent) + 4:] for line in s.lines[i + 1:end]]
+        assigned = [m.group(1) for line in s.lines[1:i]
+                    if (m := re.match(r" {4}(\w+) = ", line))]
+        used = set(re.findall(r"\w+", "\n".join(body)))
+        args = [a for a in dict.fromkeys(params + assigned) if a in used]
+        helper = f"{name}{BODY}{n - 1 if n else ''}"
+        call = f"{helper}({', '.join(args)}, np.int64({index}))"
+        s.lines[i:end] = [
+            f"{indent}if get_threads() == 1:   # a loop: a parallel launch costs ~0.8 us",
+            f"{indent}    for {index} in range({extent}):", f"{indent}        {call}",
+            f"{indent}else:", f"{indent}    for {index} in prange({extent}):",
+            f"{indent}        {call}"]
+        h = Src()(0, f'@njit(fastmath={fastmath}, error_model="numpy", cache=True)')
+        h(0, f"def {helper}({', '.join([*args, index])}):")
+        h(1, f'"""the body of {name}\'s parallel loop: step {index}"""')
+        h(1, *(line for line in body))
+        sources.insert(0, h.text())
+        helpers.insert(0, (helper, (*(_body_rank(a, ranks) for a in args), -1), how))
+    return "".join(f"\n\n{text}" for text in sources) + \
+        f"\n\n{name}{HELPERS} = {tuple(helpers)!r}\n"
 
 
 def _strides(shape) -> list:
@@ -557,7 +575,12 @@ def dense_tiled(name: str, in_f: int, out_f: int, epilogue, n_extras: int, cb: i
         tiles(2, True)
         s(2, "return")
     tiles(1, False)
-    return s.text() + ("\n\n" + tail_function(name, tail) if tail else "")
+    # the extras: a per-feature scale and shift, or a residual of the output's shape
+    ranks = dict(zip(extras, [r for step in epilogue for r in
+                              {"scale_shift": (1, 1), "add": (2,)}.get(step[0], ())]))
+    ranks.update(x=2, wp=3, out=2, n=-1, ntile=-1)
+    helper = body_helper(s, name, ranks)
+    return s.text() + helper + ("\n\n" + tail_function(name, tail) if tail else "")
 
 
 def softmax(name: str, shape, axis: int, log: bool = False) -> str:

@@ -2,6 +2,7 @@
 found it (after a failure too), and stays in Numba's disk cache."""
 
 import math
+import re
 import os
 import subprocess
 import sys
@@ -243,3 +244,33 @@ def test_probes_of_a_slow_model_cost_a_bounded_share_of_its_time():
     used, now = _drive(c, 2, stalled, start=now, calls=3, step=0.0)
     assert used == [2, 1, 1] and not c.probing
     assert c.next_probe - now == pytest.approx(contention.MAX_PROBE_WAIT_S)
+
+
+def test_one_thread_runs_each_parallel_loop_as_a_plain_loop_of_its_helper():
+    """Each parallel loop whose body is a helper (here the dense layer's batch-1 loop and its
+    row-tile loop) also runs as a plain loop of the same helper when forward set one thread:
+    Numba's parallel launch costs ~0.8 us even on one thread.  Either way the values are the
+    reference's, and a forced thread count of one gives the team's values exactly."""
+    rng = np.random.default_rng(11)
+    g = Graph("dense_loops")
+    x = g.add_input(("N", 96), name="x")
+    y = g.add("dense", [x, g.constant(rng.standard_normal((96, 40)).astype(np.float32)),
+                        g.constant(rng.standard_normal(40).astype(np.float32))])
+    g.set_outputs(g.add("tanh", [y]))
+    m = cnnc.compile(g, target="cpu")
+    src = m.source()
+    loops = re.findall(r"if get_threads\(\) == 1:.*\n\s+for (\w+) in range\((.*)\):\n\s+(\w+)\("
+                       r"(.*)\n\s+else:\n\s+for (\w+) in prange\((.*)\):\n\s+(\w+)\((.*)\n", src)
+    assert len(loops) == 2 and all(a[:4] == a[4:] for a in loops), loops
+    assert src.count("prange(") == 2
+    big = -(-lower.SERIAL_WORK // (2 * 96 * 40))
+    before = get_threads()
+    for n in (1, 5, big):
+        xs = rng.standard_normal((n, 96)).astype(np.float32)
+        ref = run_reference(m.graph, xs)
+        out = m(xs)
+        assert np.abs(out - ref).max() / np.abs(ref).max() < 1e-5
+        assert get_threads() == before
+    team = m.team({"N": big})
+    team.size = 1
+    assert np.array_equal(m(xs), out)
