@@ -149,7 +149,7 @@ def body_helper(s: Src, name: str, ranks: dict, how: str = "tiled",
         h = Src()(0, f'@njit(fastmath={fastmath}, error_model="numpy", cache=True)')
         h(0, f"def {helper}({', '.join([*args, index])}):")
         h(1, f'"""the body of {name}\'s parallel loop: step {index}"""')
-        h(1, *(line for line in body))
+        h(1, *body)
         sources.insert(0, h.text())
         helpers.insert(0, (helper, (*(_body_rank(a, ranks) for a in args), -1), how))
     return "".join(f"\n\n{text}" for text in sources) + \
