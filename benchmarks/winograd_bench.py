@@ -52,7 +52,7 @@ def compiled(g, m: int):
     from cnnc.backends.numba_cpu import winograd
     old = winograd.ENABLED, winograd.GATES, winograd.f4_pays
     winograd.ENABLED = bool(m)
-    winograd.GATES = {target().isa: (0, 0)}
+    winograd.GATES = {target().rate_isa: (0, 0)}
     winograd.f4_pays = lambda spec, cpu=None: m == 4
     try:
         return cnnc.compile(g, target="cpu", opt_level=0)
@@ -85,9 +85,14 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=5,
                    help="rounds over the three models, interleaved; the median round counts")
     p.add_argument("--shapes", default="", help="indices into SHAPES, e.g. 0,1,2")
+    p.add_argument("--layers", default="", help="other layers, HxW:CIN:COUT, e.g. 7x7:256:256")
     args = p.parse_args(argv)
     from benchmarks.machine import cpu_model, gemm_peak
-    shapes = [SHAPES[int(i)] for i in args.shapes.split(",")] if args.shapes else SHAPES
+    shapes = [SHAPES[int(i)] for i in args.shapes.split(",")] if args.shapes else []
+    for spec in filter(None, args.layers.split(",")):
+        hw, cin, cout = spec.split(":")
+        shapes.append((*map(int, hw.split("x")), int(cin), int(cout)))
+    shapes = shapes or SHAPES
     models = [(s, [compiled(layer(*s), m) for m in (0, 2, 4)]) for s in shapes]
     if args.compile_only:
         return

@@ -38,9 +38,10 @@ from cnnc.backends.numba_cpu.kernels import HELPERS, UNSIGNED, Src, register_til
 from cnnc.backends.numba_cpu.scalar import epilogue_lines
 
 ENABLED = os.environ.get("CNNC_WINOGRAD", "1").strip() != "0"
-#: where the default plan takes it, per ISA: (fewest input and output channels, fewest output
-#: pixels).  Measured against the direct kernel with its padded copy, batch 1, Zen 5
-#: (`python -m benchmarks.winograd_bench`, benchmarks/RESULTS.md).  AVX-512: 1.26-1.94x on
+#: where the default plan takes it, per arithmetic rate (``Target.rate_isa``): (fewest input
+#: and output channels, fewest output pixels).  Measured against the direct kernel with its
+#: padded copy, batch 1, Zen 5 (`python -m benchmarks.winograd_bench`,
+#: benchmarks/RESULTS.md), the AVX-512 gate at its full rate.  AVX-512: 1.26-1.94x on
 #: ResNet-18's and VGG's layers from 14x14 up (56x56 64->64 1.50, 14x14 256->256 1.86),
 #: 1.06 on 7x7 512->512 (its transformed weights, 16 MB, are 1.8x the direct ones), 8x8
 #: 64->64 1.10 at batch 1, 1.29 at 8, 1.50 at 64; ResNet-20's 16 and 32 channels 0.85-1.19
@@ -49,7 +50,8 @@ ENABLED = os.environ.get("CNNC_WINOGRAD", "1").strip() != "0"
 #: only, as each Winograd conv takes ~3 s more to compile than a direct one (GoogLeNet's 15
 #: convs of 32 channels or more: 69 s cold on AVX2 code, against the 60 s bar).  ISAs not
 #: listed (not measured) keep the direct kernel; ``cnnc tune`` times both wherever
-#: :data:`TUNE_GATE` lets it.
+#: :data:`TUNE_GATE` lets it.  AMD Zen 4's AVX-512, at AVX2's rate, takes AVX2's gate: 7x7
+#: 512->512 F(2x2) 1.37-1.53x the direct kernel there (AVX2 code 1.34-1.53x).
 GATES = {"avx512": (64, 8 * 8), "avx2": (64, 1)}
 #: below :data:`GATES`, F(4x4) where it pays (:func:`f4_pays`) from any of these (channels,
 #: output pixels), per arithmetic rate (``Target.rate_isa``: AVX2's on AVX2 CPUs and on AMD
@@ -95,20 +97,21 @@ def why_not(spec, cpu=None) -> str | None:
     if not applies(spec):
         return "Winograd needs a 3x3 kernel, stride 1, dilation 1 and groups 1"
     cpu = cpu or target.for_plans()
-    if cpu.isa not in GATES:
+    if cpu.rate_isa not in GATES:
         return (f"not measured on {cpu.isa}: the default plan there is the direct kernel "
                 f"(cnnc tune times both)")
-    if large_enough(spec, GATES[cpu.isa]):
+    if large_enough(spec, GATES[cpu.rate_isa]):
         return None
     small = F4_GATES.get(cpu.rate_isa, ())
     if any(large_enough(spec, gate) for gate in small) and f4_pays(spec, cpu):
         return None
     oh, ow = spec.out_hw
-    cin, pixels = GATES[cpu.isa]
+    cin, pixels = GATES[cpu.rate_isa]
+    where = cpu.isa if cpu.rate_isa == cpu.isa else f"{cpu.isa} at {cpu.rate_isa}'s rate"
     also = "".join(f"; F(4x4) from {c} channels and {n} output pixels where it pays"
                    for c, n in small)
     return (f"{spec.cin} -> {spec.cout} channels on {oh}x{ow}: below the default plan's "
-            f"Winograd gate on {cpu.isa} ({cin} channels, {pixels} output pixels{also}: "
+            f"Winograd gate on {where} ({cin} channels, {pixels} output pixels{also}: "
             f"winograd.GATES says why; cnnc tune times both)")
 
 
@@ -156,19 +159,26 @@ def default_plan(spec, cpu=None, m: int | None = None):
 
 def f4_pays(spec, cpu=None) -> bool:
     """Whether F(4x4, 3x3) beats F(2x2, 3x3) for ``spec`` on ``cpu``: 36 products per 16
-    outputs instead of 64, but 2.25x the transformed weights, which every row of tiles reads
-    again.  Measured at batch 1 on Zen 5, F4 against F2 (benchmarks/RESULTS.md): AVX-512
-    1.45-1.73x on 112x112 64->128, 56x56 64->64, 128->256 and 256->256 and 28x28 128->128,
-    where a row's tiles read at most 674 KB of weights each; 0.96x on 28x28 256->512 (2.7
-    MB), 0.77x on 14x14 256->256 (2.4 MB) and 28x28 512->512, 0.49x on 14x14 512->512.
-    AVX2 code 1.24-1.65x on 112x112 64->128, 56x56 64->64 and 128->256, 28x28 128->128 and
-    14x14 256->256 (2.4 MB, 1.39-1.43x in three runs); 0.75x on 28x28 256->512 (2.7 MB),
-    0.84-0.86x on 28x28 512->512, 0.88x on 8x8 64->64 (two tiles a row), 0.46x on 7x7
-    512->512.  On Zen 4 (AVX-512 and AVX2 code, batch 1 and 64) 8x8 64->64, two tiles a
-    row, ran 1.12-1.52x: where the arithmetic rate is AVX2's, two tiles suffice."""
+    outputs instead of 64, but 2.25x the transformed weights, read once per image and channel
+    block (blocks outer, :func:`default_plan`) where they outweigh its transformed input:
+    F(4x4) where the weights come to at most :data:`F4_WEIGHT_BYTES` per output tile.
+    Measured at batch 1, F4 against F2 (benchmarks/RESULTS.md):
+
+    - Zen 4, blocks outer (AVX-512 code; AVX2 code): 1.07x; 1.40x on 14x14 512->512 (2.4 MB of
+      weights per tile), 1.63x; 1.35x on 28x28 512->512 (0.77 MB), 1.67x; 1.22x on 28x28
+      256->512, 1.32x; 1.47x on 14x14 256->256, 1.2-1.9x on every larger image and on 8x8
+      64->64 (two tiles a row); 0.6-0.9x on 7x7 512->512 (9.4 MB; F(2x2) 1.37-1.53x the
+      direct kernel).
+    - Zen 5, before blocks outer (every row of tiles read all the weights), AVX-512: 1.45-1.73x
+      up to 48 KB per tile (112x112 64->128, 56x56 64->64, 128->256 and 256->256, 28x28
+      128->128); 0.77-0.96x from 385 KB (28x28 256->512, 14x14 256->256); not measured since.
+      AVX2 code lost then on 28x28 256->512 and 512->512 (0.75x, 0.85x), as it no longer
+      does."""
     cpu = cpu or target.for_plans()
+    rows, cols = tiles(spec, 4)
+    per = cols * (rows if cpu.rate_isa in F4_PER_IMAGE else 1)
     return f4_has_tiles(spec, cpu) and (
-        36 * spec.cin * spec.cout * 4 <= F4_WEIGHT_BYTES.get(cpu.isa, 0) * tiles(spec, 4)[1])
+        36 * spec.cin * spec.cout * 4 <= F4_WEIGHT_BYTES.get(cpu.rate_isa, 0) * per)
 
 
 def f4_has_tiles(spec, cpu) -> bool:
@@ -180,11 +190,14 @@ def f4_has_tiles(spec, cpu) -> bool:
 #: ``CNNC_WINOGRAD_F4=0`` in the environment (read at import) keeps F(2x2) everywhere: its
 #: kernels compile in ~60 % of the time (ResNet-18 cold, AVX-512: 14-15 s against 25)
 F4_ENABLED = os.environ.get("CNNC_WINOGRAD_F4", "1").strip() != "0"
-#: F(4x4, 3x3) where a row has at least this many tiles (per arithmetic rate,
-#: ``Target.rate_isa``) and reads at most this many bytes of transformed weights per tile
-#: (per ISA: the caches a row's tiles share), :func:`f4_pays`
+#: F(4x4, 3x3) where a row has at least this many tiles and its transformed weights come to
+#: at most this many bytes per output tile (per arithmetic rate, ``Target.rate_isa``),
+#: :func:`f4_pays`: per tile of the image at the rates of :data:`F4_PER_IMAGE` (measured with
+#: the weights read once per image), else per tile of a row (AVX-512 at full rate: measured
+#: when every row read all of them, not since)
 F4_MIN_TILES = {"avx512": 4, "avx2": 2}
 F4_WEIGHT_BYTES = {"avx512": 1 << 20, "avx2": 5 << 19}
+F4_PER_IMAGE = frozenset({"avx2"})
 
 
 def _geometry(spec, pl):

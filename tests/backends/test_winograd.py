@@ -178,10 +178,10 @@ def test_plan_picks_winograd_only_where_it_applies(monkeypatch):
         assert convgen.plan(other).strategy != "winograd", other
         assert winograd.why_not(other)
     # the measured defaults: on both ISAs ResNet-18's and VGG's layers and ResNet-20's 8x8
-    # 64->64 take it; on AVX-512 not 7x7 512->512 (1.05x) nor ResNet-20's 16 and 32 channels
-    # (no faster than direct); on AVX2 not under 64 channels (compile time), except F(4x4)
-    # from 32 channels on 16x16 outputs and from 16 on 32x32 where the arithmetic rate is
-    # AVX2's (AVX2 and AMD Zen 4's AVX-512)
+    # 64->64 take it; on full-rate AVX-512 not 7x7 512->512 (1.05x) nor ResNet-20's 16 and 32
+    # channels (no faster than direct); at AVX2's arithmetic rate (AVX2, and AMD Zen 4's
+    # AVX-512) 7x7 512->512 takes it too (Zen 4: 1.34-1.37x), and not under 64 channels
+    # (compile time), except F(4x4) from 32 channels on 16x16 outputs and from 16 on 32x32
     monkeypatch.setattr(winograd, "GATES", _SAVED)
     avx2, avx512 = target.AVX2, target.AVX512
     zen4 = dataclasses.replace(avx512, name="znver4", features="+avx512f,+avx2,+fma")
@@ -198,7 +198,9 @@ def test_plan_picks_winograd_only_where_it_applies(monkeypatch):
     cifar32 = ConvSpec(16, 16, 32, 3, 3, 32, pads=(1, 1, 1, 1))
     small32 = ConvSpec(14, 14, 32, 3, 3, 64, pads=(1, 1, 1, 1))   # GoogLeNet's
     small16 = ConvSpec(28, 28, 16, 3, 3, 32, pads=(1, 1, 1, 1))   # GoogLeNet's
-    assert convgen.plan(deep, avx2, tuned=False).wino == 2
+    for cpu in (avx2, zen4):
+        assert convgen.plan(deep, cpu, tuned=False).wino == 2, cpu
+        assert winograd.why_not(deep, cpu) is None
     for cpu in (avx2, zen4):
         for layer in (cifar32, cifar):
             assert convgen.plan(layer, cpu, tuned=False).wino == 4, (layer, cpu)
@@ -207,25 +209,32 @@ def test_plan_picks_winograd_only_where_it_applies(monkeypatch):
             assert ("F(4x4) from 32 channels and 256 output pixels where it pays; F(4x4) "
                     "from 16 channels and 1024 output pixels") in winograd.why_not(layer, cpu)
     for layer in (deep, cifar, cifar32):
-        for cpu in (avx512,) + ((zen4,) if layer is deep else ()):
-            assert convgen.plan(layer, cpu, tuned=False).strategy == "blocked", (layer, cpu)
-            assert "below the default plan's Winograd gate on avx512" in winograd.why_not(
-                layer, cpu)
+        assert convgen.plan(layer, avx512, tuned=False).strategy == "blocked", layer
+        assert "below the default plan's Winograd gate on avx512 (64 channels, 64 output " \
+            "pixels" in winograd.why_not(layer, avx512)
+    assert "Winograd gate on avx512 at avx2's rate (64 channels, 1 output pixels; F(4x4)" \
+        in winograd.why_not(small32, zen4)
     neon = dataclasses.replace(avx2, isa="neon", lanes=4, registers=32)
     assert "not measured on neon" in winograd.why_not(big, neon)
-    # F(4x4) where a row of tiles reads little of its 2.25x larger weights per tile
-    for layer, m in ((big, 4), (ConvSpec(56, 56, 64, 3, 3, 64, pads=(1, 1, 1, 1)), 4),
-                     (ConvSpec(56, 56, 256, 3, 3, 256, pads=(1, 1, 1, 1)), 4),
-                     (ConvSpec(28, 28, 512, 3, 3, 512, pads=(1, 1, 1, 1)), 2),
-                     (ConvSpec(28, 28, 256, 3, 3, 512, pads=(1, 1, 1, 1)), 2)):
+    # F(4x4) where little of its 2.25x larger weights falls to each output tile: on every ISA
+    # for the large images
+    for layer in (big, ConvSpec(56, 56, 64, 3, 3, 64, pads=(1, 1, 1, 1)),
+                  ConvSpec(56, 56, 256, 3, 3, 256, pads=(1, 1, 1, 1))):
         for cpu in (avx2, avx512, zen4):
-            assert convgen.plan(layer, cpu, tuned=False).wino == m, (layer, cpu)
-    # by the weights a tile reads: 14x14 256->256 won on AVX2 code only; by the tiles of a
-    # row: 8x8 64->64 (two) at AVX2's rate only
-    for layer, want in ((ConvSpec(14, 14, 256, 3, 3, 256, pads=(1, 1, 1, 1)), [4, 2, 2]),
+            assert convgen.plan(layer, cpu, tuned=False).wino == 4, (layer, cpu)
+    # at AVX2's rate per tile of the image (the weights read once per image, blocks outer:
+    # up to 2.4 MB a tile won on Zen 4, 9.4 MB lost); at AVX-512's full rate per tile of a
+    # row (measured when each row read them all: from 2.4 MB lost); and by the tiles of a row:
+    # 8x8 64->64 (two) at AVX2's rate only
+    for layer, want in ((ConvSpec(28, 28, 512, 3, 3, 512, pads=(1, 1, 1, 1)), [4, 4, 2]),
+                        (ConvSpec(28, 28, 256, 3, 3, 512, pads=(1, 1, 1, 1)), [4, 4, 2]),
+                        (ConvSpec(14, 14, 512, 3, 3, 512, pads=(1, 1, 1, 1)), [4, 4, 2]),
+                        (ConvSpec(14, 14, 256, 3, 3, 256, pads=(1, 1, 1, 1)), [4, 4, 2]),
+                        (ConvSpec(7, 7, 256, 3, 3, 256, pads=(1, 1, 1, 1)), [4, 4, None]),
+                        (deep, [2, 2, None]),
                         (ConvSpec(8, 8, 64, 3, 3, 64, pads=(1, 1, 1, 1)), [4, 4, 2])):
-        assert [convgen.plan(layer, cpu, tuned=False).wino
-                for cpu in (avx2, zen4, avx512)] == want, layer
+        plans = [convgen.plan(layer, cpu, tuned=False) for cpu in (avx2, zen4, avx512)]
+        assert [pl.wino if pl.strategy == "winograd" else None for pl in plans] == want, layer
     # channel blocks outer where the transformed weights outweigh a chunk's transformed input
     for layer, outer in ((deep, True), (ConvSpec(14, 14, 256, 3, 3, 256, pads=(1, 1, 1, 1)), True),
                          (ConvSpec(56, 56, 64, 3, 3, 64, pads=(1, 1, 1, 1)), False),
