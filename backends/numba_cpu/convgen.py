@@ -745,7 +745,8 @@ def _finish(s: Src, name: str, spec: ConvSpec, tail, cb: int, mirror: Halo | Non
             s(2, f"{name}{TAIL}({flat}, {row} + co0, np.int64({OW}), np.int64({COUT}), {width})")
     helper = "" if helper_ranks is None else body_helper(s, name, helper_ranks)
     text = s.text() + helper
-    return text + "\n\n" + tail_function(name, tail) if tail else text
+    static = cb if cb < COUT and COUT % cb == 0 else None   # runs of one channel block
+    return text + "\n\n" + tail_function(name, tail, static) if tail else text
 
 
 def generate(spec: ConvSpec, name: str, pl: Plan | None = None,

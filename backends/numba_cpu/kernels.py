@@ -38,10 +38,12 @@ TAIL = "_tail"
 HELPERS = "_helpers"
 
 
-def tail_function(name: str, tail) -> str:
+def tail_function(name: str, tail, width: int | None = None) -> str:
     """The function ``{name}_tail(flat, start, rows, stride, width)`` applying the activations
     ``tail`` (see :func:`~cnnc.backends.numba_cpu.scalar.split_epilogue`) in place to
-    ``rows`` runs of ``width`` contiguous values, ``stride`` apart from ``start``.  It is
+    ``rows`` runs of ``width`` contiguous values, ``stride`` apart from ``start``; a static
+    ``width`` given here stands for the argument (a conv's channel block: LLVM then unrolls
+    each run into whole vectors, without a remainder loop per run).  It is
     compiled before the kernel that calls it and with the loop vectorizer (see
     :func:`compile_tail`), so its exponentials, divisions and selects run as vectors, where
     the kernel's store loop (no loop vectorizer) would run them one value at a time (LeNet's
@@ -53,8 +55,9 @@ def tail_function(name: str, tail) -> str:
     s(1, "for r in range(rows):")
     # a slice, not flat[base + i]: an index that may be negative wraps around, a select
     # per element that keeps the loop from vectorizing
-    s(2, "run = flat[start + r * stride:start + r * stride + width]")
-    s(2, "for i in range(width):")
+    w = "width" if width is None else str(width)
+    s(2, f"run = flat[start + r * stride:start + r * stride + {w}]")
+    s(2, f"for i in range({w}):")
     s(3, "v = run[i]", *epilogue_lines(tail, "v", [], "", "", vector=True), "run[i] = v")
     return s.text()
 

@@ -121,7 +121,8 @@ def test_depthwise_register_tiles(h, w, c, k, d, pad, epi, cpu):
 def test_blocked_conv_epilogue_tail(cpu, cout, epi, tail):
     """A register-tiled conv hands the activations ending its epilogue that would leave its
     store scalar (scalar.split_epilogue) to a loop-vectorized tail function, run over each
-    (row, channel block) it has just stored."""
+    (row, channel block) it has just stored: runs of a static width where every block is
+    full."""
     from cnnc.backends.numba_cpu import convgen
     rng = np.random.default_rng(cout)
     h, w, cin, k = 7, 9, 5, 3
@@ -138,7 +139,10 @@ def test_blocked_conv_epilogue_tail(cpu, cout, epi, tail):
         spec = convgen.ConvSpec(h, w, cin, k, k, cout, pads=(1, 1, 1, 1), epilogue=tuple(epi))
         assert convgen.plan(spec, cpu).strategy == "blocked"
         source = cnnc.compile(g, target="cpu", opt_level=0).source()
+        cb = convgen.plan(spec, cpu).cb
     assert (f"{convgen.TAIL}(of, " in source) == tail, source
+    if tail:
+        assert (f"for i in range({cb}):" in source) == (cb < cout and cout % cb == 0), source
     _check(g, 2 * rng.standard_normal((3, h, w, cin)).astype(np.float32), batches=(None, 1),
            plans_for=cpu)
 
