@@ -167,8 +167,8 @@ def f4_pays(spec, cpu=None) -> bool:
     - Zen 4, blocks outer (AVX-512 code; AVX2 code): 1.07x; 1.40x on 14x14 512->512 (2.4 MB of
       weights per tile), 1.63x; 1.35x on 28x28 512->512 (0.77 MB), 1.67x; 1.22x on 28x28
       256->512, 1.32x; 1.47x on 14x14 256->256, 1.2-1.9x on every larger image and on 8x8
-      64->64 (two tiles a row); 0.6-0.9x on 7x7 512->512 (9.4 MB; F(2x2) 1.37-1.53x the
-      direct kernel).
+      64->64 (two tiles a row); 0.63-1.23x on 7x7 512->512 (9.4 MB: F(4x4) moved with the
+      host there, F(2x2) held 1.37-1.53x the direct kernel).
     - Zen 5, before blocks outer (every row of tiles read all the weights), AVX-512: 1.45-1.73x
       up to 48 KB per tile (112x112 64->128, 56x56 64->64, 128->256 and 256->256, 28x28
       128->128); 0.77-0.96x from 385 KB (28x28 256->512, 14x14 256->256); not measured since.
