@@ -732,6 +732,7 @@ def _finish(s: Src, name: str, spec: ConvSpec, tail, cb: int, mirror: Halo | Non
     own (:func:`~cnnc.backends.numba_cpu.kernels.body_helper`)."""
     OH, OW = spec.out_hw
     COUT = spec.cout
+    static = cb if cb < COUT and COUT % cb == 0 else None   # runs of one full channel block
     if tail:
         if mirror:
             m = mirror
@@ -741,11 +742,10 @@ def _finish(s: Src, name: str, spec: ConvSpec, tail, cb: int, mirror: Halo | Non
         if cb >= COUT:   # the output row is one contiguous run
             s(2, f"{name}{TAIL}({flat}, {row}, np.int64(1), np.int64(0), np.int64({OW * COUT}))")
         else:
-            width = f"np.int64({cb})" if COUT % cb == 0 else f"min({cb}, {COUT} - co0)"
+            width = f"np.int64({cb})" if static else f"min({cb}, {COUT} - co0)"
             s(2, f"{name}{TAIL}({flat}, {row} + co0, np.int64({OW}), np.int64({COUT}), {width})")
     helper = "" if helper_ranks is None else body_helper(s, name, helper_ranks)
     text = s.text() + helper
-    static = cb if cb < COUT and COUT % cb == 0 else None   # runs of one channel block
     return text + "\n\n" + tail_function(name, tail, static) if tail else text
 
 
