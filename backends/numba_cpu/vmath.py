@@ -129,6 +129,23 @@ def _horner(builder, coefs, x):
     return p
 
 
+def _estrin(builder, coefs, x):
+    """The same sum by Estrin's scheme: pairs c_2i + c_2i+1 x, then pairs of those joined by
+    x^2, x^4, ...: a chain of about log2(n) FMAs instead of n - 1, for a multiplication or
+    two more (see :func:`vgeluf`)."""
+    fma = _fma32(builder)
+    c = lambda v: ir.Constant(ir.FloatType(), v)   # noqa: E731
+    terms = [builder.call(fma, [c(coefs[i + 1]), x, c(coefs[i])]) if i + 1 < len(coefs)
+             else c(coefs[i]) for i in range(0, len(coefs), 2)]
+    power = builder.fmul(x, x)
+    while len(terms) > 1:
+        terms = [builder.call(fma, [terms[i + 1], power, terms[i]]) if i + 1 < len(terms)
+                 else terms[i] for i in range(0, len(terms), 2)]
+        if len(terms) > 1:
+            power = builder.fmul(power, power)
+    return terms[0]
+
+
 #: a flag that changes nothing here but keeps Numba's fast-math pass off an instruction (it
 #: flags only those without flags): ``(y + SHIFT32) - SHIFT32`` must not fold into ``y``
 _EXACT = ("nsz",)
@@ -212,8 +229,13 @@ GELU_CLAMP = 14.5
 
 def _few_registers() -> bool:
     """Whether the effective target (target.py) has at most 16 vector registers (AVX2, SSE),
-    where :func:`vgeluf` takes 2^k in two factors (:func:`_expf_ir`); with 32 (AVX-512,
-    NEON) one factor made its loop 0.86x as long on Zen 4."""
+    where :func:`vgeluf` takes 2^k in two factors (:func:`_expf_ir`; with 32, AVX-512 or
+    NEON, one factor made its loop 0.86x as long on Zen 4) and its erfc polynomial by
+    Estrin's scheme (:func:`_estrin`): the shorter chain of dependent FMAs made GELU's AVX2
+    kernel 0.87x as long on Zen 4 (8 lanes a vector, constants reloaded from memory in the
+    loop); AVX-512 code gained nothing from it (16 lanes; three multiplications more), nor
+    did sigmoid's or tanh's polynomials on either ISA (benchmarks/RESULTS.md).  Measured
+    worst case 6.6 ulp against 6.2 by Horner's rule."""
     from cnnc.backends.numba_cpu import target
     return target.effective().registers <= 16
 
@@ -238,6 +260,7 @@ def vgeluf(typingctx, x):
         c = lambda v: ir.Constant(f32, v)   # noqa: E731
         fma = _fma32(builder)
         fabs = builder.module.declare_intrinsic("llvm.fabs", [f32])
+        few = _few_registers()
         x = args[0]
         xa = builder.call(fabs, [x])
         xa = builder.select(builder.fcmp_ordered(">", xa, c(GELU_CLAMP)), c(GELU_CLAMP), xa)
@@ -245,9 +268,8 @@ def vgeluf(typingctx, x):
         h = builder.fmul(m, xa)
         e = builder.call(fma, [m, xa, builder.fneg(h)])     # -x^2 / 2 = h + e exactly
         t = builder.fdiv(c(1.0), builder.call(fma, [xa, c(0.5 / math.sqrt(2.0)), c(1.0)]))
-        p = _horner(builder, _ERFC_P, t)
-        erfc = builder.fmul(t, _expf_ir(builder, h, builder.fadd(p, e),
-                                         two_factors=_few_registers()))
+        p = (_estrin if few else _horner)(builder, _ERFC_P, t)
+        erfc = builder.fmul(t, _expf_ir(builder, h, builder.fadd(p, e), two_factors=few))
         half = builder.fmul(builder.fneg(m), erfc)          # 0.5 |x| c, |x| clamped
         neg = builder.fneg(half)
         pos = builder.fsub(x, half)

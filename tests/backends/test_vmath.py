@@ -2,6 +2,10 @@
 (backends/numba_cpu/scalar.py): exp, GELU and tanh from arithmetic alone, under the kernels'
 fast-math flags, against float64 NumPy/SciPy; and the loops that call them are vectorized."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -162,6 +166,32 @@ def test_a_loop_calling_vgeluf_uses_packed_float32_fmas(gelu_loop):
     assert not [ln for ln in lines if ln and ln[0] == "call"]
     assert any(ln and ln[0].startswith("vfmadd") and ln[0].endswith("ps")
                and ("ymm" in ln[-1] or "zmm" in ln[-1]) for ln in lines), "no packed float32 FMA"
+
+
+#: an AVX2 target without AVX-512 (16 vector registers), as in test_numba_cpu_asm.py
+AVX2 = {"NUMBA_CPU_NAME": "znver3",
+        "NUMBA_CPU_FEATURES": "+64bit,+avx,+avx2,+fma,+f16c,+bmi,+bmi2,+lzcnt,+popcnt,+sse,"
+                              "+sse2,+sse3,+ssse3,+sse4.1,+sse4.2,+cx16,+movbe,-avx512f,"
+                              "-avx512bw,-avx512dq,-avx512vl,-avx512cd"}
+
+
+def _host_runs_avx2() -> bool:
+    from cnnc.backends.numba_cpu.target import host_features
+    return "+avx2" in host_features().split(",") and "+fma" in host_features().split(",")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("NUMBA_CPU_NAME") == AVX2["NUMBA_CPU_NAME"],
+                    reason="this process compiles the AVX2 code already")
+@pytest.mark.skipif(not _host_runs_avx2(), reason="this CPU runs no AVX2 code")
+def test_vgeluf_of_16_register_targets_passes_the_same_tests(tmp_path):
+    """With 16 vector registers vgeluf takes its other form (2^k in two factors, the erfc
+    polynomial by Estrin's scheme): the tests above again, in a process compiling AVX2 code."""
+    env = dict(os.environ, **AVX2, CNNC_CACHE_DIR=str(tmp_path))
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "-o", "addopts=", __file__, "-k", "vgeluf and not 16_register"],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0 and "3 passed" in p.stdout, p.stdout[-3000:] + p.stderr[-2000:]
 
 
 @pytest.fixture(scope="module")
