@@ -120,12 +120,39 @@ def _fma32(builder):
                                             ir.FunctionType(f32, [f32, f32, f32]))
 
 
+def _float_constants(builder):
+    """``v -> `` a float32 value of ``v`` for the IR: a constant, or on x86 targets of 16
+    vector registers (AVX2, SSE) an empty inline-asm statement returning it.
+
+    With 16 registers a loop over GELU or sigmoid holds its vectors and fifteen or more
+    constants in more registers than there are, and LLVM rematerializes every constant
+    where it is used: a ``movabs`` of its address (Numba's large code model) and a broadcast
+    load per constant, in each iteration (sigmoid's AVX2 loop: 14 broadcasts and 5
+    ``movabs`` beside 25 arithmetic instructions).  An asm result is a value LLVM cannot
+    rematerialize: each is hoisted out of the loop (``readnone``), splatted once, and those
+    that do not fit stay in registers or spill to the stack, read back as the memory operand
+    of an FMA.  The sigmoid kernel's AVX2 loop ran 0.83x as long (benchmarks/RESULTS.md);
+    AVX-512's 32 registers hold the constants already."""
+    f32 = ir.FloatType()
+    if not _opaque_constants():
+        return lambda v: ir.Constant(f32, v)
+
+    def opaque(v):
+        call = builder.asm(ir.FunctionType(f32, [f32]), "", "=x,0", [ir.Constant(f32, v)],
+                           False)
+        call.attributes.add("readnone")
+        call.attributes.add("nounwind")
+        return call
+    return opaque
+
+
 def _horner(builder, coefs, x):
     """IR of sum coefs[k] x^k for a float32 ``x``, by Horner's rule with ``llvm.fma``."""
     fma = _fma32(builder)
-    p = ir.Constant(ir.FloatType(), coefs[-1])
+    c = _float_constants(builder)
+    p = c(coefs[-1])
     for coef in reversed(coefs[:-1]):
-        p = builder.call(fma, [p, x, ir.Constant(ir.FloatType(), coef)])
+        p = builder.call(fma, [p, x, c(coef)])
     return p
 
 
@@ -134,7 +161,7 @@ def _estrin(builder, coefs, x):
     x^2, x^4, ...: a chain of about log2(n) FMAs instead of n - 1, for a multiplication or
     two more (see :func:`vgeluf`)."""
     fma = _fma32(builder)
-    c = lambda v: ir.Constant(ir.FloatType(), v)   # noqa: E731
+    c = _float_constants(builder)
     terms = [builder.call(fma, [c(coefs[i + 1]), x, c(coefs[i])]) if i + 1 < len(coefs)
              else c(coefs[i]) for i in range(0, len(coefs), 2)]
     power = builder.fmul(x, x)
@@ -151,10 +178,9 @@ def _estrin(builder, coefs, x):
 _EXACT = ("nsz",)
 
 
-def _expf_ir(builder, h, q=None, two_factors=False):
+def _expf_ir(builder, h, q=None):
     """IR of e^(h + q) for float32 values h and q (|q| small, say |q| < 2; None: 0) whose sum
-    lies in [-131, 0] ([-150, 0] with ``two_factors``), within 1 ulp even where ``h + q`` would
-    round: h + q = k ln 2 + r with k = rint((h + q) / ln 2) from the mantissa of ``fma(h + q,
+    lies in [-131, 0], within 1 ulp even where ``h + q`` would round: h + q = k ln 2 + r with k = rint((h + q) / ln 2) from the mantissa of ``fma(h + q,
     log2 e, SHIFT32)``, and r = fma(k, -C2, fma(k, -C1, h)) + q, where h - k C1 is exact
     (Cody-Waite); e^r 2^-64 by Horner with ``llvm.fma`` over coefficients scaled by 2^-64
     (exactly e^r's evaluation, scaled), times the normal 2^(k + 64), which two integer
@@ -164,17 +190,13 @@ def _expf_ir(builder, h, q=None, two_factors=False):
     x = -87), which it does not do across ``llvm.fma`` calls; the rounding's subtraction carries
     :data:`_EXACT`.
 
-    ``two_factors``: e^r by the unscaled coefficients, then 2^k as two normal factors
-    2^(k >> 1) and 2^(k - (k >> 1)), five integer operations and a multiplication more (the
-    form before; LLVM multiplies the factors first, so a result near 2^-150 can round to 0
-    where it should round up).  One factor made exp, sigmoid and SiLU loops 0.78-0.99x as
-    long on AVX-512 and 0.82-0.94x on AVX2 code, but GELU's AVX2 loop 1.15x: with its own
-    constants it no longer fitted 16 registers, and LLVM reloaded 27 constants per vector
-    (each a ``movabs`` of the address and a broadcast) instead of reading spilled ones
-    (benchmarks/RESULTS.md); so :func:`vgeluf` keeps this form for targets of 16 vector
-    registers (:func:`_few_registers`)."""
+    (2^k as two normal factors 2^(k >> 1) and 2^(k - (k >> 1)) reached 2^-150 for five
+    integer operations and a multiplication more, but rounded twice, so a result near 2^-150
+    could round to 0 where it should round up.  GELU's AVX2 loop kept that form while its
+    constants were reloaded per vector (:func:`_float_constants`); since, one factor made it
+    0.94x as long there as well.)"""
     f32, i32 = ir.FloatType(), ir.IntType(32)
-    c = lambda v: ir.Constant(f32, v)   # noqa: E731
+    c = _float_constants(builder)
     fma = _fma32(builder)
     a = h if q is None else builder.fadd(h, q)
     kk = builder.call(fma, [a, c(LOG2E), c(SHIFT32)])
@@ -182,15 +204,6 @@ def _expf_ir(builder, h, q=None, two_factors=False):
     r = builder.call(fma, [k, c(-C2), builder.call(fma, [k, c(-C1), h])])
     if q is not None:
         r = builder.fadd(r, q)
-    if two_factors:
-        p = _horner(builder, _EXP_POLY, r)
-        ki = builder.sub(builder.bitcast(kk, i32), builder.bitcast(c(SHIFT32), i32))
-        k1 = builder.ashr(ki, ir.Constant(i32, 1))
-
-        def pow2(e):
-            return builder.bitcast(builder.shl(builder.add(e, ir.Constant(i32, 127)),
-                                               ir.Constant(i32, 23)), f32)
-        return builder.fmul(builder.fmul(p, pow2(k1)), pow2(builder.sub(ki, k1)))
     p = _horner(builder, _EXP_POLY_SCALED, r)
     pow2 = builder.bitcast(builder.shl(builder.add(builder.bitcast(kk, i32),
                                                    ir.Constant(i32, _POW2_BIAS)),
@@ -210,8 +223,8 @@ def vexpf(typingctx, x):
     def codegen(context, builder, sig, args):
         f32 = ir.FloatType()
         x = args[0]
-        low = builder.fcmp_ordered("<", x, ir.Constant(f32, -104.0))
-        return _expf_ir(builder, builder.select(low, ir.Constant(f32, -104.0), x))
+        low = _float_constants(builder)(-104.0)
+        return _expf_ir(builder, builder.select(builder.fcmp_ordered("<", x, low), low, x))
 
     return sig, codegen
 
@@ -227,14 +240,19 @@ _ERFC_P = (-1.2654541550060483, 0.998758156419852, 0.38556189494920934, 0.039762
 GELU_CLAMP = 14.5
 
 
+def _opaque_constants() -> bool:
+    """Whether :func:`_float_constants` hides the constants: x86 targets of 16 registers."""
+    from cnnc.backends.numba_cpu import target
+    t = target.effective()
+    return t.registers <= 16 and t.isa in ("avx2", "avx", "sse")
+
+
 def _few_registers() -> bool:
     """Whether the effective target (target.py) has at most 16 vector registers (AVX2, SSE),
-    where :func:`vgeluf` takes 2^k in two factors (:func:`_expf_ir`; with 32, AVX-512 or
-    NEON, one factor made its loop 0.86x as long on Zen 4) and its erfc polynomial by
-    Estrin's scheme (:func:`_estrin`): the shorter chain of dependent FMAs made GELU's AVX2
-    kernel 0.87x as long on Zen 4 (8 lanes a vector, constants reloaded from memory in the
-    loop); AVX-512 code gained nothing from it (16 lanes; three multiplications more), nor
-    did sigmoid's or tanh's polynomials on either ISA (benchmarks/RESULTS.md).  Measured
+    where :func:`vgeluf` takes its erfc polynomial by Estrin's scheme (:func:`_estrin`): the
+    shorter chain of dependent FMAs made GELU's AVX2 kernel 0.87x as long on Zen 4 (8 lanes
+    a vector); AVX-512 code gained nothing from it (16 lanes; three multiplications more),
+    nor did sigmoid's or tanh's polynomials on either ISA (benchmarks/RESULTS.md).  Measured
     worst case 6.6 ulp against 6.2 by Horner's rule."""
     from cnnc.backends.numba_cpu import target
     return target.effective().registers <= 16
@@ -256,11 +274,9 @@ def vgeluf(typingctx, x):
     sig = types.float32(x)
 
     def codegen(context, builder, sig, args):
-        f32 = ir.FloatType()
-        c = lambda v: ir.Constant(f32, v)   # noqa: E731
+        c = _float_constants(builder)
         fma = _fma32(builder)
-        fabs = builder.module.declare_intrinsic("llvm.fabs", [f32])
-        few = _few_registers()
+        fabs = builder.module.declare_intrinsic("llvm.fabs", [ir.FloatType()])
         x = args[0]
         xa = builder.call(fabs, [x])
         xa = builder.select(builder.fcmp_ordered(">", xa, c(GELU_CLAMP)), c(GELU_CLAMP), xa)
@@ -268,11 +284,12 @@ def vgeluf(typingctx, x):
         h = builder.fmul(m, xa)
         e = builder.call(fma, [m, xa, builder.fneg(h)])     # -x^2 / 2 = h + e exactly
         t = builder.fdiv(c(1.0), builder.call(fma, [xa, c(0.5 / math.sqrt(2.0)), c(1.0)]))
-        p = (_estrin if few else _horner)(builder, _ERFC_P, t)
-        erfc = builder.fmul(t, _expf_ir(builder, h, builder.fadd(p, e), two_factors=few))
+        p = (_estrin if _few_registers() else _horner)(builder, _ERFC_P, t)
+        erfc = builder.fmul(t, _expf_ir(builder, h, builder.fadd(p, e)))
         half = builder.fmul(builder.fneg(m), erfc)          # 0.5 |x| c, |x| clamped
         neg = builder.fneg(half)
         pos = builder.fsub(x, half)
-        return builder.select(builder.fcmp_ordered("<", x, c(0.0)), neg, pos)
+        zero = ir.Constant(ir.FloatType(), 0.0)     # a register's xor, never loaded
+        return builder.select(builder.fcmp_ordered("<", x, zero), neg, pos)
 
     return sig, codegen
