@@ -131,8 +131,11 @@ def _float_constants(builder):
     ``movabs`` beside 25 arithmetic instructions).  An asm result is a value LLVM cannot
     rematerialize: each is hoisted out of the loop (``readnone``), splatted once, and those
     that do not fit stay in registers or spill to the stack, read back as the memory operand
-    of an FMA.  The sigmoid kernel's AVX2 loop ran 0.83x as long (benchmarks/RESULTS.md);
-    AVX-512's 32 registers hold the constants already."""
+    of an FMA.  The sigmoid kernel's AVX2 code ran 0.78x as long at batch 1, 0.68x at batch
+    8, GELU's 0.94x (benchmarks/RESULTS.md); AVX-512's 32 registers hold the constants
+    already.  (The same statement around the coefficients of generated code's float64
+    polynomials did not pay: tanh 1.08x, erf 5x, a call inside its ``if`` keeping the loop
+    scalar.)"""
     f32 = ir.FloatType()
     if not _opaque_constants():
         return lambda v: ir.Constant(f32, v)
@@ -180,9 +183,9 @@ _EXACT = ("nsz",)
 
 def _expf_ir(builder, h, q=None):
     """IR of e^(h + q) for float32 values h and q (|q| small, say |q| < 2; None: 0) whose sum
-    lies in [-131, 0], within 1 ulp even where ``h + q`` would round: h + q = k ln 2 + r with k = rint((h + q) / ln 2) from the mantissa of ``fma(h + q,
-    log2 e, SHIFT32)``, and r = fma(k, -C2, fma(k, -C1, h)) + q, where h - k C1 is exact
-    (Cody-Waite); e^r 2^-64 by Horner with ``llvm.fma`` over coefficients scaled by 2^-64
+    lies in [-131, 0], within 1 ulp even where ``h + q`` would round: h + q = k ln 2 + r with
+    k = rint((h + q) / ln 2) from the mantissa of ``fma(h + q, log2 e, SHIFT32)``, and
+    r = fma(k, -C2, fma(k, -C1, h)) + q, where h - k C1 is exact (Cody-Waite); e^r 2^-64 by Horner with ``llvm.fma`` over coefficients scaled by 2^-64
     (exactly e^r's evaluation, scaled), times the normal 2^(k + 64), which two integer
     operations make from kk's bits (k >= -190): one multiplication, so that a subnormal result
     rounds once. Numba marks the float operations of a fast-math kernel reassociable: written as
