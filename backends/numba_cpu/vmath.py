@@ -185,8 +185,9 @@ def _expf_ir(builder, h, q=None):
     """IR of e^(h + q) for float32 values h and q (|q| small, say |q| < 2; None: 0) whose sum
     lies in [-131, 0], within 1 ulp even where ``h + q`` would round: h + q = k ln 2 + r with
     k = rint((h + q) / ln 2) from the mantissa of ``fma(h + q, log2 e, SHIFT32)``, and
-    r = fma(k, -C2, fma(k, -C1, h)) + q, where h - k C1 is exact (Cody-Waite); e^r 2^-64 by Horner with ``llvm.fma`` over coefficients scaled by 2^-64
-    (exactly e^r's evaluation, scaled), times the normal 2^(k + 64), which two integer
+    r = fma(k, -C2, fma(k, -C1, h)) + q, where h - k C1 is exact (Cody-Waite); e^r 2^-64 by
+    Horner with ``llvm.fma`` over coefficients scaled by 2^-64 (exactly e^r's evaluation,
+    scaled), times the normal 2^(k + 64), which two integer
     operations make from kk's bits (k >= -190): one multiplication, so that a subnormal result
     rounds once. Numba marks the float operations of a fast-math kernel reassociable: written as
     plain multiplies and subtractions, LLVM folded the reduction into x - k (C1 + C2) (5 ulp at
