@@ -121,10 +121,10 @@ def _fma32(builder):
 
 
 def _float_constants(builder):
-    """``v -> `` a float32 value of ``v`` for the IR: a constant, or on x86 targets of 16
-    vector registers (AVX2, SSE) an empty inline-asm statement returning it.
+    """``v -> `` a float32 value of ``v`` for the IR: on x86 targets an empty inline-asm
+    statement returning it, elsewhere a constant.
 
-    With 16 registers a loop over GELU or sigmoid holds its vectors and fifteen or more
+    With 16 registers (AVX2) a loop over GELU or sigmoid holds its vectors and fifteen or more
     constants in more registers than there are, and LLVM rematerializes every constant
     where it is used: a ``movabs`` of its address (Numba's large code model) and a broadcast
     load per constant, in each iteration (sigmoid's AVX2 loop: 14 broadcasts and 5
@@ -132,8 +132,9 @@ def _float_constants(builder):
     rematerialize: each is hoisted out of the loop (``readnone``), splatted once, and those
     that do not fit stay in registers or spill to the stack, read back as the memory operand
     of an FMA.  The sigmoid kernel's AVX2 code ran 0.78x as long at batch 1, 0.68x at batch
-    8, GELU's 0.94x (benchmarks/RESULTS.md); AVX-512's 32 registers hold the constants
-    already.  (The same statement around the coefficients of generated code's float64
+    8, GELU's 0.94x; AVX-512 code, whose loops interleave vectors until 32 registers do not
+    hold them all either, 0.87x and 0.77x, SiLU 0.85x, GELU 0.98x (benchmarks/RESULTS.md).
+    (The same statement around the coefficients of generated code's float64
     polynomials did not pay: tanh 1.08x, erf 5x, a call inside its ``if`` keeping the loop
     scalar.)"""
     f32 = ir.FloatType()
@@ -245,10 +246,10 @@ GELU_CLAMP = 14.5
 
 
 def _opaque_constants() -> bool:
-    """Whether :func:`_float_constants` hides the constants: x86 targets of 16 registers."""
+    """Whether :func:`_float_constants` hides the constants: x86 targets (the asm's ``x``
+    constraint is an x86 vector register)."""
     from cnnc.backends.numba_cpu import target
-    t = target.effective()
-    return t.registers <= 16 and t.isa in ("avx2", "avx", "sse")
+    return target.effective().isa in ("avx512", "avx2", "avx", "sse")
 
 
 def _few_registers() -> bool:

@@ -185,10 +185,10 @@ def _host_runs_avx2() -> bool:
                     reason="this process compiles the AVX2 code already")
 @pytest.mark.skipif(not _host_runs_avx2(), reason="this CPU runs no AVX2 code")
 def test_16_register_forms_pass_the_same_tests(tmp_path):
-    """With 16 vector registers (x86: AVX2, SSE) vexpf and vgeluf take other forms: their
-    constants out of an asm statement (``_float_constants``), GELU's 2^k in two factors and
-    its erfc polynomial by Estrin's scheme.  The tests of exp, sigmoid and GELU above again,
-    in a process compiling AVX2 code."""
+    """With 16 vector registers (AVX2, SSE) vgeluf takes its erfc polynomial by Estrin's
+    scheme, and every AVX2 loop spills its constants where AVX-512's keep them
+    (``_float_constants``).  The tests of exp, sigmoid and GELU above again, in a process
+    compiling AVX2 code."""
     env = dict(os.environ, **AVX2, CNNC_CACHE_DIR=str(tmp_path))
     p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                         "-o", "addopts=", __file__, "-k", "(vgeluf or vexpf or sigmoid) and not "
