@@ -20,13 +20,11 @@ from pathlib import Path
 import pytest
 
 from asm_probe import hot_loop
+from isa_targets import AVX2, AVX512
 from cnnc.backends.numba_cpu.target import wide_vectors
 
 pytestmark = [pytest.mark.numba, pytest.mark.slow]
 PROBE = Path(__file__).resolve().parents[1] / "asm_probe.py"
-AVX2 = ("+64bit,+avx,+avx2,+fma,+f16c,+bmi,+bmi2,+lzcnt,+popcnt,+sse,+sse2,+sse3,+ssse3,"
-        "+sse4.1,+sse4.2,+cx16,+movbe,-avx512f,-avx512bw,-avx512dq,-avx512vl,-avx512cd")
-AVX512 = AVX2.replace("-avx512", "+avx512")
 #: id: (LLVM CPU, features, register, lanes). LLVM tunes Intel's AVX-512 CPUs to prefer
 #: 256-bit vectors; the backend switches that off (target.wide_vectors), and the Intel entry
 #: checks that its tiles are then compiled to zmm as on AMD.

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from isa_targets import AVX2_ENV, host_runs_avx2
 
 pytestmark = pytest.mark.numba
 
@@ -168,28 +169,16 @@ def test_a_loop_calling_vgeluf_uses_packed_float32_fmas(gelu_loop):
                and ("ymm" in ln[-1] or "zmm" in ln[-1]) for ln in lines), "no packed float32 FMA"
 
 
-#: an AVX2 target without AVX-512 (16 vector registers), as in test_numba_cpu_asm.py
-AVX2 = {"NUMBA_CPU_NAME": "znver3",
-        "NUMBA_CPU_FEATURES": "+64bit,+avx,+avx2,+fma,+f16c,+bmi,+bmi2,+lzcnt,+popcnt,+sse,"
-                              "+sse2,+sse3,+ssse3,+sse4.1,+sse4.2,+cx16,+movbe,-avx512f,"
-                              "-avx512bw,-avx512dq,-avx512vl,-avx512cd"}
-
-
-def _host_runs_avx2() -> bool:
-    from cnnc.backends.numba_cpu.target import host_features
-    return "+avx2" in host_features().split(",") and "+fma" in host_features().split(",")
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("NUMBA_CPU_NAME") == AVX2["NUMBA_CPU_NAME"],
+@pytest.mark.skipif(os.environ.get("NUMBA_CPU_NAME") == AVX2_ENV["NUMBA_CPU_NAME"],
                     reason="this process compiles the AVX2 code already")
-@pytest.mark.skipif(not _host_runs_avx2(), reason="this CPU runs no AVX2 code")
+@pytest.mark.skipif(not host_runs_avx2(), reason="this CPU runs no AVX2 code")
 def test_16_register_forms_pass_the_same_tests(tmp_path):
     """With 16 vector registers (AVX2, SSE) vgeluf takes its erfc polynomial by Estrin's
     scheme, and every AVX2 loop spills its constants where AVX-512's keep them
     (``_float_constants``).  The tests of exp, sigmoid and GELU above again, in a process
     compiling AVX2 code."""
-    env = dict(os.environ, **AVX2, CNNC_CACHE_DIR=str(tmp_path))
+    env = dict(os.environ, **AVX2_ENV, CNNC_CACHE_DIR=str(tmp_path))
     p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                         "-o", "addopts=", __file__, "-k", "(vgeluf or vexpf or sigmoid) and not "
                         "16_register"], env=env, capture_output=True, text=True, timeout=600)

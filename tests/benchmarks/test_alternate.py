@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from isa_targets import host_runs_avx2
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # the benchmarks live in the repository, not in the package
@@ -19,9 +20,7 @@ from benchmarks import alternate  # noqa: E402
 
 
 def test_avx2_environment_has_no_avx512():
-    import llvmlite.binding as ll
-    host = ll.get_host_cpu_features().flatten()
-    if "+avx2" not in host or "+fma" not in host:
+    if not host_runs_avx2():
         with pytest.raises(RuntimeError, match="AVX2"):
             alternate.isa_env("avx2")
         return
@@ -41,18 +40,13 @@ def test_child_environment_sets_the_isas_blas_kernels():
     native = alternate.child_env("native", base)
     assert native == {"KEEP": "1"}   # OpenBLAS picks this CPU's kernels
     assert machine.blas_kernels(native) == "OpenBLAS kernels chosen for this CPU"
-    if "+avx2" in _host_features() and "+fma" in _host_features():
+    if host_runs_avx2():
         avx2 = alternate.child_env("avx2", {"KEEP": "1"})
         assert avx2["OPENBLAS_CORETYPE"] == "Haswell" and avx2["KEEP"] == "1"
         assert avx2["NUMBA_CPU_NAME"] == "znver3"
         assert "Haswell" in machine.blas_kernels(avx2)
         peak = machine.gemm_peak_with(avx2, 64, 2)   # runs in a fresh process
         assert peak > 0
-
-
-def _host_features() -> str:
-    import llvmlite.binding as ll
-    return ll.get_host_cpu_features().flatten()
 
 
 def test_rounds_rotate_and_ratios_are_taken_per_round(monkeypatch):
