@@ -182,11 +182,10 @@ def _estrin(builder, coefs, x):
 _EXACT = ("nsz",)
 
 
-def _expf_ir(builder, h, q=None):
-    """IR of e^(h + q) for float32 values h and q (|q| small, say |q| < 2; None: 0) whose sum
-    lies in [-131, 0], within 1 ulp even where ``h + q`` would round: h + q = k ln 2 + r with
-    k = rint((h + q) / ln 2) from the mantissa of ``fma(h + q, log2 e, SHIFT32)``, and
-    r = fma(k, -C2, fma(k, -C1, h)) + q, where h - k C1 is exact (Cody-Waite); e^r 2^-64 by
+def _expf_ir(builder, h):
+    """IR of e^h for a float32 h in [-131, 0], within 1 ulp: h = k ln 2 + r with
+    k = rint(h / ln 2) from the mantissa of ``fma(h, log2 e, SHIFT32)``, and
+    r = fma(k, -C2, fma(k, -C1, h)), where h - k C1 is exact (Cody-Waite); e^r 2^-64 by
     Horner with ``llvm.fma`` over coefficients scaled by 2^-64 (exactly e^r's evaluation,
     scaled), times the normal 2^(k + 64), which two integer
     operations make from kk's bits (k >= -190): one multiplication, so that a subnormal result
@@ -203,12 +202,9 @@ def _expf_ir(builder, h, q=None):
     f32, i32 = ir.FloatType(), ir.IntType(32)
     c = _float_constants(builder)
     fma = _fma32(builder)
-    a = h if q is None else builder.fadd(h, q)
-    kk = builder.call(fma, [a, c(LOG2E), c(SHIFT32)])
+    kk = builder.call(fma, [h, c(LOG2E), c(SHIFT32)])
     k = builder.fsub(kk, c(SHIFT32), flags=_EXACT)
     r = builder.call(fma, [k, c(-C2), builder.call(fma, [k, c(-C1), h])])
-    if q is not None:
-        r = builder.fadd(r, q)
     p = _horner(builder, _EXP_POLY_SCALED, r)
     pow2 = builder.bitcast(builder.shl(builder.add(builder.bitcast(kk, i32),
                                                    ir.Constant(i32, _POW2_BIAS)),
@@ -234,13 +230,14 @@ def vexpf(typingctx, x):
     return sig, codegen
 
 
-#: erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z / 2), for 0 <= z <= 14.5 / sqrt 2 (the form
-#: of Numerical Recipes' ``erfcc``); P's coefficients, t^0 first: a least-squares fit to
-#: log(erfcx(z) / t) on Chebyshev nodes, absolute error below 5e-8 (9e-8 with the
-#: coefficients rounded to float32), i.e. erfc's relative error
-_ERFC_P = (-1.2654541550060483, 0.998758156419852, 0.38556189494920934, 0.039762129338601244,
-           -0.013907620611885437, -0.05171906509840938, -0.7307702667254532,
-           1.1826518401229962, -0.6918319051410724, 0.14694904020396762)
+#: erfc(z) = t e^(-z^2) R(t), t = 1 / (1 + z / 2), for 0 <= z <= 14.5 / sqrt 2 (the form of
+#: Numerical Recipes' ``erfcc``, its exponent's polynomial taken out of the exponential);
+#: R(t) = erfcx(z) / t, coefficients t^0 first: each a least-squares fit of the relative error
+#: on Chebyshev nodes after the ones before it were rounded to float32 (so these are exact
+#: float32 values); relative error 2.3e-8, 1.1e-7 evaluated in float32 by Horner's rule
+_ERFC_R = (0.2820647358894348, 0.28285521268844604, 0.23863175511360168, 0.2257542461156845,
+           -0.0994115024805069, 0.424254834651947, -0.6747686862945557, 0.4333623945713043,
+           -0.12550771236419678, 0.0127647053450346)
 #: past |x| = 14.5, 0.5 x erfc(|x| / sqrt 2) is below float32's smallest subnormal
 GELU_CLAMP = 14.5
 
@@ -258,7 +255,7 @@ def _few_registers() -> bool:
     shorter chain of dependent FMAs made GELU's AVX2 kernel 0.87x as long on Zen 4 (8 lanes
     a vector); AVX-512 code gained nothing from it (16 lanes; three multiplications more),
     nor did sigmoid's or tanh's polynomials on either ISA (benchmarks/RESULTS.md).  Measured
-    worst case 6.6 ulp against 6.2 by Horner's rule."""
+    worst case 6.3 ulp against 5.6 by Horner's rule (2.3M points of [-14, 14])."""
     from cnnc.backends.numba_cpu import target
     return target.effective().registers <= 16
 
@@ -271,10 +268,14 @@ def vgeluf(typingctx, x):
     With c = erfc(|x| / sqrt 2) it is 0.5 x c for x < 0 (no cancellation, so the tail keeps
     its relative accuracy) and x - 0.5 x c for x >= 0, i.e. max(x, 0) - 0.5 |x| c (a max and a
     subtraction: a compare, a blend and a negation more made GELU's loop 1.05-1.08x as long
-    on both ISAs).  c = t e^(-x^2 / 2 + P(t)), taken as
-    one :func:`_expf_ir` of the exact -x^2 / 2 = h + e (h = (-0.5 |x|) |x| rounded, e its
-    error by an FMA) and the small P(t) + e, so the large exponent loses nothing to rounding
-    (a single e^(-x^2 / 2 + P) is 20 ulp off at x = -10).  Within a few ulp; measured in
+    on both ISAs).  0.5 |x| c = (0.5 |x| t R(t)) e^(-x^2 / 2) (:data:`_ERFC_R`), the
+    exponential taken of the exact -x^2 / 2 = h + e (h = (-0.5 |x|) |x| rounded, e its error
+    by an FMA) as e^h (1 + e), so the large exponent loses nothing to rounding (a single
+    e^(-x^2 / 2) of the rounded square is 20 ulp off at x = -10).  The division and the
+    polynomial on one side and the exponential on the other are independent chains that
+    meet in one multiplication (with R inside the exponent, e^(-x^2 / 2 + log R), the
+    exponential waited for the polynomial: a plain loop over 0.8M and 6.4M values took
+    0.84-0.88x the time with the chains apart, AVX-512 and AVX2 code, benchmarks/RESULTS.md).  Within a few ulp; measured in
     tests/backends/test_vmath.py."""
     if x != types.float32:
         return None
@@ -291,9 +292,11 @@ def vgeluf(typingctx, x):
         h = builder.fmul(m, xa)
         e = builder.call(fma, [m, xa, builder.fneg(h)])     # -x^2 / 2 = h + e exactly
         t = builder.fdiv(c(1.0), builder.call(fma, [xa, c(0.5 / math.sqrt(2.0)), c(1.0)]))
-        p = (_estrin if _few_registers() else _horner)(builder, _ERFC_P, t)
-        erfc = builder.fmul(t, _expf_ir(builder, h, builder.fadd(p, e)))
-        half = builder.fmul(builder.fneg(m), erfc)          # 0.5 |x| c, |x| clamped
+        r = (_estrin if _few_registers() else _horner)(builder, _ERFC_R, t)
+        u = builder.fmul(builder.fmul(builder.fneg(m), t), r)   # 0.5 |x| t R(t)
+        ex = _expf_ir(builder, h)
+        ex = builder.call(fma, [ex, e, ex])                 # e^(h + e) = e^h (1 + e)
+        half = builder.fmul(u, ex)                          # 0.5 |x| c, |x| clamped
         zero = ir.Constant(ir.FloatType(), 0.0)     # a register's xor, never loaded
         pos = builder.select(builder.fcmp_ordered(">", x, zero), x, zero)
         return builder.fsub(pos, half)
