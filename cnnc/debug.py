@@ -14,6 +14,7 @@ what :mod:`cnnc.profile` times.
 from __future__ import annotations
 
 import ast
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -160,8 +161,10 @@ class ForwardStepper:
             own = "_forward" in vars(model)
             saved = vars(model).get("_forward")
             model._forward = stand_in
+            stepping = getattr(model, "stepping", contextlib.nullcontext)
             try:
-                outs = model.run(arrays, bindings)
+                with stepping():
+                    outs = model.run(arrays, bindings)
             finally:
                 if own:
                     model._forward = saved

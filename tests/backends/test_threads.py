@@ -213,6 +213,30 @@ def test_a_model_on_one_thread_computes_the_same_and_restores_the_count():
     assert np.array_equal(y_one, y_team)
 
 
+def test_a_stepped_call_runs_on_the_callers_threads_and_is_not_timed():
+    """The debugger and the profiler step through forward (a call that takes seconds): it
+    must not become a sample of the model's speed (recorded, it made the next probe of one
+    thread win, and cnnc profile's whole-call line read the one-thread time), and its
+    kernels run on the caller's thread count even while the chooser holds one thread."""
+    from cnnc.backends.base import prepare_inputs
+    from cnnc.debug import ForwardStepper
+    m = cnnc.compile(_graph("N"), target="cpu")
+    x = np.random.default_rng(5).standard_normal((40, 12, 12, 8)).astype(np.float32)
+    before = get_threads()
+    m(x)
+    team = m.team({"N": 40})
+    team.size = 1                    # the chooser holds one thread
+    recent = list(team.recent)
+    seen = []
+    arrays, bindings = prepare_inputs(m.graph, [x])
+    out = ForwardStepper(m).run(arrays, bindings,
+                                on_call=lambda step, fn, args: (seen.append(get_threads()),
+                                                                fn(*args)))
+    assert list(team.recent) == recent and not team.probing
+    assert seen and seen[0] == before    # the first conv is large enough for the whole team
+    assert get_threads() == before and np.array_equal(out[0], m(x))
+
+
 def test_on_more_cores_the_team_shrinks_a_thread_at_a_time_and_grows_back():
     from cnnc.backends.numba_cpu import contention
     c = contention.TeamChooser()
