@@ -161,9 +161,9 @@ class ForwardStepper:
             own = "_forward" in vars(model)
             saved = vars(model).get("_forward")
             model._forward = stand_in
-            stepping = getattr(model, "stepping", contextlib.nullcontext)
+            untimed = getattr(model, "untimed", contextlib.nullcontext)
             try:
-                with stepping():
+                with untimed():
                     outs = model.run(arrays, bindings)
             finally:
                 if own:

@@ -240,18 +240,19 @@ class NumbaCpuModel(CompiledModel):
         return teams[key]
 
     @contextlib.contextmanager
-    def stepping(self):
+    def untimed(self):
         """Calls of this thread meanwhile run on the caller's thread count and are no samples
-        of the model's speed for its :class:`TeamChooser`: the debugger and the profiler step
-        through ``forward`` (cnnc/debug.py), a call that takes seconds.  Recorded, it made the
-        chooser's next probe of one thread win, so that ``cnnc profile``'s whole-call line
-        read the one-thread time (ResNet-50 60.7 ms against 33), and a stepped call made
-        while a probe or one thread was chosen timed every kernel on one thread."""
-        self._local.stepping = True
+        of the model's speed for its :class:`TeamChooser`: the warm-up that loads the kernels
+        (seconds) and the debugger's and profiler's stepped ``forward`` (cnnc/debug.py).
+        Recorded, such a call made the chooser's next probe of one thread win against an
+        average that held it: the calls after it ran on one thread until the probe after
+        (``cnnc profile``'s whole-call line read the one-thread time: ResNet-50 60.7 ms against
+        33), and a stepped call made while one thread was chosen timed every kernel on one."""
+        self._local.untimed = True
         try:
             yield
         finally:
-            self._local.stepping = False
+            self._local.untimed = False
 
     def __call__(self, *xs):
         """The model on ``xs``.  A call with the input shapes of this thread's last call, on
@@ -283,8 +284,8 @@ class NumbaCpuModel(CompiledModel):
         from cnnc.backends.numba_cpu.threads import get_threads, set_threads
         args = (*arrays, *arena, *self._weights)
         threads = get_threads()
-        stepping = getattr(self._local, "stepping", False)
-        n = threads if stepping else team.threads(threads, time.perf_counter())
+        untimed = getattr(self._local, "untimed", False)
+        n = threads if untimed else team.threads(threads, time.perf_counter())
         if n != threads:
             set_threads(n)
         t0 = time.perf_counter()
@@ -299,7 +300,7 @@ class NumbaCpuModel(CompiledModel):
             if n != threads:
                 set_threads(threads)
         t1 = time.perf_counter()
-        if not stepping:
+        if not untimed:
             team.record(t1 - t0, t1)
         return [y.copy() for y in outs]
 
@@ -325,7 +326,8 @@ class NumbaCpuModel(CompiledModel):
         xs = [np.zeros(v.type.concrete({d: 1 for d in v.type.shape if isinstance(d, str)}),
                        np.float32) for v in self.graph.inputs]
         bindings = {d: 1 for v in self.graph.inputs for d in v.type.shape if isinstance(d, str)}
-        self.run(xs, bindings)
+        with self.untimed():
+            self.run(xs, bindings)
         self.compile_seconds = time.perf_counter() - t0
         return self.compile_seconds
 

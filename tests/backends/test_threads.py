@@ -213,14 +213,16 @@ def test_a_model_on_one_thread_computes_the_same_and_restores_the_count():
     assert np.array_equal(y_one, y_team)
 
 
-def test_a_stepped_call_runs_on_the_callers_threads_and_is_not_timed():
-    """The debugger and the profiler step through forward (a call that takes seconds): it
-    must not become a sample of the model's speed (recorded, it made the next probe of one
-    thread win, and cnnc profile's whole-call line read the one-thread time), and its
-    kernels run on the caller's thread count even while the chooser holds one thread."""
+def test_warm_up_and_stepped_calls_run_on_the_callers_threads_and_are_not_timed():
+    """The warm-up that loads the kernels and the debugger's and profiler's stepped forward
+    take seconds: neither may become a sample of the model's speed (recorded, such a call
+    made the next probe of one thread win, and cnnc profile's whole-call line read the
+    one-thread time), and a stepped call's kernels run on the caller's thread count even
+    while the chooser holds one thread."""
     from cnnc.backends.base import prepare_inputs
     from cnnc.debug import ForwardStepper
     m = cnnc.compile(_graph("N"), target="cpu")
+    assert not m.team({"N": 1}).recent     # compile ran the warm-up at batch 1
     x = np.random.default_rng(5).standard_normal((40, 12, 12, 8)).astype(np.float32)
     before = get_threads()
     m(x)
