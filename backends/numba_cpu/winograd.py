@@ -63,8 +63,12 @@ GATES = {"avx512": (64, 8 * 8), "avx2": (64, 1)}
 #: 16->16, 28x28 16->32, 14x14 16->48, 56x56 16->16), ResNet-20 0.86-0.93x the time at batch 1
 #: and 64 (with the batch in chunks, :data:`CHUNK_BYTES`; 0.90x slower at 64 before); from
 #: 32x32 outputs only, as GoogLeNet's one 28x28 16->32 conv (0.2 % of its work) took its cold
-#: compile 4-9 s closer to the 60 s bar
-F4_GATES = {"avx2": ((32, 16 * 16), (16, 32 * 32))}
+#: compile 4-9 s closer to the 60 s bar.  Full-rate AVX-512 (an Intel Sapphire Rapids-class
+#: Xeon; whole models, one process, interleaved): ResNet-20 0.96x the time at batch 1, 0.94
+#: at 8, 0.87 at 64, GoogLeNet 0.97 and DenseNet-121 0.94 (its 56x56 and 28x28 128->32
+#: convs) at batch 1; cold compiles ResNet-20 13.9 s against 10.6, GoogLeNet 37.8 and
+#: DenseNet-121 44.3 as before.  (Zen 5 not measured.)
+F4_GATES = {"avx2": ((32, 16 * 16), (16, 32 * 32)), "avx512": ((32, 16 * 16), (16, 32 * 32))}
 #: the tuner's candidate gate on every ISA, (channels, output pixels)
 TUNE_GATE = (16, 1)
 
