@@ -275,8 +275,8 @@ def vgeluf(typingctx, x):
     polynomial on one side and the exponential on the other are independent chains that
     meet in one multiplication (with R inside the exponent, e^(-x^2 / 2 + log R), the
     exponential waited for the polynomial: a plain loop over 0.8M and 6.4M values took
-    0.84-0.88x the time with the chains apart, AVX-512 and AVX2 code, benchmarks/RESULTS.md).  Within a few ulp; measured in
-    tests/backends/test_vmath.py."""
+    0.84-0.88x the time with the chains apart, AVX-512 and AVX2 code on an Intel Xeon,
+    benchmarks/RESULTS.md).  Within a few ulp; measured in tests/backends/test_vmath.py."""
     if x != types.float32:
         return None
     sig = types.float32(x)
